@@ -1,0 +1,74 @@
+"""One interface over every frozen vision(-language) encoder adbench uses.
+
+A backbone maps images in [0, 1] to patch-token grids at any list of blocks, the CLS token, the
+last block's CLS-to-patch attention and (CLIP models) text features. Methods only talk to this
+interface, so a method runs on open_clip, timm, a CNN or a tiny random model alike.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Tokens:
+    """Features of a batch: ``patches[layer]`` is (N, h, w, C) for each requested block (1-based);
+    ``cls`` is the final CLS/global token (N, C_out) or None for models without one."""
+
+    patches: dict[int, torch.Tensor]
+    cls: torch.Tensor | None = None
+    grid: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A named backbone: how to build it and where its weights come from (timm-style config as data)."""
+
+    name: str
+    description: str
+    family: str  # "open_clip" | "timm" | "efficientnet" | "tiny"
+    builder: Callable[..., Backbone]
+    model_name: str = ""  # the library's own name, e.g. "ViT-L-14-336-quickgelu"
+    pretrained: str | None = None  # library tag, e.g. "openai"; None for random-only models
+    weight_files: tuple[str, ...] = ()  # file names looked for under $ADBENCH_WEIGHTS
+    has_text: bool = False
+    patch_size: int = 16
+    default_size: int = 224
+    num_blocks: int = 12
+    kwargs: dict = field(default_factory=dict)
+
+
+class Backbone(nn.Module, ABC):
+    """A frozen encoder. ``weights`` is 'random' or an identity of the loaded weights (tag or file hash)."""
+
+    name: str
+    patch_size: int
+    embed_dim: int
+    num_blocks: int
+    has_text: bool = False
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    weights: str = "random"
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Map images in [0, 1] to the backbone's normalised input."""
+        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        return (images - mean) / std
+
+    @abstractmethod
+    def forward_tokens(self, images: torch.Tensor, layers: Sequence[int]) -> Tokens:
+        """Patch tokens of the given blocks (1-based; -1 = last) for images in [0, 1] of any size."""
+
+    def cls_attention(self, images: torch.Tensor) -> torch.Tensor:
+        """Last block's CLS-to-patch attention averaged over heads, (N, h, w)."""
+        raise TypeError(f"backbone '{self.name}' has no CLS attention")
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """L2-normalisable text features (T, C_out) for CLIP models."""
+        raise TypeError(f"backbone '{self.name}' has no text tower")

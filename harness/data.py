@@ -1,0 +1,156 @@
+"""The data model every dataset plugin yields, and image/mask loading shared by all of them.
+
+A dataset has categories; a category has a train split (normal images only) and a test split of
+samples with a label (0 normal, 1 anomalous), a defect type and, where the dataset has them, a
+binary pixel mask aligned with the image. Images are read with Pillow in RGB; masks are
+binarised with ``> 0`` and resized with nearest-neighbour so they stay binary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .errors import AdbenchError
+from .paths import data_root
+
+TASKS = ("image", "pixel", "both")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a category. ``mask_path`` is None for normal images and mask-less datasets."""
+
+    id: str
+    image_path: Path
+    label: int
+    defect_type: str = "good"
+    mask_path: Path | None = None
+
+
+@dataclass
+class Category:
+    """A category's splits. ``has_masks`` says whether pixel metrics are defined for it."""
+
+    name: str
+    train: list[Sample]
+    test: list[Sample]
+    has_masks: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_anomalous(self) -> int:
+        return sum(s.label for s in self.test)
+
+
+class Dataset(ABC):
+    """Base class of dataset plugins: names its categories and loads one category at a time.
+
+    Subclasses set ``name``, ``description``, ``task`` (image / pixel / both) and implement
+    :meth:`categories` and :meth:`load_category`. ``root`` is where the user unpacked the data.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    task: ClassVar[str] = "both"
+    version: ClassVar[str] = "1"
+    #: Name of the preprocessing variant the numbers rely on (e.g. KSDD thirds); recorded per result.
+    variant: ClassVar[str] = "native"
+    #: Published counts for ``datasets check`` (e.g. {"categories": 15, "test_images": 1725}).
+    published_counts: ClassVar[dict[str, int]] = {}
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root).expanduser() if root else self.default_root()
+
+    @classmethod
+    def default_root(cls) -> Path | None:
+        """The root used when none is given: ``$ADBENCH_DATA/<name>``."""
+        return data_root(cls.name)
+
+    @abstractmethod
+    def categories(self) -> list[str]:
+        """Names of the categories, in a stable order."""
+
+    @abstractmethod
+    def load_category(self, name: str) -> Category:
+        """Train and test samples of one category; raise AdbenchError on an unknown name."""
+
+    def fingerprint(self, categories: Sequence[str] | None = None) -> str:
+        """Hash of the relative file list and file sizes: changes when the data on disk changes."""
+        h = hashlib.sha256(f"{self.name}:{self.version}:{self.variant}".encode())
+        for cat in categories or self.categories():
+            c = self.load_category(cat)
+            for s in [*c.train, *c.test]:
+                for p in (s.image_path, s.mask_path):
+                    if p is None:
+                        continue
+                    rel = _relative(p, self.root)
+                    h.update(f"{cat}|{s.id}|{s.label}|{rel}|{Path(p).stat().st_size}\n".encode())
+        return h.hexdigest()[:16]
+
+    def check_category_name(self, name: str) -> None:
+        """Raise a one-line error (with the nearest name) for an unknown category."""
+        names = self.categories()
+        if name not in names:
+            import difflib
+
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; categories: {', '.join(names)}"
+            raise AdbenchError(f"dataset '{self.name}' has no category '{name}'{hint}")
+
+
+def _relative(path: Path, root: Path | None) -> str:
+    try:
+        return str(Path(path).relative_to(root)) if root else Path(path).name
+    except ValueError:
+        return Path(path).name
+
+
+def read_rgb(path: str | Path) -> Image.Image:
+    """Open an image as RGB, turning any read failure into a one-line error naming the file."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise AdbenchError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
+
+
+def load_image(path: str | Path, size: int) -> torch.Tensor:
+    """An image as a float tensor (3, size, size) in [0, 1], resized with bicubic interpolation."""
+    img = read_rgb(path).resize((size, size), Image.BICUBIC)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).clamp_(0, 1)
+
+
+def load_mask(path: str | Path | None, size: int) -> torch.Tensor:
+    """A binary mask (size, size) as uint8: ``> 0`` of any channel, nearest-neighbour resize.
+
+    ``None`` (a normal image) gives an all-zero mask.
+    """
+    if path is None:
+        return torch.zeros(size, size, dtype=torch.uint8)
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("L"))
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise AdbenchError(f"cannot read mask {path}: {exc.__class__.__name__}: {exc}") from None
+    binary = Image.fromarray(((arr > 0) * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
+    return torch.from_numpy((np.asarray(binary) > 0).astype(np.uint8))
+
+
+def load_images(samples: Sequence[Sample], size: int) -> torch.Tensor:
+    """Stack the images of several samples into (N, 3, size, size)."""
+    return torch.stack([load_image(s.image_path, size) for s in samples]) if samples else torch.empty(0, 3, size, size)
+
+
+def load_masks(samples: Sequence[Sample], size: int) -> torch.Tensor:
+    """Stack the masks of several samples into (N, size, size) uint8."""
+    return torch.stack([load_mask(s.mask_path, size) for s in samples]) if samples else torch.empty(0, size, size, dtype=torch.uint8)

@@ -1,0 +1,102 @@
+"""The Method interface: a plugin maps images to image scores and anomaly maps, nothing more.
+
+Training-free methods implement :meth:`Method.predict`. Trained methods (auxiliary-data ZSAD) also
+set ``trained = True`` and implement :meth:`Method.fit` plus the learnable-state pair, which the
+training engine (``adbench.training``) drives; the method never loads data or writes results.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+PROTOCOLS = ("zero_shot", "batch_zero_shot", "few_shot")
+
+
+@dataclass
+class Prediction:
+    """Outputs for N query images: ``scores`` (N,), higher = more anomalous; ``maps`` (N, h, w) or None.
+
+    Maps may come at any resolution; the runner resizes them to the evaluation size.
+    """
+
+    scores: torch.Tensor
+    maps: torch.Tensor | None = None
+
+
+@dataclass
+class Context:
+    """What the protocol lets the method see besides the query images.
+
+    ``references`` are the few-shot normal images (k, 3, H, W) in [0, 1]; in batch zero-shot the
+    query batch is the whole test split of the category and serves as its own reference set.
+    """
+
+    protocol: str
+    category: str
+    seed: int = 0
+    references: torch.Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """Base class of method plugins.
+
+    Class attributes describe the method to the registry and the runner:
+    ``name``, ``description``, ``config_cls`` (a dataclass with the paper's defaults),
+    ``supports`` (protocols it can run), ``default_protocol``, ``trained``,
+    ``backbone_fields`` (config fields holding backbone names) and ``demo_backbones``
+    (the backbone each such field takes under ``adbench run --demo``).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    config_cls: ClassVar[type]
+    supports: ClassVar[frozenset[str]] = frozenset({"zero_shot"})
+    default_protocol: ClassVar[str] = "zero_shot"
+    trained: ClassVar[bool] = False
+    backbone_fields: ClassVar[tuple[str, ...]] = ("backbone",)
+    demo_backbones: ClassVar[dict[str, str]] = {}
+    #: Gaussian sigma (pixels, at evaluation size) the runner applies to maps; 0 disables.
+    smoothing_sigma: ClassVar[float] = 4.0
+
+    def __init__(self, config: Any, device: torch.device | str = "cpu") -> None:
+        self.config = config
+        self.device = torch.device(device)
+
+    @property
+    def image_size(self) -> int:
+        """Square input size the runner resizes images to (``config.image_size``)."""
+        return int(self.config.image_size)
+
+    def backbone_names(self) -> dict[str, str]:
+        """Config field -> backbone name, for the job key and the weights record."""
+        return {f: getattr(self.config, f) for f in self.backbone_fields}
+
+    def setup(self) -> None:  # noqa: B027 - optional hook
+        """Build backbones and modules. Called once before fit/predict; may be slow."""
+
+    @abstractmethod
+    def predict(self, images: torch.Tensor, ctx: Context) -> Prediction:
+        """Score ``images`` (N, 3, H, W) in [0, 1] under the protocol described by ``ctx``."""
+
+    # --- trained methods only -------------------------------------------------------------
+    def fit(self, batches: Iterable[dict[str, torch.Tensor]], ctx: Context) -> None:  # pragma: no cover
+        """Fit the learnable parts on auxiliary data (trained methods; see adbench.training)."""
+        raise TypeError(f"method '{self.name}' is training-free and has no fit()")
+
+    def learnable_state(self) -> dict[str, torch.Tensor]:
+        """The learnable parameters only (never frozen backbones), for safetensors checkpoints."""
+        return {}
+
+    def load_learnable_state(self, state: dict[str, torch.Tensor]) -> None:  # noqa: B027
+        """Restore what :meth:`learnable_state` returned."""
+
+    @property
+    def weights(self) -> dict[str, str]:
+        """Backbone name -> weights identity ('random' for random init); filled in by setup()."""
+        return getattr(self, "_weights", {})
