@@ -1,0 +1,216 @@
+"""The ``adbench`` command line: parse options, call the harness, print. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import parse_set_options
+from .errors import AdbenchError
+from .registry import get_registry
+from .store import DEFAULT_RESULTS_DIR, ResultsStore
+
+RANDOM_BANNER = (
+    "NOTE: backbones with randomly initialised weights were used ({names}): "
+    "these numbers are not comparable to published results."
+)
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _roots(values: tuple[str, ...], datasets: list[str]) -> dict[str, str]:
+    """``--root PATH`` (one dataset) or ``--root NAME=PATH`` (several)."""
+    roots: dict[str, str] = {}
+    for v in values:
+        name, sep, path = v.partition("=")
+        if sep and name in datasets:
+            roots[name] = path
+        elif len(datasets) == 1:
+            roots[datasets[0]] = v
+        else:
+            raise AdbenchError(f"--root {v!r}: with several datasets write --root NAME=PATH")
+    return roots
+
+
+results_option = click.option(
+    "--results", "results_dir", default=DEFAULT_RESULTS_DIR, show_default=True, type=click.Path(file_okay=False),
+    help="Results store directory.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="adbench (adbench-zsad)")
+def cli() -> None:
+    """adbench: benchmark zero-shot anomaly detection methods on equal terms."""
+
+
+@cli.command()
+@click.option("--methods", default="patchead", show_default=True, help="Comma-separated method names.")
+@click.option("--datasets", default="synthetic", show_default=True, help="Comma-separated dataset names.")
+@click.option("--root", "roots", multiple=True, help="Dataset root: PATH, or NAME=PATH with several datasets.")
+@click.option("--categories", default=None, help="Comma-separated subset of categories.")
+@click.option("--protocol", type=click.Choice(["zero_shot", "batch_zero_shot", "few_shot"]), default=None,
+              help="Evaluation protocol (default: each method's own).")
+@click.option("--shots", default="1,2,4", show_default=True, help="Few-shot k values.")
+@click.option("--seeds", default=None, help="Seeds (few-shot default 0,1,2; otherwise 0).")
+@click.option("--set", "sets", multiple=True, metavar="METHOD.FIELD=VALUE",
+              help="Override a config field; 'a,b' or 'a|b' expands the grid.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--demo", is_flag=True, help="Use backbones that need no download (efficientnet-lite0, tiny random).")
+@click.option("--force", is_flag=True, help="Recompute jobs that already have a record.")
+@click.option("--retrain", is_flag=True, help="Refit trained methods instead of reusing a cached fit.")
+@click.option("--train-on", default=None, help="Auxiliary dataset(s) for trained methods.")
+@click.option("--eval-size", type=int, default=None, help="Mask/map resolution for pixel metrics (default: input size).")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@results_option
+def run(methods, datasets, roots, categories, protocol, shots, seeds, sets, device, demo, force, retrain,
+        train_on, eval_size, batch_size, no_progress, results_dir) -> None:
+    """Evaluate METHODS on DATASETS and write one record per job to the results store."""
+    from .runner import Runner, RunSpec
+
+    ds = _csv(datasets) or ["synthetic"]
+    spec = RunSpec(
+        methods=_csv(methods) or [], datasets=ds, roots=_roots(roots, ds), categories=_csv(categories),
+        protocol=protocol, shots=tuple(int(s) for s in _csv(shots) or ()),
+        seeds=tuple(int(s) for s in _csv(seeds)) if seeds else None, overrides=parse_set_options(sets),
+        device=device, demo=demo, force=force, retrain=retrain, train_on=_csv(train_on), eval_size=eval_size,
+        batch_size=batch_size, progress=not no_progress,
+    )
+    store = ResultsStore(results_dir)
+    summary = Runner(spec, store).run()
+    click.echo(f"{summary.done} jobs run, {summary.skipped} already done (skipped), {len(summary.failed)} failed")
+    for line in summary.failed:
+        click.echo(f"  failed: {line}", err=True)
+    _print_results(store, "table")
+    if summary.failed:
+        sys.exit(1)
+
+
+def _print_results(store: ResultsStore, fmt: str) -> None:
+    df = store.frame()
+    if df.empty:
+        click.echo(f"no results in {store.root}")
+        return
+    if df["random_weights"].any():
+        names = sorted(df.loc[df["random_weights"], "method"].unique())
+        click.echo(RANDOM_BANNER.format(names="methods: " + ", ".join(names)))
+    if fmt == "csv":
+        click.echo(df.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(df.to_json(orient="records", indent=2))
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", 500, "display.max_columns", 50, "display.width", 250):
+            shown = df.drop(columns=["key", "status"]).round(4)
+            click.echo(shown.to_string(index=False, na_rep="—"))
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@results_option
+def results(fmt: str, results_dir: str) -> None:
+    """Print one row per job with a column per metric."""
+    _print_results(ResultsStore(results_dir), fmt)
+
+
+@cli.command()
+@results_option
+def rescore(results_dir: str) -> None:
+    """Recompute all metrics from the stored predictions (after a metric fix); runs no model."""
+    from .runner import rescore as do_rescore
+
+    click.echo(f"rescored {do_rescore(ResultsStore(results_dir))} records")
+
+
+@cli.command()
+@click.option("--format", "formats", default="html,latex", show_default=True, help="Comma-separated formats.")
+@click.option("--out", "out_dir", default="adbench-report", show_default=True, type=click.Path(file_okay=False))
+@click.option("--published", is_flag=True, help="Show published numbers beside reproduced ones.")
+@click.option("--ablation", default=None, metavar="METHOD.FIELD", help="Ablation table over one config field.")
+@results_option
+def report(formats: str, out_dir: str, published: bool, ablation: str | None, results_dir: str) -> None:
+    """Render paper-style tables and plots from the results store."""
+    from adbench.reports import render_report
+
+    paths = render_report(ResultsStore(results_dir), Path(out_dir), _csv(formats) or [], published=published,
+                          ablation=ablation, registry=get_registry())
+    for p in paths:
+        click.echo(str(p))
+
+
+@cli.command(name="list")
+@click.argument("kind", type=click.Choice(["methods", "datasets", "backbones", "report-formats"]))
+def list_(kind: str) -> None:
+    """List the methods, datasets, backbones or report formats that installed plugins provide."""
+    from .listing import describe_entries
+
+    click.echo(describe_entries(get_registry(), kind))
+
+
+@cli.command()
+@click.argument("method")
+@click.option("--set", "sets", multiple=True, metavar="METHOD.FIELD=VALUE")
+def info(method: str, sets: tuple[str, ...]) -> None:
+    """Describe a method: settings, resolved config and parameter counts at full size."""
+    from .info import describe_method
+
+    click.echo(describe_method(method, get_registry(), parse_set_options(sets).get(method, {})))
+
+
+@cli.group()
+def datasets() -> None:
+    """Check dataset folders and export them as meta.json."""
+
+
+@datasets.command()
+@click.argument("name")
+@click.option("--root", default=None, type=click.Path(), help="Dataset root folder.")
+def check(name: str, root: str | None) -> None:
+    """Validate a dataset folder and compare its counts with the published ones."""
+    from .dataset_tools import check_dataset
+
+    report_ = check_dataset(get_registry().dataset(name)(root))
+    click.echo(report_.format())
+    if report_.errors:
+        sys.exit(1)
+
+
+@datasets.command(name="export-meta")
+@click.argument("name")
+@click.option("--root", default=None, type=click.Path(), help="Dataset root folder.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Output file (default ROOT/meta.json).")
+def export_meta(name: str, root: str | None, out: str | None) -> None:
+    """Write a meta.json that AnomalyCLIP and AdaCLIP can read."""
+    from .dataset_tools import export_meta as do_export
+
+    dataset = get_registry().dataset(name)(root)
+    click.echo(str(do_export(dataset, Path(out) if out else None)))
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except AdbenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except SystemExit:
+        raise
+
+
+if __name__ == "__main__":
+    main()

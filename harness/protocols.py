@@ -1,0 +1,85 @@
+"""The evaluation protocols: which data a method sees for each category.
+
+* ``zero_shot``: the query images only (trained methods were fitted on another dataset).
+* ``batch_zero_shot``: the whole unlabelled test split at once; each image is scored against the
+  others (training-free methods such as PatchEAD, MuSc).
+* ``few_shot``: k normal images sampled from the train split with a seed (k in {1, 2, 4}, 3 seeds).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import torch
+
+from .data import Category, Sample, load_images
+from .errors import AdbenchError
+from .methods import PROTOCOLS, Context, Method, Prediction
+
+DEFAULT_SHOTS = (1, 2, 4)
+DEFAULT_FEW_SHOT_SEEDS = (0, 1, 2)
+
+
+def check_protocol(method_cls: type[Method], protocol: str) -> None:
+    """Refuse a protocol the method does not declare, naming what it supports."""
+    if protocol not in PROTOCOLS:
+        raise AdbenchError(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    if protocol not in method_cls.supports:
+        raise AdbenchError(
+            f"method '{method_cls.name}' does not support protocol '{protocol}' "
+            f"(supports: {', '.join(sorted(method_cls.supports))})"
+        )
+
+
+def few_shot_references(category: Category, shots: int, seed: int) -> list[Sample]:
+    """The k normal train images a few-shot job uses: a seeded sample, stable across runs."""
+    if shots > len(category.train):
+        raise AdbenchError(
+            f"category '{category.name}' has {len(category.train)} train images; cannot take {shots} shots"
+        )
+    rng = random.Random(f"{category.name}:{shots}:{seed}")
+    return rng.sample(list(category.train), shots)
+
+
+def predict_category(
+    method: Method,
+    images: torch.Tensor,
+    ctx: Context,
+    batch_size: int = 16,
+) -> Prediction:
+    """Run the method on a category's test images under ``ctx.protocol``.
+
+    Batch zero-shot hands over the whole split in one call (the batch is its own reference set);
+    the other protocols stream fixed-size batches so memory stays bounded.
+    """
+    if ctx.protocol == "batch_zero_shot":
+        return method.predict(images, ctx)
+    scores, maps = [], []
+    for start in range(0, len(images), batch_size):
+        pred = method.predict(images[start : start + batch_size], ctx)
+        scores.append(pred.scores.detach().float().cpu())
+        if pred.maps is not None:
+            maps.append(pred.maps.detach().float().cpu())
+    return Prediction(torch.cat(scores), torch.cat(maps) if maps else None)
+
+
+def make_context(protocol: str, category: Category, image_size: int, shots: int, seed: int) -> Context:
+    """The Context for one job, with few-shot references loaded at the method's input size."""
+    refs = None
+    if protocol == "few_shot":
+        refs = load_images(few_shot_references(category, shots, seed), image_size)
+    return Context(protocol=protocol, category=category.name, seed=seed, references=refs)
+
+
+def two_fold_split(categories: Sequence[str]) -> dict[str, list[str]]:
+    """For training and testing on one dataset: each category is evaluated by a model fitted on
+    the other fold (alternate categories in sorted order), so no model sees its target category."""
+    ordered = sorted(categories)
+    folds = [ordered[0::2], ordered[1::2]]
+    return {c: folds[1] if c in folds[0] else folds[0] for c in ordered}
+
+
+def default_auxiliary(target: str) -> list[str]:
+    """The papers' auxiliary dataset: MVTec AD for every target, VisA for MVTec AD itself."""
+    return ["visa"] if target == "mvtec" else ["mvtec"]

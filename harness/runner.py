@@ -1,0 +1,422 @@
+"""Expand the job grid (method config x dataset x category x protocol x shots x seed), run each job,
+isolate failures and resume: a job whose record exists is skipped unless forced.
+
+The key of a job hashes everything that can change its numbers: the resolved method config, the
+dataset fingerprint and variant, backbone names and weights identities, protocol, shots, seed,
+evaluation size, auxiliary training data and the adbench version (see lm-evaluation-harness #2715
+for what goes wrong when the model identity is left out of a cache key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import platform
+import random
+import resource
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from . import __version__, metrics
+from .config import expand, stable_hash, to_dict
+from .data import Category, Dataset, load_images, load_masks
+from .errors import AdbenchError, WeightsNotFoundError
+from .methods import Method
+from .protocols import (
+    DEFAULT_FEW_SHOT_SEEDS,
+    DEFAULT_SHOTS,
+    check_protocol,
+    default_auxiliary,
+    make_context,
+    predict_category,
+    two_fold_split,
+)
+from .registry import Registry, get_registry
+from .store import ResultsStore
+
+
+@dataclass
+class RunSpec:
+    """Everything ``adbench run`` was asked for, after parsing."""
+
+    methods: list[str]
+    datasets: list[str] = field(default_factory=lambda: ["synthetic"])
+    roots: dict[str, str] = field(default_factory=dict)
+    categories: list[str] | None = None
+    protocol: str | None = None
+    shots: tuple[int, ...] = DEFAULT_SHOTS
+    seeds: tuple[int, ...] | None = None
+    overrides: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    device: str = "auto"
+    demo: bool = False
+    force: bool = False
+    retrain: bool = False
+    train_on: list[str] | None = None
+    eval_size: int | None = None
+    batch_size: int = 16
+    progress: bool = True
+
+
+@dataclass
+class Job:
+    """One unit of work and the identity that keys its record."""
+
+    method_cls: type[Method]
+    config: Any
+    dataset: Dataset
+    category: str
+    protocol: str
+    shots: int
+    seed: int
+    eval_size: int
+    weights: dict[str, str]
+    train_on: list[tuple[str, str]] | None
+    key: str = ""
+
+    @property
+    def label(self) -> str:
+        shots = f" {self.shots}-shot seed {self.seed}" if self.protocol == "few_shot" else ""
+        return f"{self.method_cls.name} {self.dataset.name}/{self.category}{shots}"
+
+
+@dataclass
+class RunSummary:
+    done: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    random_weights: bool = False
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; an unavailable CUDA request is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AdbenchError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch, and make cuDNN deterministic (anomalib #2639)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def variant_label(config: Any) -> str:
+    """Short label of the fields that differ from the paper defaults, e.g. ``variant=A``."""
+    default = type(config)()
+    diffs = [
+        f"{f.name}={getattr(config, f.name)}"
+        for f in dataclasses.fields(config)
+        if getattr(config, f.name) != getattr(default, f.name)
+    ]
+    return ",".join(diffs)
+
+
+def method_configs(method_cls: type[Method], spec: RunSpec) -> list[Any]:
+    """The grid of configs for one method: ``--set`` overrides, and demo backbones under ``--demo``."""
+    overrides = dict(spec.overrides.get(method_cls.name, {}))
+    if spec.demo:
+        for fld, backbone in method_cls.demo_backbones.items():
+            overrides.setdefault(fld, [backbone])
+    return expand(method_cls.config_cls, overrides, method_cls.name)
+
+
+def backbone_identities(method_cls: type[Method], config: Any) -> dict[str, str]:
+    """Backbone name -> weights identity, resolved without building any model."""
+    from .backbones import resolve_backbone_identity
+
+    explicit = getattr(config, "weights", None)
+    out = {}
+    for fld in method_cls.backbone_fields:
+        name = getattr(config, fld)
+        out[name] = resolve_backbone_identity(name, explicit if len(method_cls.backbone_fields) == 1 else None)
+    return out
+
+
+def job_key(job: Job, fingerprint: str) -> str:
+    return stable_hash(
+        {
+            "method": job.method_cls.name,
+            "config": to_dict(job.config),
+            "dataset": job.dataset.name,
+            "dataset_version": job.dataset.version,
+            "dataset_variant": job.dataset.variant,
+            "fingerprint": fingerprint,
+            "category": job.category,
+            "protocol": job.protocol,
+            "shots": job.shots,
+            "seed": job.seed,
+            "eval_size": job.eval_size,
+            "weights": job.weights,
+            "train_on": job.train_on,
+            "adbench": __version__,
+        },
+        length=20,
+    )
+
+
+class Runner:
+    """Plans and executes a run; all results go to the store."""
+
+    def __init__(self, spec: RunSpec, store: ResultsStore, registry: Registry | None = None) -> None:
+        self.spec = spec
+        self.store = store
+        self.registry = registry or get_registry()
+        self.device = resolve_device(spec.device)
+        self._datasets: dict[str, Dataset] = {}
+        self._categories: dict[tuple[str, str], Category] = {}
+        self._fingerprints: dict[str, str] = {}
+        self._methods: dict[str, Method] = {}
+        self._fits: dict[str, Any] = {}
+
+    # --- planning -------------------------------------------------------------------------
+    def dataset(self, name: str) -> Dataset:
+        if name not in self._datasets:
+            cls = self.registry.dataset(name)
+            self._datasets[name] = cls(self.spec.roots.get(name))
+        return self._datasets[name]
+
+    def category(self, dataset: str, name: str) -> Category:
+        if (dataset, name) not in self._categories:
+            self._categories[(dataset, name)] = self.dataset(dataset).load_category(name)
+        return self._categories[(dataset, name)]
+
+    def fingerprint(self, dataset: str) -> str:
+        if dataset not in self._fingerprints:
+            self._fingerprints[dataset] = self.dataset(dataset).fingerprint()
+        return self._fingerprints[dataset]
+
+    def selected_categories(self, dataset: Dataset) -> list[str]:
+        names = dataset.categories()
+        if not self.spec.categories:
+            return names
+        for c in self.spec.categories:
+            dataset.check_category_name(c)
+        return [c for c in names if c in self.spec.categories]
+
+    def auxiliary(self, method_cls: type[Method], target: Dataset, category: str) -> list[tuple[str, str]] | None:
+        """Which (dataset, category) pairs a trained method is fitted on for this target category."""
+        if not method_cls.trained:
+            return None
+        aux_names = self.spec.train_on or default_auxiliary(target.name)
+        pairs: list[tuple[str, str]] = []
+        for aux in aux_names:
+            if aux == target.name:
+                split = two_fold_split(target.categories())
+                pairs += [(aux, c) for c in split[category]]
+            else:
+                pairs += [(aux, c) for c in self.dataset(aux).categories()]
+        return pairs
+
+    def plan(self) -> list[Job]:
+        """Expand the grid; fails fast (before any work) on unknown names, bad options, missing weights."""
+        jobs: list[Job] = []
+        for mname in self.spec.methods:
+            method_cls = self.registry.method(mname)
+            protocol = self.spec.protocol or method_cls.default_protocol
+            check_protocol(method_cls, protocol)
+            for config in method_configs(method_cls, self.spec):
+                weights = backbone_identities(method_cls, config)
+                eval_size = self.spec.eval_size or int(config.image_size)
+                if protocol == "few_shot":
+                    grid = [(k, s) for k in self.spec.shots for s in (self.spec.seeds or DEFAULT_FEW_SHOT_SEEDS)]
+                else:
+                    grid = [(0, s) for s in (self.spec.seeds or (0,))]
+                for dname in self.spec.datasets:
+                    dataset = self.dataset(dname)
+                    for cat in self.selected_categories(dataset):
+                        train_on = self.auxiliary(method_cls, dataset, cat)
+                        for shots, seed in grid:
+                            job = Job(method_cls, config, dataset, cat, protocol, shots, seed, eval_size, weights, train_on)
+                            job.key = job_key(job, self.fingerprint(dname))
+                            jobs.append(job)
+        return jobs
+
+    # --- execution ------------------------------------------------------------------------
+    def method_instance(self, job: Job) -> Method:
+        """One set-up (and, for trained methods, fitted) instance per config and training set."""
+        ident = stable_hash([job.method_cls.name, to_dict(job.config), job.train_on])
+        if ident not in self._methods:
+            method = job.method_cls(job.config, self.device)
+            method.setup()
+            if job.method_cls.trained:
+                self._fits[ident] = self.fit(method, job)
+            self._methods[ident] = method
+        return self._methods[ident]
+
+    def fit(self, method: Method, job: Job) -> Any:
+        from .training import ensure_fitted
+
+        assert job.train_on is not None
+        aux = [(d, self.category(d, c)) for d, c in job.train_on]
+        fingerprint = stable_hash(sorted({self.fingerprint(d) for d, _ in job.train_on}) + job.train_on)
+        return ensure_fitted(
+            method, aux, aux_fingerprint=fingerprint, seed=job.seed, retrain=self.spec.retrain, progress=self.spec.progress
+        )
+
+    def run(self, on_event: Callable[[str], None] | None = None) -> RunSummary:
+        """Execute the planned jobs, skipping finished ones; failures are recorded, not fatal."""
+        from tqdm.auto import tqdm
+
+        jobs = self.plan()
+        summary = RunSummary()
+        todo = [j for j in jobs if self.spec.force or not self.store.has(j.key)]
+        summary.skipped = len(jobs) - len(todo)
+        summary.random_weights = any("random" in j.weights.values() for j in jobs)
+        bar = tqdm(todo, disable=not self.spec.progress, unit="job", dynamic_ncols=True)
+        for job in bar:
+            bar.set_description(job.label)
+            try:
+                record = self.run_job(job)
+            except WeightsNotFoundError:
+                raise
+            except AdbenchError as exc:
+                record = self.failure_record(job, str(exc))
+            except Exception as exc:  # isolate one job's crash; the run goes on
+                record = self.failure_record(job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
+            self.store.write_record(record)
+            if record["status"] == "ok":
+                summary.done += 1
+            else:
+                summary.failed.append(f"{job.label}: {record['error'].splitlines()[0]}")
+        return summary
+
+    def base_record(self, job: Job) -> dict[str, Any]:
+        ds = job.dataset
+        fit = self._fits.get(stable_hash([job.method_cls.name, to_dict(job.config), job.train_on]))
+        return {
+            "key": job.key,
+            "adbench_version": __version__,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "method": job.method_cls.name,
+            "variant": variant_label(job.config),
+            "method_config": to_dict(job.config),
+            "method_config_hash": stable_hash(to_dict(job.config)),
+            "trained": job.method_cls.trained,
+            "dataset": ds.name,
+            "dataset_version": ds.version,
+            "dataset_variant": ds.variant,
+            "dataset_task": ds.task,
+            "dataset_fingerprint": self.fingerprint(ds.name),
+            "category": job.category,
+            "protocol": job.protocol,
+            "shots": job.shots,
+            "seed": job.seed,
+            "eval_size": job.eval_size,
+            "backbones": {f: getattr(job.config, f) for f in job.method_cls.backbone_fields},
+            "weights": job.weights,
+            "random_weights": "random" in job.weights.values(),
+            "train_on": [f"{d}/{c}" for d, c in job.train_on] if job.train_on is not None else None,
+            "fit": dataclasses.asdict(fit) if dataclasses.is_dataclass(fit) else None,
+            "device": str(self.device),
+            "platform": f"python {platform.python_version()}, torch {torch.__version__}",
+        }
+
+    def failure_record(self, job: Job, error: str) -> dict[str, Any]:
+        return {**self.base_record(job), "status": "failed", "error": error, "metrics": {}}
+
+    def run_job(self, job: Job) -> dict[str, Any]:
+        seed_everything(job.seed)
+        t0 = time.perf_counter()
+        method = self.method_instance(job)
+        category = self.category(job.dataset.name, job.category)
+        images = load_images(category.test, method.image_size)
+        masks = load_masks(category.test, job.eval_size) if category.has_masks else None
+        labels = np.array([s.label for s in category.test], dtype=np.int64)
+        ctx = make_context(job.protocol, category, method.image_size, job.shots, job.seed)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        t1 = time.perf_counter()
+        with torch.inference_mode(), torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+        ):
+            pred = predict_category(method, images.to(self.device), ctx, self.spec.batch_size)
+        predict_s = time.perf_counter() - t1
+        scores = pred.scores.detach().float().cpu().numpy()
+        maps = postprocess_maps(pred.maps, job.eval_size, job.method_cls.smoothing_sigma)
+        values, notes = metrics.compute_metrics(
+            labels, scores, masks.numpy() if masks is not None else None, maps if masks is not None else None
+        )
+        notes = list(category.notes) + notes
+        self.store.write_predictions(
+            job.key,
+            scores=scores.astype(np.float32),
+            labels=labels,
+            maps=maps.astype(np.float16) if maps is not None else np.zeros((0,), np.float16),
+            masks=masks.numpy().astype(np.uint8) if masks is not None else np.zeros((0,), np.uint8),
+            ids=np.array([s.id for s in category.test]),
+        )
+        return {
+            **self.base_record(job),
+            "status": "ok",
+            "error": None,
+            "metrics": values,
+            "metric_definitions": {k: metrics.METRIC_DEFINITIONS[k] for k in values},
+            "notes": notes,
+            "n_test": int(len(labels)),
+            "n_anomalous": int(labels.sum()),
+            "timing": {
+                "wall_s": round(time.perf_counter() - t0, 3),
+                "predict_s": round(predict_s, 3),
+                "images_per_s": round(len(labels) / predict_s, 3) if predict_s > 0 else None,
+                "peak_mem_mb": peak_memory_mb(self.device),
+                "peak_mem_kind": "cuda_max_allocated" if self.device.type == "cuda" else "process_max_rss",
+            },
+            "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
+        }
+
+
+def postprocess_maps(maps: torch.Tensor | None, size: int, sigma: float) -> np.ndarray | None:
+    """Resize anomaly maps to the evaluation size (bilinear) and Gaussian-smooth them (sigma px)."""
+    if maps is None:
+        return None
+    maps = maps.detach().float().cpu()
+    if maps.shape[-2:] != (size, size):
+        maps = F.interpolate(maps[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    out = maps.numpy()
+    if sigma > 0:
+        out = ndimage.gaussian_filter(out, sigma=(0, sigma, sigma))
+    return out
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA allocation of the job, or the process's peak resident set size on the CPU."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def rescore(store: ResultsStore) -> int:
+    """Recompute every record's metrics from its stored predictions (no model runs)."""
+    count = 0
+    for rec in store.iter_records():
+        if rec.get("status") != "ok":
+            continue
+        pred = store.read_predictions(rec["key"])
+        has_masks = pred["masks"].size > 0
+        values, notes = metrics.compute_metrics(
+            pred["labels"],
+            pred["scores"],
+            pred["masks"] if has_masks else None,
+            pred["maps"].astype(np.float32) if has_masks and pred["maps"].size else None,
+        )
+        rec["metrics"] = values
+        rec["metric_definitions"] = {k: metrics.METRIC_DEFINITIONS[k] for k in values}
+        rec["notes"] = sorted(set(rec.get("notes", [])) | set(notes))
+        rec["rescored"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        store.write_record(rec)
+        count += 1
+    return count
