@@ -142,7 +142,11 @@ class ResultsStore:
                 warnings.warn(f"skipping unreadable record {path}", stacklevel=2)
 
     def frame(self, include_failed: bool = False) -> pd.DataFrame:
-        """One row per job: identity columns, one column per metric, weights flag, timings."""
+        """One row per job: identity columns, one column per metric, weights flag, timings.
+
+        Also ``error``, ``created``, ``dataset_task``, ``n_test``, ``n_anomalous``, ``train_on``,
+        ``backbone_names``, ``notes`` and one ``config.<field>`` column per method-config field.
+        """
         rows = []
         for rec in self.iter_records():
             if rec.get("status") != "ok" and not include_failed:
@@ -164,5 +168,16 @@ class ResultsStore:
             timing = rec.get("timing") or {}
             row["images_per_s"] = timing.get("images_per_s")
             row["wall_s"] = timing.get("wall_s")
+            # Additive columns the reports need (footnotes, banners, ablations over config fields).
+            row["error"] = rec.get("error")
+            row["created"] = rec.get("created")
+            row["dataset_task"] = rec.get("dataset_task")
+            row["n_test"] = rec.get("n_test")
+            row["n_anomalous"] = rec.get("n_anomalous")
+            row["train_on"] = None if rec.get("train_on") is None else str(rec.get("train_on"))
+            row["backbone_names"] = ",".join(sorted({str(v) for v in (rec.get("backbones") or {}).values()}))
+            row["notes"] = tuple(rec.get("notes") or ())
+            for name, value in (rec.get("method_config") or {}).items():
+                row[f"config.{name}"] = tuple(value) if isinstance(value, list) else value
             rows.append(row)
         return pd.DataFrame(rows)
