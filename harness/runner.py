@@ -136,6 +136,8 @@ def method_configs(method_cls: type[Method], spec: RunSpec) -> list[Any]:
 
 def backbone_identities(method_cls: type[Method], config: Any) -> dict[str, str]:
     """Backbone name -> weights identity, resolved without building any model."""
+    if not method_cls.backbone_fields:
+        return {}
     from .backbones import resolve_backbone_identity
 
     explicit = getattr(config, "weights", None)

@@ -1,0 +1,60 @@
+"""Config overrides: typed coercion, grid expansion, one-line errors, stable hashing."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+
+from adbench.config import expand, parse_set_options, stable_hash, to_dict
+from adbench.errors import AdbenchError
+
+
+@dataclass
+class Cfg:
+    image_size: int = 448
+    lr: float = 1e-3
+    align: bool = False
+    layers: tuple[int, ...] = (4, 8, 12)
+    variant: Literal["A", "B", "C", "D"] = "D"
+    weights: str | None = None
+
+
+def test_parse_and_coerce_types():
+    sets = parse_set_options(["m.image_size=224", "m.lr=0.01", "m.align=true", "m.layers=1,2", "m.weights=none"])
+    (cfg,) = expand(Cfg, sets["m"], "m")
+    assert cfg == Cfg(image_size=224, lr=0.01, align=True, layers=(1, 2), weights=None)
+
+
+def test_scalar_list_expands_grid_and_tuple_uses_pipe():
+    sets = parse_set_options(["m.variant=A,B,C,D", "m.layers=4,8|6,12"])
+    configs = expand(Cfg, sets["m"], "m")
+    assert len(configs) == 8
+    assert {c.variant for c in configs} == {"A", "B", "C", "D"}
+    assert {c.layers for c in configs} == {(4, 8), (6, 12)}
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("m.image_sise=3", "did you mean 'image_size'"),
+        ("m.image_size=big", "m.image_size='big'"),
+        ("m.variant=E", "expected one of A, B, C, D"),
+        ("m.align=maybe", "expected true or false"),
+    ],
+)
+def test_bad_overrides_give_one_line_errors(item, message):
+    with pytest.raises(AdbenchError) as err:
+        expand(Cfg, parse_set_options([item])["m"], "m")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_malformed_set_option():
+    with pytest.raises(AdbenchError, match="scope.field=value"):
+        parse_set_options(["image_size=3"])
+
+
+def test_stable_hash_is_order_independent_and_sensitive():
+    a = to_dict(Cfg())
+    b = dict(reversed(list(a.items())))
+    assert stable_hash(a) == stable_hash(b)
+    assert stable_hash(a) != stable_hash(to_dict(Cfg(image_size=449)))

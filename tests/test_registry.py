@@ -1,0 +1,70 @@
+"""Plugin registry: discovery, clashes naming both packages, typo suggestions, pending hooks."""
+
+import types
+
+import pytest
+
+from adbench import hookimpl
+from adbench.errors import AdbenchError
+from adbench.registry import Registry
+
+
+def _plugin(name: str, method_name: str) -> types.ModuleType:
+    mod = types.ModuleType(name)
+    cls = type("M", (), {"name": method_name, "description": "x"})
+
+    @hookimpl
+    def adbench_methods():
+        return [cls]
+
+    mod.adbench_methods = adbench_methods
+    return mod
+
+
+def test_hand_registered_plugin_is_found():
+    reg = Registry(autoload=False, plugins=[_plugin("pkg_a", "alpha")])
+    assert reg.names("method") == ["alpha"]
+    assert reg.method("alpha").name == "alpha"
+    assert reg.entries("method")[0].provider == "pkg_a"
+
+
+def test_two_plugins_one_name_is_an_error_naming_both():
+    reg = Registry(autoload=False, plugins=[_plugin("pkg_a", "alpha"), _plugin("pkg_b", "alpha")])
+    with pytest.raises(AdbenchError) as err:
+        reg.names("method")
+    assert "pkg_a" in str(err.value) and "pkg_b" in str(err.value)
+
+
+def test_typo_suggests_nearest_name():
+    reg = Registry(autoload=False, plugins=[_plugin("pkg_a", "patchead")])
+    with pytest.raises(AdbenchError, match="did you mean 'patchead'"):
+        reg.method("patchaed")
+
+
+def test_unknown_hook_implementation_is_an_error():
+    mod = types.ModuleType("bad")
+
+    @hookimpl
+    def adbench_metods():  # misspelt hook name
+        return []
+
+    mod.adbench_metods = adbench_metods
+    reg = Registry(autoload=False, plugins=[mod])
+    with pytest.raises(Exception, match="adbench_metods"):
+        reg.names("method")
+
+
+def test_builtins_register_through_entry_points():
+    reg = Registry(autoload=True)
+    assert "patchead" in reg.names("method")
+    assert "synthetic" in reg.names("dataset")
+    provider = reg.index["method"]["patchead"].provider
+    assert provider.startswith("adbench-zsad")
+
+
+def test_every_hook_is_documented():
+    from adbench import hookspecs
+
+    for name in dir(hookspecs):
+        if name.startswith("adbench_"):
+            assert getattr(hookspecs, name).__doc__, f"hook {name} has no documentation"

@@ -1,0 +1,126 @@
+"""Runner: grid expansion, records, resume, --force, failure isolation, atomic writes, rescore."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from adbench import hookimpl
+from adbench.errors import AdbenchError
+from adbench.methods import Context, Method, Prediction
+from adbench.runner import Runner, RunSpec, rescore
+from adbench.store import ResultsStore
+
+from .helpers import tiny_registry, write_tiny_dataset
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    write_tiny_dataset(tmp_path / "data")
+    return tmp_path, ResultsStore(tmp_path / "results")
+
+
+def _spec(tmp_path, **kw):
+    base = dict(methods=["median_dev"], datasets=["tiny"], roots={"tiny": str(tmp_path / "data")}, progress=False)
+    base.update(kw)
+    return RunSpec(**base)
+
+
+def test_run_writes_records_and_rerun_does_no_work(setup):
+    tmp_path, store = setup
+    reg = tiny_registry()
+    first = Runner(_spec(tmp_path), store, reg).run()
+    assert (first.done, first.skipped, first.failed) == (2, 0, [])
+    records = list(store.iter_records())
+    assert {r["category"] for r in records} == {"alpha", "beta"}
+    rec = records[0]
+    assert rec["status"] == "ok" and rec["protocol"] == "batch_zero_shot"
+    assert rec["metrics"]["image_auroc"] > 0.9  # the bright squares are easy
+    assert rec["metric_definitions"]["pixel_aupro"].startswith("aupro")
+    assert rec["method_config"] == {"image_size": 128, "blur": 5}
+    assert rec["timing"]["images_per_s"] > 0
+    assert rec["random_weights"] is False
+    second = Runner(_spec(tmp_path), store, reg).run()
+    assert (second.done, second.skipped) == (0, 2)
+    forced = Runner(_spec(tmp_path, force=True), store, reg).run()
+    assert forced.done == 2
+
+
+def test_grid_expansion_and_key_depends_on_config(setup):
+    tmp_path, store = setup
+    spec = _spec(tmp_path, overrides={"median_dev": {"blur": ["3,5"]}}, categories=["alpha"])
+    jobs = Runner(spec, store, tiny_registry()).plan()
+    assert len(jobs) == 2 and len({j.key for j in jobs}) == 2
+    assert sorted(j.config.blur for j in jobs) == [3, 5]
+
+
+def test_few_shot_grid_and_unsupported_protocol(setup):
+    tmp_path, store = setup
+    jobs = Runner(_spec(tmp_path, protocol="few_shot", shots=(1, 2), categories=["alpha"]), store, tiny_registry()).plan()
+    assert sorted((j.shots, j.seed) for j in jobs) == [(k, s) for k in (1, 2) for s in (0, 1, 2)]
+    with pytest.raises(AdbenchError, match="does not support protocol 'zero_shot'"):
+        Runner(_spec(tmp_path, protocol="zero_shot"), store, tiny_registry()).plan()
+
+
+class Crashy(Method):
+    name = "crashy"
+    config_cls = type("C", (), {"__dataclass_fields__": {}})
+    supports = frozenset({"batch_zero_shot"})
+    default_protocol = "batch_zero_shot"
+    backbone_fields = ()
+
+    def predict(self, images: torch.Tensor, ctx: Context) -> Prediction:
+        if ctx.category == "alpha":
+            raise RuntimeError("boom")
+        return Prediction(images.mean((1, 2, 3)))
+
+
+def test_one_failing_job_does_not_stop_the_run(setup):
+    from dataclasses import dataclass
+
+    @dataclass
+    class CrashCfg:
+        image_size: int = 32
+
+    Crashy.config_cls = CrashCfg
+
+    class P:
+        @hookimpl
+        def adbench_methods(self):
+            return [Crashy]
+
+    tmp_path, store = setup
+    summary = Runner(_spec(tmp_path, methods=["crashy"]), store, tiny_registry(P())).run()
+    assert summary.done == 1 and len(summary.failed) == 1 and "boom" in summary.failed[0]
+    failed = [r for r in store.iter_records() if r["status"] == "failed"]
+    assert failed[0]["category"] == "alpha"
+    # the failed job is retried by the next run, the finished one is not
+    again = Runner(_spec(tmp_path, methods=["crashy"]), store, tiny_registry(P())).run()
+    assert again.skipped == 1 and len(again.failed) == 1
+
+
+def test_interrupted_write_leaves_no_partial_record(setup, monkeypatch):
+    tmp_path, store = setup
+
+    def killed(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_record({"key": "abc", "status": "ok"})
+    assert not list(store.records_dir.iterdir())
+
+
+def test_rescore_recomputes_from_stored_predictions(setup):
+    tmp_path, store = setup
+    Runner(_spec(tmp_path, categories=["alpha"]), store, tiny_registry()).run()
+    (rec,) = store.iter_records()
+    original = rec["metrics"]
+    path = store.record_path(rec["key"])
+    tampered = dict(rec, metrics={k: 0.0 for k in original})
+    path.write_text(json.dumps(tampered))
+    assert rescore(store) == 1
+    assert store.read_record(rec["key"])["metrics"] == pytest.approx(original, nan_ok=True)
