@@ -1,1 +1,177 @@
-"""Plugin module (being written)."""
+"""Built-in report formats (a plugin like any other): html, latex, markdown and csv.
+
+HTML uses a jinja2 environment with autoescape; LaTeX a separate environment whose variables
+are LaTeX-escaped by default (``finalize``) and whose delimiters (``<< >>``, ``<% %>``) do not
+clash with TeX braces. Best values are bold and second-best underlined in every format.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup, escape
+
+from adbench import hookimpl
+
+from .render import Report, ReportFormat
+from .tables import Cell
+
+_LOADER = jinja2.PackageLoader("adbench.reports", "templates")
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def html_cell(cell: Cell) -> Markup:
+    """A cell as escaped HTML: <strong> for rank 1, <u> for rank 2, footnote marks as <sup>."""
+    parts = []
+    for part in cell.parts:
+        text = escape(part.text)
+        if part.rank == 1:
+            text = Markup("<strong>{}</strong>").format(text)
+        elif part.rank == 2:
+            text = Markup("<u>{}</u>").format(text)
+        parts.append(text)
+    out = Markup(", ").join(parts)
+    if cell.is_tuple:
+        out = Markup("({})").format(out)
+    if cell.marks:
+        out += Markup("<sup>{}</sup>").format(",".join(map(str, cell.marks)))
+    return out
+
+
+def html_environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=_LOADER, autoescape=jinja2.select_autoescape(["html", "html.j2"]))
+    env.filters["cell"] = html_cell
+    return env
+
+
+def render_html(report: Report, out_dir: Path) -> list[Path]:
+    path = Path(out_dir) / "report.html"
+    path.write_text(html_environment().get_template("report.html.j2").render(report=report), encoding="utf-8")
+    return [path]
+
+
+# --------------------------------------------------------------------------- LaTeX
+
+
+class Tex(str):
+    """A string that is already LaTeX (the finalize step leaves it alone)."""
+
+
+_TEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "—": "---",
+    "−": "$-$",
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "×": r"$\times$",
+}
+_TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX_SPECIALS))
+
+
+def escape_latex(value: object) -> str:
+    """Escape LaTeX specials (``_ % & # $ { } \\ ~ ^ < >``) and map the few non-ASCII signs used."""
+    if isinstance(value, Tex):
+        return value
+    return _TEX_RE.sub(lambda m: _TEX_SPECIALS[m.group(0)], "" if value is None else str(value))
+
+
+def latex_cell(cell: Cell) -> Tex:
+    parts = []
+    for part in cell.parts:
+        text = escape_latex(part.text)
+        if part.rank == 1:
+            text = rf"\textbf{{{text}}}"
+        elif part.rank == 2:
+            text = rf"\underline{{{text}}}"
+        parts.append(text)
+    out = ", ".join(parts)
+    if cell.is_tuple:
+        out = f"({out})"
+    if cell.marks:
+        out += f"$^{{{','.join(map(str, cell.marks))}}}$"
+    return Tex(out)
+
+
+def latex_environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=_LOADER,
+        autoescape=False,  # LaTeX, not HTML: escaping is done by finalize below
+        block_start_string="<%",
+        block_end_string="%>",
+        variable_start_string="<<",
+        variable_end_string=">>",
+        comment_start_string="<#",
+        comment_end_string="#>",
+        finalize=escape_latex,
+        keep_trailing_newline=True,
+    )
+    env.filters["cell"] = latex_cell
+    env.filters["label"] = lambda s: Tex(re.sub(r"[^A-Za-z0-9:._-]+", "-", str(s)))
+    return env
+
+
+def render_latex(report: Report, out_dir: Path) -> list[Path]:
+    path = Path(out_dir) / "report.tex"
+    text = (
+        latex_environment().get_template("report.tex.j2").render(report=report, long_sections={"categories"})
+    )
+    path.write_text(text, encoding="utf-8")
+    return [path]
+
+
+# --------------------------------------------------------------------------- Markdown and CSV
+
+
+def escape_markdown(value: object) -> str:
+    return re.sub(r"([\\|*_`\[\]<>])", r"\\\1", "" if value is None else str(value))
+
+
+def markdown_cell(cell: Cell) -> str:
+    parts = []
+    for part in cell.parts:
+        text = escape_markdown(part.text)
+        parts.append(f"**{text}**" if part.rank == 1 else f"<u>{text}</u>" if part.rank == 2 else text)
+    out = ", ".join(parts)
+    out = f"({out})" if cell.is_tuple else out
+    return out + (f"<sup>{','.join(map(str, cell.marks))}</sup>" if cell.marks else "")
+
+
+def render_markdown(report: Report, out_dir: Path) -> list[Path]:
+    env = jinja2.Environment(loader=_LOADER, autoescape=False, keep_trailing_newline=True)
+    env.filters["cell"] = markdown_cell
+    env.filters["md"] = escape_markdown
+    path = Path(out_dir) / "report.md"
+    path.write_text(env.get_template("report.md.j2").render(report=report), encoding="utf-8")
+    return [path]
+
+
+def render_csv(report: Report, out_dir: Path) -> list[Path]:
+    """The long-form numbers (one row per column × dataset × metric), with notes and warning."""
+    path = Path(out_dir) / "report.csv"
+    report.long.to_csv(path, index=False)
+    return [path]
+
+
+@hookimpl
+def adbench_report_formats() -> list[ReportFormat]:
+    return [
+        ReportFormat("html", ".html", render_html),
+        ReportFormat("latex", ".tex", render_latex),
+        ReportFormat("markdown", ".md", render_markdown),
+        ReportFormat("csv", ".csv", render_csv),
+    ]

@@ -1,0 +1,410 @@
+"""Reports: paper-style tables from a store of synthetic records (no model is run)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from adbench.errors import AdbenchError
+from adbench.registry import Registry
+from adbench.reports import formats, published, render_report
+from adbench.reports.tables import ReproducedGrid
+from adbench.store import ResultsStore
+
+METRICS = [
+    "image_auroc",
+    "image_ap",
+    "image_f1max",
+    "pixel_auroc",
+    "pixel_aupro",
+    "pixel_f1max",
+    "pixel_aupro_cflow",
+]
+SCRIPT = "<script>alert(1)</script>"
+_KEYS = itertools.count()
+
+
+def make_record(
+    method,
+    variant,
+    dataset,
+    category,
+    rng,
+    *,
+    protocol="zero_shot",
+    seed=0,
+    shots=0,
+    config=None,
+    random_weights=False,
+    nan_image=False,
+):
+    metrics = {m: float(np.round(rng.uniform(0.5, 0.99), 4)) for m in METRICS}
+    if nan_image:
+        metrics.update(image_auroc=None, image_ap=None, image_f1max=None)
+    key = f"{method}-{next(_KEYS):04d}"
+    return {
+        "key": key,
+        "status": "ok",
+        "error": None,
+        "adbench_version": "0.1.0",
+        "created": "2026-01-01T00:00:00Z",
+        "method": method,
+        "variant": variant,
+        "method_config": config or {},
+        "method_config_hash": "h",
+        "dataset": dataset,
+        "dataset_version": "1",
+        "dataset_variant": "native",
+        "dataset_fingerprint": "f",
+        "dataset_task": "both",
+        "category": category,
+        "protocol": protocol,
+        "shots": shots,
+        "seed": seed,
+        "backbones": {"backbone": "tiny-vit"},
+        "weights": {"tiny-vit": "random" if random_weights else "x"},
+        "random_weights": random_weights,
+        "metrics": metrics,
+        "metric_definitions": {},
+        "notes": [],
+        "n_test": 8,
+        "n_anomalous": 8 if nan_image else 4,
+        "eval_size": 64,
+        "timing": {"wall_s": 1.0, "predict_s": 1.0, "images_per_s": 8.0, "peak_mem_mb": 10.0},
+        "device": "cpu",
+        "fit": None,
+        "train_on": None,
+    }
+
+
+def build_records(random_weights: bool) -> list[dict]:
+    """2 methods (dma_sap in two configs) × 2 datasets × 2 categories, plus patchead-only VisA."""
+    rng = np.random.default_rng(0)
+    recs = []
+    for dataset in ("mvtec", "btad"):
+        for cat in ("c1", "c2"):
+            recs.append(
+                make_record(
+                    "patchead",
+                    "",
+                    dataset,
+                    cat,
+                    rng,
+                    protocol="batch_zero_shot",
+                    config={"backbone": "dinov2-vitb14-reg"},
+                    nan_image=(dataset == "btad" and cat == "c2"),
+                )
+            )
+            recs.append(
+                make_record(
+                    "dma_sap",
+                    SCRIPT,
+                    dataset,
+                    cat,
+                    rng,
+                    config={"variant": "D"},
+                    random_weights=random_weights and dataset == "btad" and cat == "c2",
+                )
+            )
+            recs.append(make_record("dma_sap", "variant=A", dataset, cat, rng, config={"variant": "A"}))
+    for cat in ("c1", "c2"):
+        recs.append(
+            make_record(
+                "patchead",
+                "",
+                "visa",
+                cat,
+                rng,
+                protocol="batch_zero_shot",
+                config={"backbone": "dinov2-vitb14-reg"},
+            )
+        )
+    return recs
+
+
+def write_store(root: Path, records: list[dict]) -> ResultsStore:
+    store = ResultsStore(root)
+    for rec in records:
+        store.write_record(rec)
+    return store
+
+
+REGISTRY = Registry(autoload=False, plugins=[formats])
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reports")
+    records = build_records(random_weights=True)
+    store = write_store(root / "store", records)
+    out = root / "out"
+    paths = render_report(
+        store,
+        out,
+        ["html,latex", "markdown", "csv"],
+        published=True,
+        ablation="dma_sap.variant",
+        registry=REGISTRY,
+    )
+    return {
+        "records": records,
+        "out": out,
+        "paths": paths,
+        "store": store,
+        "html": (out / "report.html").read_text(),
+        "tex": (out / "report.tex").read_text(),
+    }
+
+
+def expected_dataset_mean(records, method, variant, dataset, metric):
+    vals = [
+        r["metrics"][metric]
+        for r in records
+        if (r["method"], r["variant"], r["dataset"]) == (method, variant, dataset)
+    ]
+    vals = [v for v in vals if v is not None]
+    return 100 * sum(vals) / len(vals) if vals else None
+
+
+def html_table(html: str, table_id: str) -> str:
+    """The table and the footnotes under it (up to the next table)."""
+    match = re.search(rf'<table id="{re.escape(table_id)}">(.*?)(?=<table|</body>)', html, re.S)
+    assert match, table_id
+    return match.group(1)
+
+
+def html_row(table: str, label: str) -> list[str]:
+    match = re.search(rf"<tr[^>]*><th>{re.escape(label)}</th>(.*?)</tr>", table, re.S)
+    assert match, label
+    return re.findall(r"<td[^>]*>(.*?)</td>", match.group(1), re.S)
+
+
+def tex_row(tex: str, table_id: str, label: str) -> list[str]:
+    body = tex.split(rf"\label{{tab:{table_id}}}", 1)[1].split(r"\bottomrule", 1)[0]
+    line = next(ln for ln in body.splitlines() if ln.startswith(label + " & "))
+    return [c.strip() for c in line.rstrip("\\ ").split(" & ")[1:]]
+
+
+def column_order(rendered):
+    grid = ReproducedGrid(rendered["store"].frame())
+    return [(k[0], k[1]) for k in grid.keys]
+
+
+def test_formats_are_plugins_and_unknown_format_is_one_line_error(tmp_path, rendered):
+    assert {"html", "latex", "markdown", "csv"} <= set(REGISTRY.names("report_format"))
+    assert {p.name for p in rendered["paths"]} >= {
+        "report.html",
+        "report.tex",
+        "report.md",
+        "report.csv",
+        "averages_image.png",
+        "averages_pixel.png",
+    }
+    with pytest.raises(AdbenchError, match="did you mean 'html'"):
+        render_report(rendered["store"], tmp_path, ["htlm"], registry=REGISTRY)
+
+
+def test_best_bold_second_underlined_in_html_and_latex(rendered):
+    records, cols = rendered["records"], column_order(rendered)
+    for dataset, label in (("mvtec", "MVTec AD"), ("btad", "BTAD")):
+        means = [expected_dataset_mean(records, m, v, dataset, "image_ap") for m, v in cols]
+        order = np.argsort(means)[::-1]
+        # published=True: each method is a group of three cells (ours, paper, difference)
+        ours_html = html_row(html_table(rendered["html"], "metric-image_ap"), label)[::3]
+        ours_tex = tex_row(rendered["tex"], "metric-image_ap", label)[::3]
+        assert "<strong>" in ours_html[order[0]] and "<u>" in ours_html[order[1]]
+        assert sum("<strong>" in c for c in ours_html) == 1 and sum("<u>" in c for c in ours_html) == 1
+        assert ours_tex[order[0]].startswith(r"\textbf{") and ours_tex[order[1]].startswith(r"\underline{")
+        assert f"{means[order[0]]:.1f}" in ours_html[order[0]]
+
+
+def test_nan_and_not_run_cells_are_dashes_with_footnotes(rendered):
+    records, cols = rendered["records"], column_order(rendered)
+    table = html_table(rendered["html"], "metric-image_auroc")
+    visa = html_row(table, "VisA")[::3]
+    dma = cols.index(("dma_sap", SCRIPT))
+    assert visa[dma].startswith("—") and "<sup>" in visa[dma]
+    assert "not run" in table
+    # BTAD patchead: one category NaN -> mean over the other category only, with a footnote
+    pe = cols.index(("patchead", ""))
+    btad = html_row(table, "BTAD")[::3][pe]
+    c1 = next(r for r in records if (r["method"], r["dataset"], r["category"]) == ("patchead", "btad", "c1"))
+    assert btad.startswith(f"{100 * c1['metrics']['image_auroc']:.1f}") and "<sup>" in btad
+    assert "all test images anomalous" in table and "left out c2" in table
+    assert "0.0" not in "".join(visa)
+
+
+def test_average_row_is_mean_over_datasets_with_values(rendered):
+    records, cols = rendered["records"], column_order(rendered)
+    grid = ReproducedGrid(rendered["store"].frame())
+    for c, (method, variant) in enumerate(cols):
+        for metric in ("image_auroc", "pixel_aupro"):
+            per_ds = [
+                expected_dataset_mean(records, method, variant, d, metric) for d in ("mvtec", "btad", "visa")
+            ]
+            per_ds = [v for v in per_ds if v is not None]
+            assert grid.average(c, metric).mean == pytest.approx(sum(per_ds) / len(per_ds))
+    avg_cells = html_row(html_table(rendered["html"], "metric-image_auroc"), "Average")[::3]
+    dma = cols.index(("dma_sap", "variant=A"))
+    expected = np.mean(
+        [expected_dataset_mean(records, "dma_sap", "variant=A", d, "image_auroc") for d in ("mvtec", "btad")]
+    )
+    assert re.sub("<[^>]+>", "", avg_cells[dma]).startswith(f"{expected:.1f}")
+    csv = pd.read_csv(rendered["out"] / "report.csv")
+    row = csv[
+        (csv.method == "dma_sap")
+        & (csv.variant == "variant=A")
+        & (csv.dataset == "average")
+        & (csv.metric == "image_auroc")
+    ]
+    assert row["value"].iloc[0] == pytest.approx(expected, abs=1e-3)
+
+
+def test_random_weights_banner_iff_random_record(rendered, tmp_path):
+    banner = "randomly initialised backbone weights (tiny-vit)"
+    assert banner in rendered["html"] and 'class="banner"' in rendered["html"]
+    assert "% WARNING: Numbers computed with randomly initialised" in rendered["tex"]
+    assert banner in (rendered["out"] / "report.md").read_text()
+    csv = pd.read_csv(rendered["out"] / "report.csv")
+    assert csv["warning"].str.contains("randomly initialised").all()
+    assert csv.loc[csv["variant"] == SCRIPT, "random_weights"].all()
+    assert not csv.loc[csv["method"] == "patchead", "random_weights"].any()
+
+    store = write_store(tmp_path / "clean", build_records(random_weights=False))
+    render_report(store, tmp_path / "out", ["html", "latex", "csv"], registry=REGISTRY)
+    assert "randomly initialised" not in (tmp_path / "out" / "report.html").read_text()
+    assert "randomly initialised" not in (tmp_path / "out" / "report.tex").read_text()
+    assert pd.read_csv(tmp_path / "out" / "report.csv")["warning"].isna().all()
+
+
+def test_tuple_layout(rendered):
+    records, cols = rendered["records"], column_order(rendered)
+    table = html_table(rendered["html"], "tuples")
+    assert "Image-level (AUROC, AP, F1)" in table and "Pixel-level (AUROC, PRO, F1)" in table
+    cell = re.sub("<[^>]+>", "", html_row(table, "MVTec AD")[cols.index(("dma_sap", "variant=A"))])
+    want = [
+        expected_dataset_mean(records, "dma_sap", "variant=A", "mvtec", m)
+        for m in ("image_auroc", "image_ap", "image_f1max")
+    ]
+    assert cell.startswith("(" + ", ".join(f"{v:.1f}" for v in want) + ")")
+
+
+def test_ablation_table_rows_are_config_values(rendered):
+    records = rendered["records"]
+    table = html_table(rendered["html"], "ablation-dma_sap.variant")
+    for value in ("A", "D [random weights]"):
+        variant = "variant=A" if value == "A" else SCRIPT
+        row = html_row(table, value)
+        want = np.mean(
+            [expected_dataset_mean(records, "dma_sap", variant, d, "image_auroc") for d in ("mvtec", "btad")]
+        )
+        assert re.sub("<[^>]+>", "", row[0]).startswith(f"{want:.1f}")
+    per_ds = html_table(rendered["html"], "ablation-dma_sap.variant-datasets")
+    assert "MVTec AD" in per_ds and "Average" in per_ds and "(" in html_row(per_ds, "A")[0]
+    with pytest.raises(AdbenchError, match="no config field 'nope'"):
+        render_report(
+            rendered["store"], rendered["out"] / "x", ["csv"], ablation="dma_sap.nope", registry=REGISTRY
+        )
+
+
+def test_published_side_by_side_with_difference(rendered):
+    records, cols = rendered["records"], column_order(rendered)
+    pub = published.load_published()
+    dma = cols.index(("dma_sap", "variant=A"))
+    for metric, pub_metric in (("image_auroc", "auroc"), ("pixel_aupro_cflow", "aupro")):
+        theirs = pub[
+            (pub.method == "DMA-SAP")
+            & (pub.dataset == "mvtec")
+            & (pub.metric == pub_metric)
+            & (pub.level == metric.split("_")[0])
+            & pub.source.str.contains("Tables 1-6")
+        ]["value"].iloc[0]
+        ours = expected_dataset_mean(records, "dma_sap", "variant=A", "mvtec", metric)
+        cells = html_row(html_table(rendered["html"], f"metric-{metric}"), "MVTec AD")[3 * dma : 3 * dma + 3]
+        assert cells[1].startswith(f"{theirs:.1f}")
+        assert cells[2] == f"{round(ours, 1) - theirs:+.1f}".replace("-", "−")
+    # official AUPRO is not compared with the papers' cflow AUPRO
+    aupro = html_row(html_table(rendered["html"], "metric-pixel_aupro"), "MVTec AD")[3 * dma + 1]
+    assert aupro.startswith("—") and "aupro_cflow" in html_table(rendered["html"], "metric-pixel_aupro")
+    # PatchEAD (batch zero-shot) is matched to the PatchEAD paper's text numbers
+    pe = cols.index(("patchead", ""))
+    assert html_row(html_table(rendered["html"], "metric-image_auroc"), "MVTec AD")[3 * pe + 1].startswith(
+        "95.3"
+    )
+
+
+def test_html_is_escaped(rendered):
+    assert SCRIPT not in rendered["html"]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered["html"]
+    assert r"\textless{}script\textgreater{}" in rendered["tex"]
+
+
+def test_published_name_mapping():
+    assert published.published_name("patchead", {"backbone": "dinov2-vitb14-reg"}) == "PatchEAD"
+    assert (
+        published.published_name("patchead", {"backbone": "dinov2-vitb14-reg", "alignment": True})
+        == "PatchEAD+ (DINOv2)"
+    )
+    assert published.published_name("patchead", {"backbone": "clip-b16", "foreground_mask": True}) is None
+    names = set(published.load_published()["method"])
+    assert {
+        published.published_name(m) for m in ("dma_sap", "winclip", "anomalyclip", "vip2clip", "kanoclip")
+    } <= names
+
+
+def test_few_shot_mean_and_std_over_seeds(tmp_path):
+    rng = np.random.default_rng(1)
+    recs = [
+        make_record("patchead", "", "mvtec", c, rng, protocol="few_shot", shots=1, seed=s)
+        for s in (0, 1, 2)
+        for c in ("c1", "c2")
+    ]
+    store = write_store(tmp_path / "s", recs)
+    per_seed = [
+        100 * np.mean([r["metrics"]["image_auroc"] for r in recs if r["seed"] == s]) for s in (0, 1, 2)
+    ]
+    render_report(store, tmp_path / "o", ["html"], registry=REGISTRY)
+    cell = html_row(
+        html_table((tmp_path / "o" / "report.html").read_text(), "metric-image_auroc"), "MVTec AD"
+    )[0]
+    assert cell == f"{np.mean(per_seed):.1f} ± {np.std(per_seed, ddof=1):.1f}"
+
+
+def test_published_mode_needs_no_records(tmp_path):
+    paths = render_report(
+        ResultsStore(tmp_path / "empty"),
+        tmp_path / "o",
+        ["html", "csv"],
+        mode="published",
+        paper="dma_sap",
+        registry=REGISTRY,
+    )
+    html = (tmp_path / "o" / "report.html").read_text()
+    table = html_table(html, "pub-dma_sap__clip_dinov2_fusion.txt (Tables 1-6)-image_auroc")
+    row = html_row(table, "MVTec AD")
+    assert "<strong>94.8</strong>" in row[-1] and "<u>93.9</u>" in row[-2]  # the paper's Table 1 ranks
+    assert any(p.suffix == ".csv" for p in paths)
+    with pytest.raises(AdbenchError, match="no finished records"):
+        render_report(ResultsStore(tmp_path / "empty"), tmp_path / "o", ["html"], registry=REGISTRY)
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_latex_compiles(rendered, tmp_path):
+    for name in ("report.tex", "averages_image.png", "averages_pixel.png"):
+        shutil.copy(rendered["out"] / name, tmp_path / name)
+    proc = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (tmp_path / "report.pdf").stat().st_size > 0
