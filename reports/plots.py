@@ -45,10 +45,10 @@ def bar_charts(grid: ReproducedGrid, out_dir: Path, *, random: bool = False) -> 
         if random:
             title += " — RANDOM WEIGHTS: not comparable to published results"
         ax.set_title(title, fontsize=9, color="crimson" if random else "black")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(3, len(grid.columns)))
         fig.tight_layout()
         path = out_dir / f"averages_{level}.png"
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
     return paths

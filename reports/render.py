@@ -21,8 +21,12 @@ from .tables import (
     AVERAGE,
     CFLOW_NOTE,
     COLUMN_KEYS,
+    DASH,
+    Cell,
+    Part,
     PublishedGrid,
     ReproducedGrid,
+    Row,
     Stat,
     Table,
     ablation_tables,
@@ -101,15 +105,18 @@ def published_side(grid: ReproducedGrid) -> Callable[[int, str, str], tuple[Stat
         remarks = [f"{grid.columns[col]}: paper = {name}, {source}, setting '{setting}'."]
         wanted = metric
         if metric == "pixel_aupro_cflow":
-            if not pub.uses_cflow_aupro(source):
-                return Stat(notes=("the paper's AUPRO is not the aupro_cflow definition",)), remarks
             wanted = "pixel_aupro"
-            remarks.append(CFLOW_NOTE)
+            if pub.uses_cflow_aupro(source):
+                remarks.append(CFLOW_NOTE)
+            elif (rows["metric"] == "aupro").any():
+                return Stat(notes=("the paper's AUPRO is not the aupro_cflow definition",)), remarks
         elif metric == "pixel_aupro" and pub.uses_cflow_aupro(source):
             return Stat(notes=(CFLOW_NOTE,)), remarks
         if dataset == AVERAGE:
             avg = pub.average_row_for(rows, wanted, grid.datasets_with_value(col, metric))
             if avg is None:
+                if not rows["dataset"].str.startswith("average").any():
+                    return Stat(notes=(f"{name}: no average reported in {pub.paper_of(source)}",)), remarks
                 return Stat(notes=("the paper's average covers a different set of datasets",)), remarks
             dataset = avg
         value = pub.value_of(rows, dataset, wanted)
@@ -227,6 +234,7 @@ def _published_report(paper: str | None) -> Report:
             t.section = "published"
             t.rows = [r for r in t.rows if any(c.parts[0].value is not None for c in r.cells)]
             tables.append(t)
+    tables.append(_efficiency_table())
     long = data.drop(columns=["paper"]).assign(dataset_name=lambda f: f["dataset"].map(dataset_name))
     return Report(
         title="Published results (from the papers)",
@@ -236,6 +244,34 @@ def _published_report(paper: str | None) -> Report:
         notes=[
             "Values in percent, as printed in each paper; several papers report the same baseline differently."
         ],
+    )
+
+
+def _efficiency_table() -> Table:
+    """Published speed/memory figures (as printed; GPUs differ between papers)."""
+    eff = pub.load_efficiency()
+    fields = [
+        ("gpu", "GPU"),
+        ("input_px", "input px"),
+        ("infer_ms_per_image", "ms / image"),
+        ("gpu_mem_gb", "GPU mem (GB)"),
+        ("trainable_params_m", "trainable params (M)"),
+        ("total_params_m", "total params (M)"),
+        ("train_hours", "training (h)"),
+    ]
+    rows = []
+    for rec in eff.to_dict("records"):
+        cells = [Cell([Part(DASH if pd.isna(rec[f]) else str(rec[f]))]) for f, _ in fields]
+        rows.append(Row(f"{rec['method']} ({rec['source']})", cells))
+    remarks = [f"{r['method']}: {r['note']}" for r in eff.to_dict("records") if isinstance(r["note"], str)]
+    return Table(
+        "pub-efficiency",
+        "Published efficiency",
+        "Method (source)",
+        [label for _, label in fields],
+        rows,
+        remarks=remarks,
+        section="published",
     )
 
 

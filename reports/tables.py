@@ -468,17 +468,14 @@ def tuple_table(grid: ReproducedGrid | PublishedGrid, *, table_id: str = "tuples
             for c in range(len(grid.columns)):
                 stats = [grid.stat(c, d, m) for m in metrics]
                 parts = [Part(fmt(s.mean), s.mean if s.ok else None) for s in stats]
-                texts = [f"{metric_name(m)}: {t}" for m, s in zip(metrics, stats) for t in s.notes]
+                texts = merged_notes([metric_name(m) for m in metrics], stats)
                 cells.append(Cell(parts, is_tuple=True, marks=notes.marks(texts)))
             for i in range(len(metrics)):
                 rank_parts([cell.parts[i] for cell in cells])
-            out_rows.append(
-                Row(dataset_name(d), cells, group=group, group_start=first, rule_before=d == AVERAGE)
-            )
+            rule = d == AVERAGE or (first and bool(out_rows))
+            out_rows.append(Row(dataset_name(d), cells, group=group, group_start=first, rule_before=rule))
             first = False
-    notes.add(
-        "PRO = the official MVTec AD AUPRO (pixel_aupro); F1 = F1-max; ± std over seeds is in the per-metric tables"
-    )
+    remark = "PRO = the official MVTec AD AUPRO (pixel_aupro); F1 = F1-max; ± std over seeds is in the per-metric tables."
     return Table(
         table_id,
         title or "All metrics, tuple layout",
@@ -486,7 +483,18 @@ def tuple_table(grid: ReproducedGrid | PublishedGrid, *, table_id: str = "tuples
         list(grid.columns),
         out_rows,
         footnotes=notes.texts,
+        remarks=[remark],
     )
+
+
+def merged_notes(names: Sequence[str], stats: Sequence[Stat]) -> list[str]:
+    """Footnotes of a tuple cell: a note shared by every element once, others prefixed by metric."""
+    texts = list(dict.fromkeys(t for s in stats for t in s.notes))
+    out = []
+    for text in texts:
+        having = [n for n, s in zip(names, stats) if text in s.notes]
+        out.append(text if len(having) == len(names) else f"{', '.join(having)}: {text}")
+    return out
 
 
 def category_table(grid: ReproducedGrid, metric: str) -> Table:
@@ -570,7 +578,7 @@ def ablation_tables(grid: ReproducedGrid, spec: str) -> list[Table]:
                 Cell(
                     [Part(fmt(s.mean), s.mean if s.ok else None) for s in stats],
                     is_tuple=True,
-                    marks=notes2.marks([t for s in stats for t in s.notes]),
+                    marks=notes2.marks(merged_notes([metric_name(m) for m in pair], stats)),
                 )
             )
         rows2.append(Row(rows[c].label, cells))
