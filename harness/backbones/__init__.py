@@ -1,5 +1,85 @@
-"""Backbones: the common interface (``base``) and the builders of each library family."""
+"""Backbones: the common interface (``base``) and the builders of each library family.
+
+``build_backbone(name)`` looks the spec up in the plugin registry, resolves the weights
+(``weights``: explicit file, ``$ADBENCH_WEIGHTS``, library cache, download), builds, freezes and
+caches the model per (name, weights identity, device), so two methods sharing a backbone build it once.
+``resolve_backbone_identity(name)`` gives the weights identity for job keys without building anything.
+"""
+
+from __future__ import annotations
+
+import torch
 
 from .base import Backbone, BackboneSpec, Tokens
+from .weights import WeightSource, resolve_weights
 
-__all__ = ["Backbone", "BackboneSpec", "Tokens"]
+__all__ = [
+    "Backbone",
+    "BackboneSpec",
+    "Tokens",
+    "WeightSource",
+    "build_backbone",
+    "build_from_spec",
+    "clear_backbone_cache",
+    "resolve_backbone_identity",
+]
+
+_CACHE: dict[tuple[str, str, str], Backbone] = {}
+
+
+def _spec(name: str, registry: object | None = None) -> BackboneSpec:
+    from ..registry import get_registry
+
+    return (registry or get_registry()).backbone(name)  # type: ignore[attr-defined]
+
+
+def build_from_spec(
+    spec: BackboneSpec,
+    *,
+    weights: str | None = None,
+    device: torch.device | str = "cpu",
+    pretrained: bool = True,
+    source: WeightSource | None = None,
+) -> Backbone:
+    """Build one backbone (no cache): resolve weights, build with the torch RNG seeded from
+    ``spec.kwargs['seed']`` (default 0, so random inits are reproducible), freeze, move to ``device``."""
+    source = source or resolve_weights(spec, weights, pretrained)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(spec.kwargs.get("seed", 0)))
+        model = spec.builder(spec, source)
+    model.weights = source.identity
+    model.default_size = spec.default_size
+    model.requires_grad_(False)
+    model.eval()
+    return model.to(torch.device(device))
+
+
+def build_backbone(
+    name: str,
+    *,
+    weights: str | None = None,
+    device: torch.device | str = "cpu",
+    pretrained: bool = True,
+    registry: object | None = None,
+) -> Backbone:
+    """The frozen backbone ``name`` on ``device``, built once per (name, weights identity, device).
+
+    ``weights`` is a file path or 'random'; ``pretrained=False`` builds a random init (e.g. to count
+    parameters). Raises WeightsNotFoundError (one line) when pretrained weights are nowhere to be found.
+    """
+    spec = _spec(name, registry)
+    source = resolve_weights(spec, weights, pretrained)
+    key = (name, source.identity, str(torch.device(device)))
+    if key not in _CACHE:
+        _CACHE[key] = build_from_spec(spec, device=device, source=source)
+    return _CACHE[key]
+
+
+def resolve_backbone_identity(name: str, weights: str | None = None, registry: object | None = None) -> str:
+    """Weights identity of backbone ``name`` for job keys ('random', a tag or a file hash); builds nothing."""
+    return resolve_weights(_spec(name, registry), weights).identity
+
+
+def clear_backbone_cache() -> None:
+    """Forget every cached backbone (frees their memory once no method holds them)."""
+    _CACHE.clear()

@@ -7,22 +7,31 @@ interface, so a method runs on open_clip, timm, a CNN or a tiny random model ali
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from ..errors import AdbenchError
+
 
 @dataclass
 class Tokens:
-    """Features of a batch: ``patches[layer]`` is (N, h, w, C) for each requested block (1-based);
-    ``cls`` is the final CLS/global token (N, C_out) or None for models without one."""
+    """Features of a batch: ``patches[layer]`` is (N, h, w, C) for each requested block (keyed as
+    requested: 1-based, or -1 = last); ``cls`` is the final CLS/global token (N, C_out) or None.
+
+    Optional extras some backbones fill on request: ``vv[layer]`` the V-V attention path's patch
+    tokens (CLIP, ``vv_blocks > 0``), ``attention`` the last block's CLS-to-patch attention (N, h, w).
+    """
 
     patches: dict[int, torch.Tensor]
     cls: torch.Tensor | None = None
     grid: tuple[int, int] = (0, 0)
+    vv: dict[int, torch.Tensor] = field(default_factory=dict)
+    attention: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,38 @@ class Backbone(nn.Module, ABC):
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     weights: str = "random"
+    default_size: int = 224
+
+    def train(self, mode: bool = True) -> Backbone:
+        """Backbones are frozen feature extractors: they stay in eval mode even inside a training module."""
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the backbone's parameters."""
+        return next(self.parameters()).device
+
+    def layer_indices(self, layers: Sequence[int]) -> dict[int, int]:
+        """Map each requested layer (1-based, or negative from the end: -1 = last) to its 1-based block."""
+        out = {}
+        for layer in layers:
+            block = self.num_blocks + 1 + int(layer) if int(layer) < 0 else int(layer)
+            if not 1 <= block <= self.num_blocks:
+                raise AdbenchError(
+                    f"layer {layer} is out of range for backbone '{self.name}' "
+                    f"(blocks 1..{self.num_blocks}, or -1 for the last)"
+                )
+            out[int(layer)] = block
+        return out
+
+    @contextlib.contextmanager
+    def autocast(self, device: torch.device) -> Iterator[None]:
+        """bf16 autocast on CUDA (the speed the papers report); full precision elsewhere."""
+        if device.type == "cuda":
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                yield
+        else:
+            yield
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Map images in [0, 1] to the backbone's normalised input."""
