@@ -1,14 +1,13 @@
 """The Method interface: a plugin maps images to image scores and anomaly maps, nothing more.
 
 Training-free methods implement :meth:`Method.predict`. Trained methods (auxiliary-data ZSAD) also
-set ``trained = True`` and implement :meth:`Method.fit` plus the learnable-state pair, which the
-training engine (``adbench.training``) drives; the method never loads data or writes results.
+set ``trained = True`` and implement ``learnable_module``, ``frozen_features`` and ``training_loss``,
+which the training engine (``adbench.training``) drives; the method never loads data or writes results.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -85,16 +84,38 @@ class Method(ABC):
         """Score ``images`` (N, 3, H, W) in [0, 1] under the protocol described by ``ctx``."""
 
     # --- trained methods only -------------------------------------------------------------
-    def fit(self, batches: Iterable[dict[str, torch.Tensor]], ctx: Context) -> None:  # pragma: no cover
-        """Fit the learnable parts on auxiliary data (trained methods; see adbench.training)."""
-        raise TypeError(f"method '{self.name}' is training-free and has no fit()")
+    # The training engine (adbench.training) drives these: it computes ``frozen_features`` of the
+    # auxiliary images once per fit (the backbones are frozen, so every epoch reuses them), then
+    # minimises ``training_loss`` over the parameters of ``learnable_module`` and checkpoints
+    # ``learnable_state``. The method never loads data, picks an optimiser or writes results.
+    #: False builds backbones randomly initialised (``adbench info`` counts parameters without weights).
+    pretrained_backbones: bool = True
+
+    def learnable_module(self) -> torch.nn.Module:
+        """The module holding every learnable parameter (never a frozen backbone)."""
+        raise TypeError(f"method '{self.name}' is training-free and has no learnable parameters")
+
+    def frozen_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Frozen-backbone features of ``images`` (N, 3, H, W) in [0, 1], each (N, ...); run without grad."""
+        raise TypeError(f"method '{self.name}' is training-free and has no frozen_features()")
+
+    def training_loss(
+        self, features: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, float]]:
+        """Loss of one batch: ``features`` from :meth:`frozen_features`, ``masks`` (N, H, W) in {0, 1},
+        ``labels`` (N,) in {0, 1}; optionally with named parts (e.g. focal, dice) for the log."""
+        raise TypeError(f"method '{self.name}' is training-free and has no training_loss()")
 
     def learnable_state(self) -> dict[str, torch.Tensor]:
         """The learnable parameters only (never frozen backbones), for safetensors checkpoints."""
-        return {}
+        if not self.trained:
+            return {}
+        return {k: v.detach().cpu().clone() for k, v in self.learnable_module().state_dict().items()}
 
-    def load_learnable_state(self, state: dict[str, torch.Tensor]) -> None:  # noqa: B027
-        """Restore what :meth:`learnable_state` returned."""
+    def load_learnable_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`learnable_state` returned (strict: every key must match)."""
+        if self.trained:
+            self.learnable_module().load_state_dict(state, strict=True)
 
     @property
     def weights(self) -> dict[str, str]:

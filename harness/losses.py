@@ -1,0 +1,58 @@
+"""Loss functions shared by the trained methods: focal and dice on anomaly maps, image CE / BCE.
+
+Maps are probabilities of "anomalous" in [0, 1] (after the method's softmax), masks are binary.
+Focal and dice are short enough to write here (torchvision's ``sigmoid_focal_loss`` wants logits,
+and the methods produce probabilities from a two-way softmax over text prompts).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+_EPS = 1e-6
+
+
+def focal_loss(
+    prob: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float | None = None
+) -> torch.Tensor:
+    """Binary focal loss (Lin et al. 2017) of probabilities ``prob`` against a 0/1 ``target`` of the same shape.
+
+    ``alpha`` (weight of the positive class) is off by default, as in AnomalyCLIP's segmentation loss.
+    """
+    target = target.to(prob.dtype)
+    p = prob.clamp(_EPS, 1 - _EPS)
+    pt = torch.where(target > 0.5, p, 1 - p)
+    loss = -((1 - pt) ** gamma) * torch.log(pt)
+    if alpha is not None:
+        loss = loss * torch.where(target > 0.5, alpha, 1 - alpha)
+    return loss.mean()
+
+
+def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Soft dice loss 1 - 2|P∩G| / (|P| + |G|), per image then averaged; ``prob`` and ``target`` are (N, H, W)."""
+    target = target.to(prob.dtype)
+    dims = tuple(range(1, prob.dim()))
+    inter = (prob * target).sum(dims)
+    total = prob.sum(dims) + target.sum(dims)
+    return (1 - (2 * inter + smooth) / (total + smooth)).mean()
+
+
+def segmentation_loss(prob: torch.Tensor, mask: torch.Tensor, dice_weight: float = 1.0) -> torch.Tensor:
+    """Focal + ``dice_weight`` x dice on an anomaly probability map (N, H, W), resized to the mask when needed."""
+    if prob.shape[-2:] != mask.shape[-2:]:
+        prob = F.interpolate(prob[:, None], size=mask.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return focal_loss(prob, mask) + dice_weight * dice_loss(prob, mask)
+
+
+def image_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of (N, 2) normal/anomalous logits against labels (N,) in {0, 1}."""
+    return F.cross_entropy(logits.float(), labels.long())
+
+
+def image_bce(scores: torch.Tensor, labels: torch.Tensor, from_logits: bool = False) -> torch.Tensor:
+    """Binary cross-entropy of anomaly scores (N,) against labels (N,): probabilities, or logits if told."""
+    labels = labels.to(torch.float32)
+    if from_logits:
+        return F.binary_cross_entropy_with_logits(scores.float(), labels)
+    return F.binary_cross_entropy(scores.float().clamp(_EPS, 1 - _EPS), labels)

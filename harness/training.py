@@ -1,0 +1,338 @@
+"""Training engine of the auxiliary-data (zero-shot) methods: fit once, checkpoint, reuse everywhere.
+
+A trained method is fitted on the TEST split of auxiliary categories (never its target) and the
+learnable parts only are saved as safetensors under ``$ADBENCH_HOME/fits/<method>/<key>``, keyed by
+the resolved config, the auxiliary data fingerprint, the backbones' weights identities, the seed
+and the library versions; every target and rerun loads that file until ``--retrain``.
+
+The loop is generic: the method supplies ``frozen_features`` (computed once per fit through
+:class:`~adbench.feature_cache.FeatureCache`), ``training_loss`` and ``learnable_module``; the
+optimiser (Adam by default), schedule, epochs, batch size and lr come from the method's config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .config import stable_hash, to_dict
+from .data import Category, Sample, load_images, load_masks
+from .errors import AdbenchError
+from .feature_cache import DEFAULT_MEMORY_LIMIT, FeatureCache
+from .methods import Method
+from .paths import cache_dir
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class FitResult:
+    """What a fit produced; the runner copies these fields into every result that used it."""
+
+    key: str  # fit cache key
+    path: Path  # safetensors file of the learnable state
+    reused: bool  # True when loaded from cache
+    losses: list[float]  # mean loss per epoch (empty when reused: then read from the saved metadata)
+    trained_on: list[str]  # ["synthetic/brick", ...]
+    seconds: float
+
+
+@dataclass
+class TrainLog:
+    """Per-epoch mean loss and its named parts, plus timing of the feature pass and the epochs."""
+
+    losses: list[float] = field(default_factory=list)
+    parts: list[dict[str, float]] = field(default_factory=list)
+    feature_seconds: float = 0.0
+    epoch_seconds: list[float] = field(default_factory=list)
+    feature_cache: str = "memory"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that can change a fit's numbers (part of the fit key)."""
+    import importlib.metadata as md
+
+    out = {"adbench": __version__, "torch": torch.__version__}
+    for dist in ("open_clip_torch", "timm"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
+def fit_key(method: Method, aux_fingerprint: str, seed: int) -> str:
+    """Cache key of a fit: method, resolved config, auxiliary data, backbone weights, seed, versions."""
+    return stable_hash(
+        {
+            "method": method.name,
+            "config": to_dict(method.config),
+            "aux": aux_fingerprint,
+            "backbones": method.backbone_names(),
+            "weights": method.weights,
+            "seed": seed,
+            "versions": library_versions(),
+        },
+        length=20,
+    )
+
+
+def fit_paths(method_name: str, key: str) -> tuple[Path, Path]:
+    """The safetensors file of a fit and its JSON log beside it."""
+    folder = cache_dir("fits", method_name)
+    return folder / f"{key}.safetensors", folder / f"{key}.json"
+
+
+def build_optimizer(config: Any, params: Sequence[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """Optimiser from the config: ``optimizer`` (adam), ``lr``, ``betas``, ``weight_decay``, ``momentum``."""
+    name = str(getattr(config, "optimizer", "adam")).lower()
+    lr = float(config.lr)
+    wd = float(getattr(config, "weight_decay", 0.0))
+    if name == "adam":
+        return torch.optim.Adam(
+            params, lr=lr, betas=tuple(getattr(config, "betas", (0.9, 0.999))), weight_decay=wd
+        )
+    if name == "adamw":
+        return torch.optim.AdamW(
+            params, lr=lr, betas=tuple(getattr(config, "betas", (0.9, 0.999))), weight_decay=wd
+        )
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=float(getattr(config, "momentum", 0.9)), weight_decay=wd
+        )
+    raise AdbenchError(f"optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
+
+
+def build_schedule(
+    config: Any, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step schedule from ``config.lr_schedule``: constant (default) or cosine to zero."""
+    name = str(getattr(config, "lr_schedule", "constant")).lower()
+    if name == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+    raise AdbenchError(f"lr_schedule {name!r}: expected one of {', '.join(SCHEDULES)}")
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _image_batches(
+    samples: Sequence[Sample], size: int, batch_size: int, device: torch.device
+) -> Iterator[torch.Tensor]:
+    for start in range(0, len(samples), batch_size):
+        yield load_images(samples[start : start + batch_size], size).to(device)
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(
+    method: Method,
+    samples: Sequence[Sample],
+    masks: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+    use_cache: bool = True,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    images: torch.Tensor | None = None,
+) -> TrainLog:
+    """Minimise ``method.training_loss`` over its learnable parameters on ``samples``.
+
+    ``masks`` (N, S, S) uint8 and ``labels`` (N,) belong to the samples, S = ``method.image_size``.
+    With ``use_cache`` the frozen features are computed once; without it they are recomputed every
+    batch (for the benchmark), from ``images`` when given (N, 3, S, S) or else read from disk.
+    """
+    cfg = method.config
+    device = method.device
+    size, n = method.image_size, len(samples)
+    epochs, batch_size = int(cfg.epochs), int(cfg.batch_size)
+    if n == 0:
+        raise AdbenchError(f"method '{method.name}': no auxiliary images to train on")
+    if epochs < 1 or batch_size < 1:
+        raise AdbenchError(
+            f"method '{method.name}': epochs and batch_size must be >= 1 (got {epochs}, {batch_size})"
+        )
+    _seed(seed)
+    module = method.learnable_module()
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise AdbenchError(f"method '{method.name}': learnable_module() has no trainable parameters")
+    steps_per_epoch = math.ceil(n / batch_size)
+    optimizer = build_optimizer(cfg, params)
+    schedule = build_schedule(cfg, optimizer, epochs * steps_per_epoch)
+    log = TrainLog()
+
+    def extract(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad(), _autocast(device):
+            return method.frozen_features(batch)
+
+    cache = None
+    if use_cache:
+        t0 = time.perf_counter()
+        source = (
+            images.split(batch_size)
+            if images is not None
+            else _image_batches(samples, size, batch_size, device)
+        )
+        cache = FeatureCache.build(lambda b: extract(b.to(device)), source, n, memory_limit=memory_limit)
+        log.feature_seconds = time.perf_counter() - t0
+        log.feature_cache = "disk-float16" if cache.on_disk else "memory"
+    else:
+        log.feature_cache = "off"
+
+    from tqdm.auto import tqdm
+
+    generator = torch.Generator().manual_seed(seed)
+    bar = tqdm(
+        range(epochs), disable=not progress, unit="epoch", desc=f"fit {method.name}", dynamic_ncols=True
+    )
+    try:
+        module.train()
+        for _epoch in bar:
+            t0 = time.perf_counter()
+            order = torch.randperm(n, generator=generator)
+            total, parts_sum = 0.0, {}
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                if cache is not None:
+                    feats = cache.get(idx, device)
+                else:
+                    batch = (
+                        images[idx] if images is not None else load_images([samples[i] for i in idx], size)
+                    )
+                    feats = extract(batch.to(device))
+                with _autocast(device):
+                    out = method.training_loss(feats, masks[idx].to(device), labels[idx].to(device))
+                loss, parts = out if isinstance(out, tuple) else (out, {})
+                if not torch.isfinite(loss):
+                    raise AdbenchError(
+                        f"method '{method.name}': training loss became {loss.item()} (lower the lr?)"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total += float(loss.detach()) * len(idx)
+                for k, v in parts.items():
+                    parts_sum[k] = parts_sum.get(k, 0.0) + float(v) * len(idx)
+            log.losses.append(total / n)
+            log.parts.append({k: v / n for k, v in parts_sum.items()})
+            log.epoch_seconds.append(time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{log.losses[-1]:.4f}")
+    finally:
+        module.eval()
+        if cache is not None:
+            cache.close()
+    return log
+
+
+def load_auxiliary(
+    aux: Sequence[tuple[str, Category]], size: int
+) -> tuple[list[Sample], torch.Tensor, torch.Tensor, list[str]]:
+    """Test samples of the auxiliary categories, their masks at ``size`` (uint8) and labels."""
+    samples = [s for _, cat in aux for s in cat.test]
+    if not samples:
+        raise AdbenchError("training: the auxiliary categories have no test images")
+    masks = load_masks(samples, size)
+    labels = torch.tensor([s.label for s in samples], dtype=torch.long)
+    return samples, masks, labels, [f"{d}/{cat.name}" for d, cat in aux]
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def save_fit(method: Method, key: str, meta: dict[str, Any]) -> Path:
+    """Write the learnable state (safetensors) and its JSON log atomically; returns the safetensors path."""
+    path, log_path = fit_paths(method.name, key)
+    state = {k: v.detach().cpu().contiguous() for k, v in method.learnable_state().items()}
+    tmp = path.with_suffix(".safetensors.tmp")
+    save_file(state, str(tmp), metadata={"key": key, "method": method.name, "adbench": __version__})
+    os.replace(tmp, path)
+    _write_json(log_path, {"key": key, "method": method.name, **meta})
+    return path
+
+
+def load_fit(method: Method, path: Path) -> None:
+    """Load a saved learnable state into ``method`` (on its device)."""
+    state = load_file(str(path), device=str(method.device))
+    try:
+        method.load_learnable_state(state)
+    except (RuntimeError, KeyError) as exc:
+        raise AdbenchError(f"fitted parameters {path} do not match method '{method.name}': {exc}") from None
+    method.learnable_module().eval()
+
+
+def read_fit_log(method_name: str, key: str) -> dict[str, Any]:
+    """The JSON log saved next to a fit (losses, config, trained_on, seconds)."""
+    _, log_path = fit_paths(method_name, key)
+    return json.loads(log_path.read_text()) if log_path.exists() else {}
+
+
+def ensure_fitted(
+    method: Method,
+    aux: list[tuple[str, Category]],
+    *,
+    aux_fingerprint: str,
+    seed: int,
+    retrain: bool = False,
+    progress: bool = True,
+) -> FitResult:
+    """Fit `method` on the TEST splits of the auxiliary categories (images, masks, labels at
+    method.image_size), or load a cached fit; afterwards `method` is ready to predict."""
+    if not method.trained:
+        raise AdbenchError(f"method '{method.name}' is training-free; nothing to fit")
+    t0 = time.perf_counter()
+    key = fit_key(method, aux_fingerprint, seed)
+    path, log_path = fit_paths(method.name, key)
+    trained_on = [f"{d}/{cat.name}" for d, cat in aux]
+    if path.exists() and log_path.exists() and not retrain:
+        load_fit(method, path)
+        return FitResult(key, path, True, [], trained_on, time.perf_counter() - t0)
+    samples, masks, labels, _ = load_auxiliary(aux, method.image_size)
+    log = train(method, samples, masks, labels, seed=seed, progress=progress)
+    seconds = time.perf_counter() - t0
+    meta = {
+        "losses": log.losses,
+        "loss_parts": log.parts,
+        "config": to_dict(method.config) if dataclasses.is_dataclass(method.config) else str(method.config),
+        "trained_on": trained_on,
+        "n_images": len(samples),
+        "n_anomalous": int(labels.sum()),
+        "seconds": round(seconds, 3),
+        "feature_seconds": round(log.feature_seconds, 3),
+        "epoch_seconds": [round(s, 3) for s in log.epoch_seconds],
+        "feature_cache": log.feature_cache,
+        "seed": seed,
+        "aux_fingerprint": aux_fingerprint,
+        "backbones": method.backbone_names(),
+        "weights": method.weights,
+        "versions": library_versions(),
+        "device": str(method.device),
+    }
+    path = save_fit(method, key, meta)
+    return FitResult(key, path, False, list(log.losses), trained_on, seconds)
