@@ -57,7 +57,7 @@ METHOD_NAMES = {
 }
 
 #: Config fields that, when truthy, turn PatchEAD into PatchEAD+ (alignment and/or foreground mask).
-_PATCHEAD_PLUS_FIELDS = ("plus", "align", "alignment", "foreground_mask", "mask")
+_PATCHEAD_PLUS_FIELDS = ("plus", "align", "alignment", "foreground_mask")
 
 #: Dataset groups behind the CSV's average rows.
 AVERAGE_GROUPS = {
@@ -133,10 +133,12 @@ def setting_matches(protocol: str, setting: str) -> bool:
     return prefix is not None and setting.startswith(prefix)
 
 
+@functools.cache
 def lookup(name: str, protocol: str) -> tuple[str | None, pd.DataFrame]:
     """The one source used for a method under a protocol, and its rows (empty when none).
 
     The method's own paper wins; otherwise the first paper of ``SOURCE_PRIORITY`` reporting it.
+    Cached: treat the returned frame as read-only.
     """
     table = load_published()
     rows = table[(table["method"] == name) & table["setting"].map(lambda s: setting_matches(protocol, s))]

@@ -185,6 +185,11 @@ class Table:
     def n_data_columns(self) -> int:
         return len(self.columns) * max(1, len(self.subcolumns))
 
+    @property
+    def wide(self) -> bool:
+        """Too wide for a page at its natural size (LaTeX then scales it to the line width)."""
+        return self.n_data_columns > 6 or sum(len(c) for c in self.columns) + len(self.row_header) > 130
+
 
 class Notes:
     """Numbered footnotes of one table, identical texts sharing a number."""
@@ -268,8 +273,11 @@ class ReproducedGrid:
         self.metrics = metric_columns(self.frame)
         keys = self.frame[COLUMN_KEYS].drop_duplicates().sort_values(COLUMN_KEYS)
         self.keys: list[tuple] = [tuple(k) for k in keys.itertuples(index=False)]
-        self.datasets = sort_datasets(list(self.frame["dataset"].unique()))
+        failed_sets = set(self.failed["dataset"]) if "dataset" in self.failed else set()
+        self.datasets = sort_datasets(list(set(self.frame["dataset"]) | failed_sets))
         self._groups = {k: g for k, g in self.frame.groupby(COLUMN_KEYS, sort=False)}
+        self._by_dataset = {k: g for k, g in self.frame.groupby([*COLUMN_KEYS, "dataset"], sort=False)}
+        self._memo: dict[tuple, tuple[pd.Series, list[str]]] = {}
         multi_protocol = len({(k[2], k[3]) for k in self.keys}) > 1
         self.columns = [self._label(k, multi_protocol) for k in self.keys]
 
@@ -295,8 +303,15 @@ class ReproducedGrid:
 
     def _seed_scores(self, key: tuple, dataset: str, metric: str) -> tuple[pd.Series, list[str]]:
         """Dataset score per seed (mean over categories) and the notes about left-out categories."""
-        rows = self.rows(key)
-        rows = rows[rows["dataset"] == dataset]
+        memo = (key, dataset, metric)
+        if memo not in self._memo:
+            self._memo[memo] = self._compute_seed_scores(key, dataset, metric)
+        return self._memo[memo]
+
+    def _compute_seed_scores(self, key: tuple, dataset: str, metric: str) -> tuple[pd.Series, list[str]]:
+        rows = self._by_dataset.get((*key, dataset))
+        if rows is None:
+            return pd.Series(dtype=float), ["not run"]
         if metric not in rows:
             return pd.Series(dtype=float), [f"{metric} not computed by this method"]
         notes = []
@@ -318,7 +333,7 @@ class ReproducedGrid:
         key = self.keys[col]
         if dataset == AVERAGE:
             return self.average(col, metric)
-        if not (self.rows(key)["dataset"] == dataset).any():
+        if (*key, dataset) not in self._by_dataset:
             return Stat(notes=(self._missing_reason(key, dataset),))
         per_seed, notes = self._seed_scores(key, dataset, metric)
         per_seed = per_seed.dropna()
@@ -347,7 +362,7 @@ class ReproducedGrid:
         key = self.keys[col]
         per_dataset = {}
         for d in datasets or self.datasets:
-            if (self.rows(key)["dataset"] == d).any():
+            if (*key, d) in self._by_dataset:
                 s, _ = self._seed_scores(key, d, metric)
                 if not s.dropna().empty:
                     per_dataset[d] = s
@@ -502,20 +517,24 @@ def category_table(grid: ReproducedGrid, metric: str) -> Table:
     notes = Notes()
     out_rows = []
     frame = grid.frame
+    ids = [*COLUMN_KEYS, "dataset", "category"]
+    # One groupby for the whole table (per-cell filtering is slow on large stores).
+    agg = frame.groupby(ids, sort=False)[metric].agg(["mean", "std", "count"]).to_dict("index")
     for d in grid.datasets:
         cats = sorted(frame.loc[frame["dataset"] == d, "category"].unique())
         for i, cat in enumerate(cats):
             cells = []
             for key in grid.keys:
-                rows = grid.rows(key)
-                rows = rows[(rows["dataset"] == d) & (rows["category"] == cat)]
-                if rows.empty:
+                hit = agg.get((*key, d, cat))
+                if hit is None:
                     stat = Stat(notes=(grid._missing_reason(key, d),))
-                elif metric not in rows or rows[metric].isna().all():
+                elif hit["count"] == 0:
+                    rows = frame[(frame["dataset"] == d) & (frame["category"] == cat)]
+                    rows = rows[(rows[COLUMN_KEYS] == pd.Series(key, index=COLUMN_KEYS)).all(axis=1)]
                     stat = Stat(notes=(nan_reason(rows, metric),))
                 else:
-                    vals = rows[metric].dropna() * 100.0
-                    stat = Stat(float(vals.mean()), float(vals.std()) if len(vals) > 1 else None)
+                    std = hit["std"] * 100.0 if hit["count"] > 1 else None
+                    stat = Stat(hit["mean"] * 100.0, std)
                 cells.append(_value_cell(stat, notes))
             rank_parts([cell.parts[0] for cell in cells])
             out_rows.append(Row(cat, cells, group=dataset_name(d), group_start=i == 0))

@@ -349,7 +349,7 @@ def test_html_is_escaped(rendered):
 def test_published_name_mapping():
     assert published.published_name("patchead", {"backbone": "dinov2-vitb14-reg"}) == "PatchEAD"
     assert (
-        published.published_name("patchead", {"backbone": "dinov2-vitb14-reg", "alignment": True})
+        published.published_name("patchead", {"backbone": "dinov2-vitb14-reg", "align": True})
         == "PatchEAD+ (DINOv2)"
     )
     assert published.published_name("patchead", {"backbone": "clip-b16", "foreground_mask": True}) is None
@@ -395,6 +395,17 @@ def test_published_mode_needs_no_records(tmp_path):
         render_report(ResultsStore(tmp_path / "empty"), tmp_path / "o", ["html"], registry=REGISTRY)
 
 
+def test_failed_job_is_a_dash_with_its_error(tmp_path):
+    rng = np.random.default_rng(2)
+    recs = [make_record("winclip", "", d, "c1", rng) for d in ("mvtec", "visa")]
+    recs[1].update(status="failed", error="CUDA out of memory\ntraceback...")
+    store = write_store(tmp_path / "s", recs)
+    render_report(store, tmp_path / "o", ["html"], registry=REGISTRY)
+    table = html_table((tmp_path / "o" / "report.html").read_text(), "metric-image_auroc")
+    assert html_row(table, "VisA")[0].startswith("—") and "job failed: CUDA out of memory" in table
+    assert "traceback" not in table
+
+
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
 def test_latex_compiles(rendered, tmp_path):
     for name in ("report.tex", "averages_image.png", "averages_pixel.png"):
@@ -408,3 +419,13 @@ def test_latex_compiles(rendered, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (tmp_path / "report.pdf").stat().st_size > 0
+    paper = tmp_path / "paper"
+    render_report(ResultsStore(tmp_path / "none"), paper, ["latex"], mode="published", registry=REGISTRY)
+    proc = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
+        cwd=paper,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
