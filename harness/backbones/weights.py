@@ -14,6 +14,7 @@ import hashlib
 import os
 import socket
 import threading
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,7 +235,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
         state = load_file(str(path), device="cpu")
     elif is_torchscript(path):
-        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        with warnings.catch_warnings():  # torch 2.9+ flags torch.jit as deprecated; these archives still load
+            warnings.simplefilter("ignore", FutureWarning)
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
         for key in ("input_resolution", "context_length", "vocab_size"):
             state.pop(key, None)
     else:
