@@ -170,8 +170,8 @@ def render_csv(report: Report, out_dir: Path) -> list[Path]:
 @hookimpl
 def adbench_report_formats() -> list[ReportFormat]:
     return [
-        ReportFormat("html", ".html", render_html),
-        ReportFormat("latex", ".tex", render_latex),
-        ReportFormat("markdown", ".md", render_markdown),
-        ReportFormat("csv", ".csv", render_csv),
+        ReportFormat("html", ".html", render_html, "HTML page: tables, footnotes, bar charts"),
+        ReportFormat("latex", ".tex", render_latex, "LaTeX document with booktabs tables"),
+        ReportFormat("markdown", ".md", render_markdown, "Markdown pipe tables"),
+        ReportFormat("csv", ".csv", render_csv, "long-form numbers with notes and warnings"),
     ]

@@ -73,6 +73,7 @@ class ReportFormat:
     name: str
     suffix: str
     render: Callable[[Report, Path], list[Path]]
+    description: str = ""
 
 
 def random_banner(frame: pd.DataFrame) -> str | None:
