@@ -134,13 +134,17 @@ def rescore(results_dir: str) -> None:
 @click.option("--out", "out_dir", default="adbench-report", show_default=True, type=click.Path(file_okay=False))
 @click.option("--published", is_flag=True, help="Show published numbers beside reproduced ones.")
 @click.option("--ablation", default=None, metavar="METHOD.FIELD", help="Ablation table over one config field.")
+@click.option("--mode", type=click.Choice(["reproduced", "published"]), default="reproduced", show_default=True,
+              help="'published' renders the papers' own tables from the shipped data (no results needed).")
+@click.option("--paper", default=None, help="With --mode published: only sources whose name contains this.")
 @results_option
-def report(formats: str, out_dir: str, published: bool, ablation: str | None, results_dir: str) -> None:
+def report(formats: str, out_dir: str, published: bool, ablation: str | None, mode: str, paper: str | None,
+           results_dir: str) -> None:
     """Render paper-style tables and plots from the results store."""
     from adbench.reports import render_report
 
     paths = render_report(ResultsStore(results_dir), Path(out_dir), _csv(formats) or [], published=published,
-                          ablation=ablation, registry=get_registry())
+                          ablation=ablation, registry=get_registry(), mode=mode, paper=paper)
     for p in paths:
         click.echo(str(p))
 
