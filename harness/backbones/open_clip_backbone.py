@@ -11,7 +11,9 @@ modules ``token_embedding``, ``positional_embedding``, ``text_transformer``, ``l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
 
 import open_clip
 import torch
@@ -215,6 +217,22 @@ class OpenCLIPBackbone(Backbone):
         return x @ self.text_projection
 
 
+@contextlib.contextmanager
+def _quiet_random_init_warning() -> Iterator[None]:
+    """open_clip logs 'No pretrained weights loaded' on the root logger for every weightless build; here
+    the weights are loaded right after (or random init is deliberate and recorded as 'random')."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
 def create_open_clip(spec: BackboneSpec, source: WeightSource, **overrides: object) -> open_clip.CLIP:
     """Build the open_clip model of ``spec`` with the resolved weights (``overrides`` reach the model config).
 
@@ -231,7 +249,10 @@ def create_open_clip(spec: BackboneSpec, source: WeightSource, **overrides: obje
             raise WeightsNotFoundError(
                 missing_message(spec, f"download failed: {type(exc).__name__}")
             ) from exc
-    model = open_clip.create_model(spec.model_name, pretrained=None, force_quick_gelu=quick_gelu, **overrides)
+    with _quiet_random_init_warning():
+        model = open_clip.create_model(
+            spec.model_name, pretrained=None, force_quick_gelu=quick_gelu, **overrides
+        )
     if source.path is None:
         return model
     if is_torchscript(source.path):
