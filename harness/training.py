@@ -148,7 +148,7 @@ def _seed(seed: int) -> None:
 
 def train(
     method: Method,
-    samples: Sequence[Sample],
+    samples: Sequence[Sample] | None,
     masks: torch.Tensor,
     labels: torch.Tensor,
     *,
@@ -162,11 +162,13 @@ def train(
 
     ``masks`` (N, S, S) uint8 and ``labels`` (N,) belong to the samples, S = ``method.image_size``.
     With ``use_cache`` the frozen features are computed once; without it they are recomputed every
-    batch (for the benchmark), from ``images`` when given (N, 3, S, S) or else read from disk.
+    batch (for the benchmark). Images come from ``images`` (N, 3, S, S) when given (then ``samples``
+    may be None), else they are read from the samples' files.
     """
     cfg = method.config
     device = method.device
-    size, n = method.image_size, len(samples)
+    size = method.image_size
+    n = len(images) if images is not None else len(samples or ())
     epochs, batch_size = int(cfg.epochs), int(cfg.batch_size)
     if n == 0:
         raise AdbenchError(f"method '{method.name}': no auxiliary images to train on")
