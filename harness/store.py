@@ -39,6 +39,8 @@ def _json_safe(obj: Any) -> Any:
         return [_json_safe(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
+    if isinstance(obj, Path):  # e.g. FitResult.path in a record's "fit"
+        return str(obj)
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
