@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
+
+_CREATED: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # One cache for the whole session (the synthetic set is generated once), separate from ~/.cache.
     # ADBENCH_TEST_HOME reuses a cache across sessions when iterating locally.
-    home = os.environ.get("ADBENCH_TEST_HOME") or tempfile.mkdtemp(prefix="adbench-home-")
+    home = os.environ.get("ADBENCH_TEST_HOME")
+    if not home:
+        home = tempfile.mkdtemp(prefix="adbench-home-")
+        _CREATED.append(home)
     os.environ["ADBENCH_HOME"] = home
     os.environ["ADBENCH_WEIGHTS"] = os.path.join(home, "weights")
+    os.environ.setdefault("ADBENCH_OFFLINE", "1")  # tests never wait on a network probe
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for home in _CREATED:
+        shutil.rmtree(home, ignore_errors=True)
