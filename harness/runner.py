@@ -250,7 +250,7 @@ class Runner:
     # --- execution ------------------------------------------------------------------------
     def method_instance(self, job: Job) -> Method:
         """One set-up (and, for trained methods, fitted) instance per config and training set."""
-        ident = stable_hash([job.method_cls.name, to_dict(job.config), job.train_on])
+        ident = self.instance_id(job)
         if ident not in self._methods:
             method = job.method_cls(job.config, self.device)
             method.setup()
@@ -259,15 +259,26 @@ class Runner:
             self._methods[ident] = method
         return self._methods[ident]
 
+    @staticmethod
+    def instance_id(job: Job) -> str:
+        """Trained methods get one instance per training set and seed; training-free ones per config."""
+        seed = job.seed if job.method_cls.trained else None
+        return stable_hash([job.method_cls.name, to_dict(job.config), job.train_on, seed])
+
     def fit(self, method: Method, job: Job) -> Any:
         from .training import ensure_fitted
 
         assert job.train_on is not None
         aux = [(d, self.category(d, c)) for d, c in job.train_on]
         fingerprint = stable_hash(sorted({self.fingerprint(d) for d, _ in job.train_on}) + job.train_on)
-        return ensure_fitted(
+        result = ensure_fitted(
             method, aux, aux_fingerprint=fingerprint, seed=job.seed, retrain=self.spec.retrain, progress=self.spec.progress
         )
+        if result.reused and not result.losses:
+            from .training import read_fit_log
+
+            result.losses = list(read_fit_log(job.method_cls.name, result.key).get("losses", []))
+        return result
 
     def run(self, on_event: Callable[[str], None] | None = None) -> RunSummary:
         """Execute the planned jobs, skipping finished ones; failures are recorded, not fatal."""
@@ -298,7 +309,7 @@ class Runner:
 
     def base_record(self, job: Job) -> dict[str, Any]:
         ds = job.dataset
-        fit = self._fits.get(stable_hash([job.method_cls.name, to_dict(job.config), job.train_on]))
+        fit = self._fits.get(self.instance_id(job))
         return {
             "key": job.key,
             "adbench_version": __version__,
