@@ -1,1 +1,36 @@
-"""Plugin module (being written)."""
+"""BTAD (beanTech Anomaly Detection): three products in an MVTec-like layout with ``ok``/``ko`` folders.
+
+Layout: ``{01,02,03}/train/ok``, ``test/{ok,ko}``, ``ground_truth/ko``. Image and mask share a stem;
+the extensions differ between products and copies (``.bmp`` or ``.png`` images, ``.png`` or
+``.bmp`` masks), so masks are paired by stem whatever their extension.
+"""
+
+from __future__ import annotations
+
+from adbench import hookimpl
+
+from .mvtec_style import MVTecStyleDataset
+
+
+class BTAD(MVTecStyleDataset):
+    """BTAD: 3 industrial products; normal folder ``ok``, anomalous ``ko``; masks share the image's stem."""
+
+    name = "btad"
+    title = "BTAD"
+    description = "BTAD: 3 industrial products (01, 02, 03), ok/ko folders, pixel masks"
+    source = "http://avires.dimi.uniud.it/papers/btad/btad.zip"
+    layout = "{01,02,03}/train/ok/, {01,02,03}/test/{ok,ko}/, {01,02,03}/ground_truth/ko/<same stem>.png|.bmp"
+    normal = ("ok",)
+    mask_suffixes = ("",)
+    published_counts = {
+        "categories": 3,
+        "train_images": 1799,
+        "test_images": 741,
+        "test_normal": 451,
+        "test_anomalous": 290,
+    }
+
+
+@hookimpl
+def adbench_datasets() -> list[type]:
+    return [BTAD]

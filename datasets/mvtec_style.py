@@ -1,1 +1,88 @@
-"""Plugin module (being written)."""
+"""Datasets published in the MVTec AD layout: MVTec AD, MPDD and DTD-Synthetic.
+
+Layout: ``<category>/train/good/*.png``, ``<category>/test/<defect>/*.png`` and
+``<category>/ground_truth/<defect>/<stem>_mask.png``; ``good`` is the normal class.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from adbench import hookimpl
+from adbench.data import Category
+from adbench.dataset_tools import Issue
+from adbench.errors import AdbenchError
+
+from ._base import NativeDataset
+from ._scan import scan_mvtec_category, subfolders
+
+
+class MVTecStyleDataset(NativeDataset):
+    """Base for datasets in MVTec AD's folder layout; subclasses set names, normal folder and mask suffix."""
+
+    normal: ClassVar[tuple[str, ...]] = ("good",)
+    mask_suffixes: ClassVar[tuple[str, ...]] = ("_mask",)
+    layout = (
+        "<category>/train/good/, <category>/test/<defect>/, <category>/ground_truth/<defect>/<id>_mask.png"
+    )
+
+    def discover(self) -> list[str]:
+        """Every sub-folder of the root that has a ``test`` folder."""
+        root = self.require_root()
+        names = [d for d in subfolders(root) if (root / d / "test").is_dir()]
+        if not names:
+            hint = (
+                " (this looks like one category: pass its parent folder)" if (root / "test").is_dir() else ""
+            )
+            raise AdbenchError(str(self.wrong_root(self.layout)) + hint)
+        return names
+
+    def scan(self, name: str) -> tuple[Category, list[Issue]]:
+        return scan_mvtec_category(self.require_root() / name, name, self.normal, self.mask_suffixes)
+
+
+class MVTecAD(MVTecStyleDataset):
+    """MVTec AD: 15 categories (5 textures, 10 objects) of industrial images with pixel masks."""
+
+    name = "mvtec"
+    title = "MVTec AD"
+    description = "MVTec AD: 15 industrial categories (5 textures, 10 objects), pixel masks"
+    source = "https://www.mvtec.com/company/research/datasets/mvtec-ad (mvtec_anomaly_detection.tar.xz)"
+    published_counts = {
+        "categories": 15,
+        "train_images": 3629,
+        "test_images": 1725,
+        "test_normal": 467,
+        "test_anomalous": 1258,
+    }
+
+
+class MPDD(MVTecStyleDataset):
+    """MPDD (Metal Parts Defect Detection): 6 categories, MVTec layout."""
+
+    name = "mpdd"
+    title = "MPDD"
+    description = "MPDD: 6 categories of painted metal parts, MVTec layout, pixel masks"
+    source = "https://github.com/stepanje/MPDD"
+    published_counts = {
+        "categories": 6,
+        "train_images": 888,
+        "test_images": 458,
+        "test_normal": 176,
+        "test_anomalous": 282,
+    }
+
+
+class DTDSynthetic(MVTecStyleDataset):
+    """DTD-Synthetic: 12 DTD textures with synthetic defects (Woven_001 ... Matted_069), MVTec layout."""
+
+    name = "dtd_synthetic"
+    title = "DTD-Synthetic"
+    description = "DTD-Synthetic: 12 textures with synthetic defects, MVTec layout, pixel masks"
+    source = "https://drive.google.com/drive/folders/10OyPzvI3H6llCZBxKxFlKWt1Pw1tkMK1 (linked from the AnomalyCLIP README)"
+    published_counts = {"categories": 12}
+
+
+@hookimpl
+def adbench_datasets() -> list[type]:
+    return [MVTecAD, MPDD, DTDSynthetic]
