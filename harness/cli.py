@@ -107,9 +107,12 @@ def _print_results(store: ResultsStore, fmt: str) -> None:
     else:
         import pandas as pd
 
+        from .metrics import METRICS
+        from .store import ID_COLUMNS
+
+        columns = [c for c in (*ID_COLUMNS, *METRICS, "images_per_s") if c in df.columns]
         with pd.option_context("display.max_rows", 500, "display.max_columns", 50, "display.width", 250):
-            shown = df.drop(columns=["key", "status"]).round(4)
-            click.echo(shown.to_string(index=False, na_rep="—"))
+            click.echo(df[columns].round(4).to_string(index=False, na_rep="—"))
 
 
 @cli.command()

@@ -69,6 +69,9 @@ def cross_patch_distances(
         sims = query[start : start + rows] @ flat.T  # (rows, R * P')
         best = sims.view(-1, r, pr).amax(dim=-1)  # nearest patch in each reference image
         dist = 1.0 - best.float()
+        if num_groups == r:  # one image per group (no alignment variants): nothing to merge
+            out.append(dist)
+            continue
         grouped = torch.full((dist.shape[0], num_groups), float("inf"), device=dist.device)
         grouped.scatter_reduce_(1, groups.expand(dist.shape[0], -1), dist, reduce="amin")
         out.append(grouped)
