@@ -26,8 +26,8 @@ from adbench.errors import AdbenchError
 from ._base import NativeDataset
 from ._scan import list_images, looks_mvtec_style, pair_masks, scan_mvtec_category, subfolders
 
-PIXEL_NOTE = "all test images are anomalous: image-level metrics are undefined (reported as —)"
-IMAGE_NOTE = "no pixel masks: pixel-level metrics are undefined (reported as —)"
+PIXEL_NOTE = "segmentation set, every test image anomalous: pixel metrics only"
+IMAGE_NOTE = "classification set, no masks: image metrics only"
 
 
 class MedicalDataset(NativeDataset):

@@ -150,8 +150,8 @@ def test_classification_and_segmentation_sets_declare_their_task(registry: Regis
     isic = registry.dataset("isic")(tmp_path / "i")
     assert (headct.task, isic.task) == ("image", "pixel")
     h, i = headct.load_category("brain"), isic.load_category("skin")
-    assert not h.has_masks and any("pixel-level metrics are undefined" in n for n in h.notes)
-    assert i.num_anomalous == len(i.test) and any("image-level metrics are undefined" in n for n in i.notes)
+    assert not h.has_masks and any("image metrics only" in n for n in h.notes)
+    assert i.num_anomalous == len(i.test) and any("pixel metrics only" in n for n in i.notes)
     labels = {s.image_path.name: s.label for s in h.test}
     assert labels == {"000.png": 1, "001.png": 1, "002.png": 0, "003.png": 0, "004.png": 0}
 
