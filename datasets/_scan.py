@@ -61,6 +61,10 @@ def _unique_stems(paths: Sequence[Path], what: str) -> tuple[dict[str, Path], li
     return by_stem, issues
 
 
+def _strip(stem: str, suffix: str) -> str:
+    return stem[: len(stem) - len(suffix)] if suffix else stem
+
+
 def pair_masks(
     images: Sequence[Path], masks: Sequence[Path], suffixes: Sequence[str], mask_dir: Path
 ) -> tuple[dict[Path, Path], list[Issue]]:
@@ -72,21 +76,10 @@ def pair_masks(
     by_stem, issues = _unique_stems(images, "image")
     pairs: dict[Path, Path] = {}
     for mask in masks:
-        stem = next(
-            (
-                mask.stem[: len(mask.stem) - len(s)] if s else mask.stem
-                for s in suffixes
-                if mask.stem.endswith(s)
-                and (mask.stem[: len(mask.stem) - len(s)] if s else mask.stem) in by_stem
-            ),
-            None,
-        )
+        candidates = [_strip(mask.stem, s) for s in suffixes if mask.stem.endswith(s)]
+        stem = next((c for c in candidates if c in by_stem), None)
         if stem is None:
-            guess = mask.stem
-            for s in suffixes:
-                if s and guess.endswith(s):
-                    guess = guess[: -len(s)]
-                    break
+            guess = candidates[0] if candidates else mask.stem
             image_dir = images[0].parent if images else "<image folder>"
             issues.append(
                 Issue("error", "extra_mask", f"mask {mask} has no image (expected {image_dir}/{guess}.*)")
