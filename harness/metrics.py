@@ -31,9 +31,9 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "image_auroc": "image AUROC: sklearn roc_auc_score over the category's test images",
     "image_ap": "image AP: sklearn average_precision_score over the category's test images",
     "image_f1max": "image F1-max: max of 2PR/(P+R) over sklearn's precision-recall curve (finite values)",
-    "pixel_auroc": "pixel AUROC: sklearn roc_auc_score pooled over all pixels of the category's test images",
-    "pixel_ap": "pixel AP: sklearn average_precision_score pooled over all pixels of the category's test images",
-    "pixel_f1max": "pixel F1-max: max of 2PR/(P+R) over the pooled-pixel precision-recall curve (finite values)",
+    "pixel_auroc": "pixel AUROC: ROC area over all pixels of the category's test images pooled (= sklearn roc_auc_score)",
+    "pixel_ap": "pixel AP: average precision over all pixels pooled (= sklearn average_precision_score)",
+    "pixel_f1max": "pixel F1-max: max of 2PR/(P+R) over every threshold of the pooled pixels",
     "pixel_aupro": (
         "aupro: official MVTec AD definition, exact curve over every distinct score, PRO averaged over "
         "all 8-connected gt regions, global FPR on normal pixels, FPR <= 0.3 interpolated, /0.3"
@@ -118,22 +118,51 @@ def f1_max(labels: Any, scores: Any) -> float:
     return float(f1.max()) if f1.size else math.nan
 
 
+def pooled_pixel_metrics(masks: Any, maps: Any) -> tuple[float, float, float]:
+    """Pixel (AUROC, AP, F1-max) pooled over all pixels, from one sort; equal to scikit-learn's.
+
+    NaN (all three) without anomalous or without normal pixels.
+    """
+    m, a = _pixel_inputs(masks, maps)
+    # Hand-written instead of sklearn: its curves argsort every pixel (stable) and build float64
+    # curves per metric: ~10 s and ~1.7 GB per metric for 22 M pixels. Here the normal and the
+    # anomalous scores are value-sorted separately and counted with searchsorted, which gives the
+    # same numbers (tests compare with sklearn) several times faster:
+    #   AUROC = P(anomalous > normal) + P(tie)/2 (Mann-Whitney, equal to the trapezoid ROC area);
+    #   AP and F1-max only change at anomalous scores, so only those thresholds are evaluated.
+    neg = a[~m]
+    neg.sort()
+    pos = np.sort(a[m])
+    n_pos, n_neg = pos.size, neg.size
+    if n_pos == 0 or n_neg == 0:
+        return math.nan, math.nan, math.nan
+    below = np.searchsorted(neg, pos, side="left").sum(dtype=np.int64)
+    not_above = np.searchsorted(neg, pos, side="right").sum(dtype=np.int64)
+    auroc = (int(below) + int(not_above)) / (2.0 * n_pos * n_neg)
+
+    thresholds, first = np.unique(pos, return_index=True)  # distinct anomalous scores, ascending
+    tp = (n_pos - first).astype(np.float64)  # anomalous pixels scoring >= threshold
+    fp = (n_neg - np.searchsorted(neg, thresholds, side="left")).astype(np.float64)
+    precision = tp / (tp + fp)
+    recall_step = -np.diff(np.append(tp, 0.0)) / n_pos  # recall gained at each threshold
+    ap = float(np.sum(recall_step * precision))
+    f1 = float(np.max(2 * tp / (tp + fp + n_pos)))
+    return float(auroc), ap, f1
+
+
 def pixel_auroc(masks: Any, maps: Any) -> float:
     """AUROC pooled over all pixels of all images; NaN without anomalous or without normal pixels."""
-    m, a = _pixel_inputs(masks, maps)
-    return image_auroc(m.reshape(-1), a.reshape(-1))
+    return pooled_pixel_metrics(masks, maps)[0]
 
 
 def pixel_ap(masks: Any, maps: Any) -> float:
-    """Average precision pooled over all pixels of all images."""
-    m, a = _pixel_inputs(masks, maps)
-    return image_ap(m.reshape(-1), a.reshape(-1))
+    """Average precision pooled over all pixels of all images (sklearn's definition)."""
+    return pooled_pixel_metrics(masks, maps)[1]
 
 
 def pixel_f1_max(masks: Any, maps: Any) -> float:
-    """F1-max pooled over all pixels of all images."""
-    m, a = _pixel_inputs(masks, maps)
-    return f1_max(m.reshape(-1), a.reshape(-1))
+    """F1-max pooled over all pixels of all images (max of 2PR/(P+R) over all thresholds)."""
+    return pooled_pixel_metrics(masks, maps)[2]
 
 
 # ---------------------------------------------------------------- AUPRO
@@ -294,9 +323,7 @@ def compute_metrics(
         notes.append(pixel_note)
         values.update(dict.fromkeys(PIXEL_METRICS, math.nan))
     else:
-        values["pixel_auroc"] = pixel_auroc(m, a)
-        values["pixel_ap"] = pixel_ap(m, a)
-        values["pixel_f1max"] = pixel_f1_max(m, a)
+        values["pixel_auroc"], values["pixel_ap"], values["pixel_f1max"] = pooled_pixel_metrics(m, a)
         values["pixel_aupro"] = aupro(m, a)
         values["pixel_aupro_cflow"] = aupro_cflow(m, a)
         if math.isnan(values["pixel_aupro_cflow"]):

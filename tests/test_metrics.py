@@ -115,13 +115,24 @@ def test_image_auroc_ap_equal_sklearn(seed: int) -> None:
     assert isinstance(metrics.image_auroc(labels, scores), float)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_pixel_auroc_ap_equal_sklearn_pooled(seed: int) -> None:
-    masks, maps = blob_data(seed, n=4, size=16)
-    assert metrics.pixel_auroc(masks, maps) == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()))
-    assert metrics.pixel_ap(masks, maps) == pytest.approx(
-        average_precision_score(masks.ravel(), maps.ravel())
-    )
+@pytest.mark.parametrize("seed,ties", [(0, False), (1, False), (2, True), (3, True)])
+def test_pixel_auroc_ap_equal_sklearn_pooled(seed: int, ties: bool) -> None:
+    masks, maps = blob_data(seed, n=4, size=16, ties=ties)
+    y, s = masks.ravel(), maps.ravel()
+    assert metrics.pixel_auroc(masks, maps) == pytest.approx(roc_auc_score(y, s), abs=1e-10)
+    assert metrics.pixel_ap(masks, maps) == pytest.approx(average_precision_score(y, s), abs=1e-10)
+    assert metrics.pixel_f1_max(masks, maps) == pytest.approx(metrics.f1_max(y, s), abs=1e-10)
+
+
+def test_pixel_metrics_with_heavy_ties_across_classes() -> None:
+    rng = np.random.default_rng(9)
+    masks = (rng.random((3, 8, 8)) < 0.3).astype(np.uint8)
+    maps = rng.integers(0, 3, masks.shape).astype(np.float32) + masks * rng.integers(0, 2, masks.shape)
+    y, s = masks.ravel(), maps.ravel()
+    assert metrics.pixel_auroc(masks, maps) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert metrics.pixel_ap(masks, maps) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert metrics.pixel_f1_max(masks, maps) == pytest.approx(brute_f1max(y, s), abs=1e-12)
+    assert math.isnan(metrics.pixel_auroc(np.zeros_like(masks), maps))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
