@@ -125,9 +125,9 @@ def pooled_pixel_metrics(masks: Any, maps: Any) -> tuple[float, float, float]:
     """
     m, a = _pixel_inputs(masks, maps)
     # Hand-written instead of sklearn: its curves argsort every pixel (stable) and build float64
-    # curves per metric: ~10 s and ~1.7 GB per metric for 22 M pixels. Here the normal and the
-    # anomalous scores are value-sorted separately and counted with searchsorted, which gives the
-    # same numbers (tests compare with sklearn) several times faster:
+    # curves per metric (measured 1.7-2.5 s per metric for 6.6 M pixels, 10-13 s and 1.7 GB peak for
+    # 22.6 M). Here the normal and the anomalous scores are value-sorted separately and counted with
+    # searchsorted, which gives the same numbers (tests compare with sklearn) in ~0.1 s / ~0.5 s:
     #   AUROC = P(anomalous > normal) + P(tie)/2 (Mann-Whitney, equal to the trapezoid ROC area);
     #   AP and F1-max only change at anomalous scores, so only those thresholds are evaluated.
     neg = a[~m]
@@ -294,7 +294,7 @@ def compute_metrics(
     """
     values: dict[str, float] = {}
     notes: list[str] = []
-    y = _numpy(labels).ravel() != 0
+    y, _ = _image_inputs(labels, scores)  # checks the lengths even when the metrics are undefined
     n_anomalous = int(np.count_nonzero(y))
     if y.size == 0:
         notes.append("image metrics undefined: no test images")
@@ -327,7 +327,9 @@ def compute_metrics(
         values["pixel_aupro"] = aupro(m, a)
         values["pixel_aupro_cflow"] = aupro_cflow(m, a)
         if math.isnan(values["pixel_aupro_cflow"]):
-            notes.append("pixel_aupro_cflow undefined: fewer than two thresholds with distinct FPR < 0.3")
+            notes.append(
+                "pixel_aupro_cflow undefined: constant map or fewer than two distinct FPRs below 0.3"
+            )
     return values, notes
 
 
