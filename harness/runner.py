@@ -402,7 +402,8 @@ def postprocess_maps(maps: torch.Tensor | None, size: int, sigma: float) -> np.n
     out = maps.numpy()
     if sigma > 0:
         out = ndimage.gaussian_filter(out, sigma=(0, sigma, sigma))
-    return out
+    # Maps are stored as float16; score the same rounded values so `adbench rescore` reproduces them.
+    return out.astype(np.float16).astype(np.float32)
 
 
 def peak_memory_mb(device: torch.device) -> float:
