@@ -368,7 +368,7 @@ class Runner:
             job.key,
             scores=scores.astype(np.float32),
             labels=labels,
-            maps=maps.astype(np.float16) if maps is not None else np.zeros((0,), np.float16),
+            maps=compact_maps(maps) if maps is not None else np.zeros((0,), np.float16),
             masks=masks.numpy().astype(np.uint8) if masks is not None else np.zeros((0,), np.uint8),
             ids=np.array([s.id for s in category.test]),
         )
@@ -402,8 +402,16 @@ def postprocess_maps(maps: torch.Tensor | None, size: int, sigma: float) -> np.n
     out = maps.numpy()
     if sigma > 0:
         out = ndimage.gaussian_filter(out, sigma=(0, sigma, sigma))
-    # Maps are stored as float16; score the same rounded values so `adbench rescore` reproduces them.
-    return out.astype(np.float16).astype(np.float32)
+    # Maps are stored as float16 when their range allows; score the same rounded values so that
+    # `adbench rescore` reproduces every record exactly.
+    return compact_maps(out).astype(np.float32)
+
+
+def compact_maps(maps: np.ndarray) -> np.ndarray:
+    """float16 copy of the maps when every value fits (|x| < 60000), else float32."""
+    if maps.size and np.isfinite(maps).all() and np.abs(maps).max() < 6e4:
+        return maps.astype(np.float16)
+    return maps.astype(np.float32)
 
 
 def peak_memory_mb(device: torch.device) -> float:
