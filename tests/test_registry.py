@@ -68,3 +68,14 @@ def test_every_hook_is_documented():
     for name in dir(hookspecs):
         if name.startswith("adbench_"):
             assert getattr(hookspecs, name).__doc__, f"hook {name} has no documentation"
+
+
+def test_every_hook_has_a_builtin_implementation():
+    """Each hookspec is exercised by the built-in plugins (and so by their tests)."""
+    from adbench import hookspecs
+    from adbench.registry import KINDS
+
+    assert set(KINDS.values()) == {n for n in dir(hookspecs) if n.startswith("adbench_")}
+    reg = Registry(autoload=True)
+    for kind in KINDS:
+        assert reg.names(kind), f"no built-in plugin implements the {kind} hook"
