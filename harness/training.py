@@ -172,10 +172,12 @@ def train(
     epochs, batch_size = int(cfg.epochs), int(cfg.batch_size)
     if n == 0:
         raise AdbenchError(f"method '{method.name}': no auxiliary images to train on")
-    if epochs < 1 or batch_size < 1:
+    if epochs < 0 or batch_size < 1:
         raise AdbenchError(
-            f"method '{method.name}': epochs and batch_size must be >= 1 (got {epochs}, {batch_size})"
+            f"method '{method.name}': epochs must be >= 0 and batch_size >= 1 (got {epochs}, {batch_size})"
         )
+    if epochs == 0:  # the untrained initialisation, kept as a baseline: `--set METHOD.epochs=0`
+        return TrainLog()
     _seed(seed)
     module = method.learnable_module()
     params = [p for p in module.parameters() if p.requires_grad]

@@ -210,3 +210,15 @@ def test_dma_sap_fit_save_load_gives_identical_scores(tiny_aux):
     after, want = fresh.predict(images, ctx), trained.predict(images, ctx)
     assert not torch.equal(before.scores, want.scores)
     assert torch.equal(after.scores, want.scores) and torch.equal(after.maps, want.maps)
+
+
+def test_zero_epochs_keeps_the_initialisation_as_a_baseline(tiny_aux):
+    samples, masks, labels, _ = load_auxiliary(tiny_aux, 32)
+    method = _toy(epochs=0)
+    before = {k: v.clone() for k, v in method.learnable_state().items()}
+    log = train(method, samples, masks, labels, seed=0, progress=False)
+    assert log.losses == []
+    for k, v in method.learnable_state().items():
+        assert torch.equal(v, before[k])
+    with pytest.raises(AdbenchError, match="epochs must be >= 0"):
+        train(_toy(epochs=-1), samples, masks, labels, seed=0, progress=False)
