@@ -49,9 +49,13 @@ def main() -> None:
         peak = f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB CUDA (features {feature_mb:.0f} MiB)"
     else:
         total = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        peak = f"process peak RSS {total:.0f} MiB (before scoring {rss0:.0f} MiB; features {feature_mb:.0f} MiB)"
+        peak = (
+            f"process peak RSS {total:.0f} MiB (before scoring {rss0:.0f} MiB; features {feature_mb:.0f} MiB)"
+        )
     per_query = (time.perf_counter() - t0) / args.queries
-    print(f"{args.images} images, {args.size} px, {p} patches x {args.dim} dims, {args.dtype} on {args.device}")
+    print(
+        f"{args.images} images, {args.size} px, {p} patches x {args.dim} dims, {args.dtype} on {args.device}"
+    )
     print(f"per query: {per_query:.2f} s -> whole category ~ {per_query * args.images / 60:.1f} min")
     print(f"similarity block <= {args.max_chunk_elements * 4 / 2**20:.0f} MiB; {peak}")
 

@@ -38,7 +38,11 @@ def _roots(values: tuple[str, ...], datasets: list[str]) -> dict[str, str]:
 
 
 results_option = click.option(
-    "--results", "results_dir", default=DEFAULT_RESULTS_DIR, show_default=True, type=click.Path(file_okay=False),
+    "--results",
+    "results_dir",
+    default=DEFAULT_RESULTS_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False),
     help="Results store directory.",
 )
 
@@ -52,39 +56,84 @@ def cli() -> None:
 @cli.command()
 @click.option("--methods", default="patchead", show_default=True, help="Comma-separated method names.")
 @click.option("--datasets", default="synthetic", show_default=True, help="Comma-separated dataset names.")
-@click.option("--root", "roots", multiple=True, help="Dataset root: PATH, or NAME=PATH with several datasets.")
+@click.option(
+    "--root", "roots", multiple=True, help="Dataset root: PATH, or NAME=PATH with several datasets."
+)
 @click.option("--categories", default=None, help="Comma-separated subset of categories.")
-@click.option("--protocol", type=click.Choice(["zero_shot", "batch_zero_shot", "few_shot"]), default=None,
-              help="Evaluation protocol (default: each method's own).")
+@click.option(
+    "--protocol",
+    type=click.Choice(["zero_shot", "batch_zero_shot", "few_shot"]),
+    default=None,
+    help="Evaluation protocol (default: each method's own).",
+)
 @click.option("--shots", default="1,2,4", show_default=True, help="Few-shot k values.")
 @click.option("--seeds", default=None, help="Seeds (few-shot default 0,1,2; otherwise 0).")
-@click.option("--set", "sets", multiple=True, metavar="METHOD.FIELD=VALUE",
-              help="Override a config field; 'a,b' or 'a|b' expands the grid.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="METHOD.FIELD=VALUE",
+    help="Override a config field; 'a,b' or 'a|b' expands the grid.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--demo", is_flag=True, help="Use backbones that need no download (efficientnet-lite0, tiny random).")
+@click.option(
+    "--demo", is_flag=True, help="Use backbones that need no download (efficientnet-lite0, tiny random)."
+)
 @click.option("--force", is_flag=True, help="Recompute jobs that already have a record.")
 @click.option("--retrain", is_flag=True, help="Refit trained methods instead of reusing a cached fit.")
 @click.option("--train-on", default=None, help="Auxiliary dataset(s) for trained methods.")
-@click.option("--eval-size", type=int, default=None, help="Mask/map resolution for pixel metrics (default: input size).")
+@click.option(
+    "--eval-size", type=int, default=None, help="Mask/map resolution for pixel metrics (default: input size)."
+)
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @results_option
-def run(methods, datasets, roots, categories, protocol, shots, seeds, sets, device, demo, force, retrain,
-        train_on, eval_size, batch_size, no_progress, results_dir) -> None:
+def run(
+    methods,
+    datasets,
+    roots,
+    categories,
+    protocol,
+    shots,
+    seeds,
+    sets,
+    device,
+    demo,
+    force,
+    retrain,
+    train_on,
+    eval_size,
+    batch_size,
+    no_progress,
+    results_dir,
+) -> None:
     """Evaluate METHODS on DATASETS and write one record per job to the results store."""
     from .runner import Runner, RunSpec
 
     ds = _csv(datasets) or ["synthetic"]
     spec = RunSpec(
-        methods=_csv(methods) or [], datasets=ds, roots=_roots(roots, ds), categories=_csv(categories),
-        protocol=protocol, shots=tuple(int(s) for s in _csv(shots) or ()),
-        seeds=tuple(int(s) for s in _csv(seeds)) if seeds else None, overrides=parse_set_options(sets),
-        device=device, demo=demo, force=force, retrain=retrain, train_on=_csv(train_on), eval_size=eval_size,
-        batch_size=batch_size, progress=not no_progress,
+        methods=_csv(methods) or [],
+        datasets=ds,
+        roots=_roots(roots, ds),
+        categories=_csv(categories),
+        protocol=protocol,
+        shots=tuple(int(s) for s in _csv(shots) or ()),
+        seeds=tuple(int(s) for s in _csv(seeds)) if seeds else None,
+        overrides=parse_set_options(sets),
+        device=device,
+        demo=demo,
+        force=force,
+        retrain=retrain,
+        train_on=_csv(train_on),
+        eval_size=eval_size,
+        batch_size=batch_size,
+        progress=not no_progress,
     )
     store = ResultsStore(results_dir)
     summary = Runner(spec, store).run()
-    click.echo(f"{summary.done} jobs run, {summary.skipped} already done (skipped), {len(summary.failed)} failed")
+    click.echo(
+        f"{summary.done} jobs run, {summary.skipped} already done (skipped), {len(summary.failed)} failed"
+    )
     for line in summary.failed:
         click.echo(f"  failed: {line}", err=True)
     _print_results(store, "table")
@@ -116,7 +165,9 @@ def _print_results(store: ResultsStore, fmt: str) -> None:
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
 @results_option
 def results(fmt: str, results_dir: str) -> None:
     """Print one row per job with a column per metric."""
@@ -134,20 +185,44 @@ def rescore(results_dir: str) -> None:
 
 @cli.command()
 @click.option("--format", "formats", default="html,latex", show_default=True, help="Comma-separated formats.")
-@click.option("--out", "out_dir", default="adbench-report", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--out", "out_dir", default="adbench-report", show_default=True, type=click.Path(file_okay=False)
+)
 @click.option("--published", is_flag=True, help="Show published numbers beside reproduced ones.")
-@click.option("--ablation", default=None, metavar="METHOD.FIELD", help="Ablation table over one config field.")
-@click.option("--mode", type=click.Choice(["reproduced", "published"]), default="reproduced", show_default=True,
-              help="'published' renders the papers' own tables from the shipped data (no results needed).")
+@click.option(
+    "--ablation", default=None, metavar="METHOD.FIELD", help="Ablation table over one config field."
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["reproduced", "published"]),
+    default="reproduced",
+    show_default=True,
+    help="'published' renders the papers' own tables from the shipped data (no results needed).",
+)
 @click.option("--paper", default=None, help="With --mode published: only sources whose name contains this.")
 @results_option
-def report(formats: str, out_dir: str, published: bool, ablation: str | None, mode: str, paper: str | None,
-           results_dir: str) -> None:
+def report(
+    formats: str,
+    out_dir: str,
+    published: bool,
+    ablation: str | None,
+    mode: str,
+    paper: str | None,
+    results_dir: str,
+) -> None:
     """Render paper-style tables and plots from the results store."""
     from adbench.reports import render_report
 
-    paths = render_report(ResultsStore(results_dir), Path(out_dir), _csv(formats) or [], published=published,
-                          ablation=ablation, registry=get_registry(), mode=mode, paper=paper)
+    paths = render_report(
+        ResultsStore(results_dir),
+        Path(out_dir),
+        _csv(formats) or [],
+        published=published,
+        ablation=ablation,
+        registry=get_registry(),
+        mode=mode,
+        paper=paper,
+    )
     for p in paths:
         click.echo(str(p))
 
@@ -192,7 +267,9 @@ def check(name: str, root: str | None) -> None:
 @datasets.command(name="export-meta")
 @click.argument("name")
 @click.option("--root", default=None, type=click.Path(), help="Dataset root folder.")
-@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Output file (default ROOT/meta.json).")
+@click.option(
+    "--out", default=None, type=click.Path(dir_okay=False), help="Output file (default ROOT/meta.json)."
+)
 def export_meta(name: str, root: str | None, out: str | None) -> None:
     """Write a meta.json that AnomalyCLIP and AdaCLIP can read."""
     from .dataset_tools import export_meta as do_export

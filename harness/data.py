@@ -148,9 +148,17 @@ def load_mask(path: str | Path | None, size: int) -> torch.Tensor:
 
 def load_images(samples: Sequence[Sample], size: int) -> torch.Tensor:
     """Stack the images of several samples into (N, 3, size, size)."""
-    return torch.stack([load_image(s.image_path, size) for s in samples]) if samples else torch.empty(0, 3, size, size)
+    return (
+        torch.stack([load_image(s.image_path, size) for s in samples])
+        if samples
+        else torch.empty(0, 3, size, size)
+    )
 
 
 def load_masks(samples: Sequence[Sample], size: int) -> torch.Tensor:
     """Stack the masks of several samples into (N, size, size) uint8."""
-    return torch.stack([load_mask(s.mask_path, size) for s in samples]) if samples else torch.empty(0, size, size, dtype=torch.uint8)
+    return (
+        torch.stack([load_mask(s.mask_path, size) for s in samples])
+        if samples
+        else torch.empty(0, size, size, dtype=torch.uint8)
+    )

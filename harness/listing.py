@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from .registry import Registry
 
-_KIND = {"methods": "method", "datasets": "dataset", "backbones": "backbone", "report-formats": "report_format"}
+_KIND = {
+    "methods": "method",
+    "datasets": "dataset",
+    "backbones": "backbone",
+    "report-formats": "report_format",
+}
 
 
 def _method_traits(cls: type) -> str:

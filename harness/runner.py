@@ -144,7 +144,9 @@ def backbone_identities(method_cls: type[Method], config: Any) -> dict[str, str]
     out = {}
     for fld in method_cls.backbone_fields:
         name = getattr(config, fld)
-        out[name] = resolve_backbone_identity(name, explicit if len(method_cls.backbone_fields) == 1 else None)
+        out[name] = resolve_backbone_identity(
+            name, explicit if len(method_cls.backbone_fields) == 1 else None
+        )
     return out
 
 
@@ -209,7 +211,9 @@ class Runner:
             dataset.check_category_name(c)
         return [c for c in names if c in self.spec.categories]
 
-    def auxiliary(self, method_cls: type[Method], target: Dataset, category: str) -> list[tuple[str, str]] | None:
+    def auxiliary(
+        self, method_cls: type[Method], target: Dataset, category: str
+    ) -> list[tuple[str, str]] | None:
         """Which (dataset, category) pairs a trained method is fitted on for this target category."""
         if not method_cls.trained:
             return None
@@ -234,7 +238,9 @@ class Runner:
                 weights = backbone_identities(method_cls, config)
                 eval_size = self.spec.eval_size or int(config.image_size)
                 if protocol == "few_shot":
-                    grid = [(k, s) for k in self.spec.shots for s in (self.spec.seeds or DEFAULT_FEW_SHOT_SEEDS)]
+                    grid = [
+                        (k, s) for k in self.spec.shots for s in (self.spec.seeds or DEFAULT_FEW_SHOT_SEEDS)
+                    ]
                 else:
                     grid = [(0, s) for s in (self.spec.seeds or (0,))]
                 for dname in self.spec.datasets:
@@ -242,7 +248,18 @@ class Runner:
                     for cat in self.selected_categories(dataset):
                         train_on = self.auxiliary(method_cls, dataset, cat)
                         for shots, seed in grid:
-                            job = Job(method_cls, config, dataset, cat, protocol, shots, seed, eval_size, weights, train_on)
+                            job = Job(
+                                method_cls,
+                                config,
+                                dataset,
+                                cat,
+                                protocol,
+                                shots,
+                                seed,
+                                eval_size,
+                                weights,
+                                train_on,
+                            )
                             job.key = job_key(job, self.fingerprint(dname))
                             jobs.append(job)
         return jobs
@@ -272,7 +289,12 @@ class Runner:
         aux = [(d, self.category(d, c)) for d, c in job.train_on]
         fingerprint = stable_hash(sorted({self.fingerprint(d) for d, _ in job.train_on}) + job.train_on)
         result = ensure_fitted(
-            method, aux, aux_fingerprint=fingerprint, seed=job.seed, retrain=self.spec.retrain, progress=self.spec.progress
+            method,
+            aux,
+            aux_fingerprint=fingerprint,
+            seed=job.seed,
+            retrain=self.spec.retrain,
+            progress=self.spec.progress,
         )
         if result.reused and not result.losses:
             from .training import read_fit_log
@@ -299,7 +321,9 @@ class Runner:
             except AdbenchError as exc:
                 record = self.failure_record(job, str(exc))
             except Exception as exc:  # isolate one job's crash; the run goes on
-                record = self.failure_record(job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
+                record = self.failure_record(
+                    job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
+                )
             self.store.write_record(record)
             if record["status"] == "ok":
                 summary.done += 1
@@ -353,8 +377,9 @@ class Runner:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         t1 = time.perf_counter()
-        with torch.inference_mode(), torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"),
         ):
             pred = predict_category(method, images.to(self.device), ctx, self.spec.batch_size)
         predict_s = time.perf_counter() - t1

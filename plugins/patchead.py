@@ -100,7 +100,9 @@ class PatchEAD(Method):
     """Training-free cross-patch scoring on any frozen vision encoder (PatchEAD; PatchEAD+ options)."""
 
     name = "patchead"
-    description = "PatchEAD: training-free patch-only cross-patch scoring (PatchEAD+ with align/foreground_mask)"
+    description = (
+        "PatchEAD: training-free patch-only cross-patch scoring (PatchEAD+ with align/foreground_mask)"
+    )
     config_cls = PatchEADConfig
     supports = frozenset({"batch_zero_shot", "few_shot"})
     default_protocol = "batch_zero_shot"
@@ -121,7 +123,12 @@ class PatchEAD(Method):
             grids = [t.permute(0, 3, 1, 2) for t in tokens.patches.values()]
             size = max(g.shape[-2:] for g in grids)
             layers = [
-                F.normalize(F.interpolate(g.float(), size=size, mode="bilinear") if g.shape[-2:] != size else g.float(), dim=1)
+                F.normalize(
+                    F.interpolate(g.float(), size=size, mode="bilinear")
+                    if g.shape[-2:] != size
+                    else g.float(),
+                    dim=1,
+                )
                 for g in grids
             ]
             fused = torch.cat(layers, dim=1) / math.sqrt(len(layers))  # cosine = mean of per-layer cosines
@@ -132,10 +139,12 @@ class PatchEAD(Method):
     def foreground_weights(self, images: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """PatchEAD+ mask: CLS attention, min-max normalised per image; >= threshold -> 1 else 0.5."""
         try:
-            att = torch.cat([
-                self.encoder.cls_attention(images[s : s + self.config.feature_batch_size].to(self.device))
-                for s in range(0, len(images), self.config.feature_batch_size)
-            ]).float()
+            att = torch.cat(
+                [
+                    self.encoder.cls_attention(images[s : s + self.config.feature_batch_size].to(self.device))
+                    for s in range(0, len(images), self.config.feature_batch_size)
+                ]
+            ).float()
         except TypeError as exc:
             raise AdbenchError(f"patchead.foreground_mask=true needs CLS attention: {exc}") from None
         if tuple(att.shape[-2:]) != grid:
@@ -158,7 +167,9 @@ class PatchEAD(Method):
         grid = self._grid
         if self.config.foreground_mask:
             patch = patch * self.foreground_weights(images, grid).to(patch.device)
-        return Prediction(scores=image_score(patch, self.config.top_patch_fraction), maps=patch.view(-1, *grid))
+        return Prediction(
+            scores=image_score(patch, self.config.top_patch_fraction), maps=patch.view(-1, *grid)
+        )
 
     def _batch_zero_shot(self, images: torch.Tensor, ctx: Context) -> torch.Tensor:
         n = len(images)

@@ -20,7 +20,9 @@ MATCH_SIZE = 192
 
 def _grey(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [0, 1] -> grey (MATCH_SIZE, MATCH_SIZE) float64 for keypoint detection."""
-    small = torch.nn.functional.interpolate(image[None].float().cpu(), size=(MATCH_SIZE, MATCH_SIZE), mode="area")[0]
+    small = torch.nn.functional.interpolate(
+        image[None].float().cpu(), size=(MATCH_SIZE, MATCH_SIZE), mode="area"
+    )[0]
     return (0.299 * small[0] + 0.587 * small[1] + 0.114 * small[2]).numpy().astype(np.float64)
 
 
@@ -49,7 +51,11 @@ def estimate_transform(moving: torch.Tensor, fixed: torch.Tensor, seed: int = 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model, inliers = ransac(
-            (src, dst), EuclideanTransform, min_samples=3, residual_threshold=3.0, max_trials=200,
+            (src, dst),
+            EuclideanTransform,
+            min_samples=3,
+            residual_threshold=3.0,
+            max_trials=200,
             rng=np.random.default_rng(seed),
         )
     if model is None or inliers is None or inliers.sum() < 4:

@@ -20,7 +20,9 @@ class Cfg:
 
 
 def test_parse_and_coerce_types():
-    sets = parse_set_options(["m.image_size=224", "m.lr=0.01", "m.align=true", "m.layers=1,2", "m.weights=none"])
+    sets = parse_set_options(
+        ["m.image_size=224", "m.lr=0.01", "m.align=true", "m.layers=1,2", "m.weights=none"]
+    )
     (cfg,) = expand(Cfg, sets["m"], "m")
     assert cfg == Cfg(image_size=224, lr=0.01, align=True, layers=(1, 2), weights=None)
 

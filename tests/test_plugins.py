@@ -36,7 +36,16 @@ def test_third_party_plugin_runs_end_to_end(tmp_path):
     assert "adbench-median 0.1" in line and "training-free" in line
 
     results = tmp_path / "results"
-    args = ["run", "--methods", "median_dev", "--categories", "brick", "--no-progress", "--results", str(results)]
+    args = [
+        "run",
+        "--methods",
+        "median_dev",
+        "--categories",
+        "brick",
+        "--no-progress",
+        "--results",
+        str(results),
+    ]
     run = _adbench(args, site)
     assert run.returncode == 0, run.stderr
     (record,) = [json.loads(p.read_text()) for p in (results / "records").glob("*.json")]

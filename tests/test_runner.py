@@ -24,7 +24,9 @@ def setup(tmp_path):
 
 
 def _spec(tmp_path, **kw):
-    base = dict(methods=["median_dev"], datasets=["tiny"], roots={"tiny": str(tmp_path / "data")}, progress=False)
+    base = dict(
+        methods=["median_dev"], datasets=["tiny"], roots={"tiny": str(tmp_path / "data")}, progress=False
+    )
     base.update(kw)
     return RunSpec(**base)
 
@@ -59,7 +61,9 @@ def test_grid_expansion_and_key_depends_on_config(setup):
 
 def test_few_shot_grid_and_unsupported_protocol(setup):
     tmp_path, store = setup
-    jobs = Runner(_spec(tmp_path, protocol="few_shot", shots=(1, 2), categories=["alpha"]), store, tiny_registry()).plan()
+    jobs = Runner(
+        _spec(tmp_path, protocol="few_shot", shots=(1, 2), categories=["alpha"]), store, tiny_registry()
+    ).plan()
     assert sorted((j.shots, j.seed) for j in jobs) == [(k, s) for k in (1, 2) for s in (0, 1, 2)]
     with pytest.raises(AdbenchError, match="does not support protocol 'zero_shot'"):
         Runner(_spec(tmp_path, protocol="zero_shot"), store, tiny_registry()).plan()
