@@ -296,10 +296,12 @@ class Runner:
             retrain=self.spec.retrain,
             progress=self.spec.progress,
         )
-        if result.reused and not result.losses:
-            from .training import read_fit_log
+        from .training import read_fit_log
 
-            result.losses = list(read_fit_log(job.method_cls.name, result.key).get("losses", []))
+        log = read_fit_log(job.method_cls.name, result.key)
+        if result.reused and not result.losses:
+            result.losses = list(log.get("losses", []))
+        self.store.write_training_log(result.key, log)  # per-epoch losses beside the records
         return result
 
     def run(self, on_event: Callable[[str], None] | None = None) -> RunSummary:
