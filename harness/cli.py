@@ -148,7 +148,8 @@ def _print_results(store: ResultsStore, fmt: str) -> None:
         return
     if df["random_weights"].any():
         names = sorted(df.loc[df["random_weights"], "method"].unique())
-        click.echo(RANDOM_BANNER.format(names="methods: " + ", ".join(names)))
+        # csv/json stay machine-readable on stdout; the warning goes to stderr there
+        click.echo(RANDOM_BANNER.format(names="methods: " + ", ".join(names)), err=fmt != "table")
     if fmt == "csv":
         click.echo(df.to_csv(index=False), nl=False)
     elif fmt == "json":

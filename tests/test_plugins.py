@@ -67,3 +67,27 @@ def test_plugin_name_clash_names_both_packages(tmp_path):
     assert out.returncode == 2
     assert "median_dev" in out.stderr and "adbench-median 0.1" in out.stderr and "clash 0.1" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_results_csv_is_machine_readable_and_random_weights_warn_on_stderr(tmp_path):
+    import io
+
+    import pandas as pd
+
+    results = tmp_path / "results"
+    args = [
+        "run",
+        "--methods",
+        "patchead",
+        "--set",
+        "patchead.backbone=tiny-dinov2",
+        "--set",
+        "patchead.image_size=112",
+    ]
+    run = _adbench([*args, "--categories", "pill", "--no-progress", "--results", str(results)], tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "randomly initialised" in run.stdout  # the table output carries the warning
+    out = _adbench(["results", "--format", "csv", "--results", str(results)], tmp_path)
+    df = pd.read_csv(io.StringIO(out.stdout))
+    assert list(df["method"]) == ["patchead"] and bool(df["random_weights"].iloc[0]) is True
+    assert "randomly initialised" in out.stderr
