@@ -16,7 +16,7 @@ from markupsafe import Markup, escape
 from adbench import hookimpl
 
 from .render import Report, ReportFormat
-from .tables import Cell
+from .tables import Cell, Table
 
 _LOADER = jinja2.PackageLoader("adbench.reports", "templates")
 
@@ -79,6 +79,7 @@ _TEX_SPECIALS = {
     "±": r"$\pm$",
     "Δ": r"$\Delta$",
     "×": r"$\times$",
+    "·": r"\textperiodcentered{}",
 }
 _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX_SPECIALS))
 
@@ -107,6 +108,17 @@ def latex_cell(cell: Cell) -> Tex:
     return Tex(out)
 
 
+def latex_header(table: Table, col: int, size: str = "scriptsize") -> Tex:
+    """A column header: the short name, then its detail lines in \\scriptsize (a nested tabular,
+    so no extra package is needed) to keep long variant strings from widening the table."""
+    name = escape_latex(table.columns[col])
+    lines = table.details(col)
+    if not lines:
+        return Tex(name)
+    small = "".join(rf"\\\{size} {escape_latex(line)}" for line in lines)
+    return Tex(rf"\begin{{tabular}}[b]{{@{{}}c@{{}}}}{name}{small}\end{{tabular}}")
+
+
 def latex_environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=_LOADER,
@@ -121,6 +133,8 @@ def latex_environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["cell"] = latex_cell
+    env.filters["head"] = latex_header
+    env.filters["tex"] = Tex  # a block already rendered (and escaped) by the template itself
     env.filters["label"] = lambda s: Tex(re.sub(r"[^A-Za-z0-9:._-]+", "-", str(s)))
     return env
 

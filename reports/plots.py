@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -11,44 +12,109 @@ matplotlib.use("Agg")  # headless: never opens a window, works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .tables import TUPLES, ReproducedGrid, metric_name  # noqa: E402
+from .tables import ReproducedGrid, metric_name  # noqa: E402
 
 LEVEL_TITLES = {"image": "Image-level", "pixel": "Pixel-level"}
+#: Metrics per chart: the papers' main tuple per level, plus Pixel-AP where computed.
+PLOT_METRICS = {
+    "image": ("image_auroc", "image_ap", "image_f1max"),
+    "pixel": ("pixel_auroc", "pixel_aupro", "pixel_f1max", "pixel_ap"),
+}
+FIG_WIDTH_IN = 6.4  # fixed, so the axes keep their width whatever the legend holds
+AXES_HEIGHT_IN = 3.2
+LEGEND_LINE_IN = 0.16  # height of one legend text line at LEGEND_FONT
+LEGEND_FONT = 7.5
+LEGEND_WRAP = 95  # characters per legend line at LEGEND_FONT across FIG_WIDTH_IN
+DPI = 130
+
+
+def legend_label(name: str, details: list[str], width: int = LEGEND_WRAP) -> str:
+    """``method: variant settings, protocol · flags`` wrapped at spaces (never inside a setting)."""
+    text = name + (": " + ", ".join(details) if details else "")
+    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False))
 
 
 def bar_charts(grid: ReproducedGrid, out_dir: Path, *, random: bool = False) -> list[Path]:
-    """One grouped bar chart per level: groups = main metrics, bars = methods, height = Average."""
+    """One grouped bar chart per level: groups = main metrics, bars = methods, height = Average.
+
+    Bars of columns run on random weights are hatched; missing averages are marked "n/a", never 0.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    n = len(grid.columns)
+    labels = [legend_label(name, details) for name, details in grid.headers]
+    hatches = ["///" if grid.is_random(k) else None for k in grid.keys]
+    colors = plt.get_cmap("tab10" if n <= 10 else "tab20").colors
+    legend_lines = sum(label.count("\n") + 1 for label in labels)
     paths = []
-    for level, (_, tuple_metrics) in TUPLES.items():
-        metrics = [m for m in tuple_metrics if m in grid.metrics]
+    for level, level_metrics in PLOT_METRICS.items():
+        metrics = [m for m in level_metrics if m in grid.metrics]
         if not metrics:
             continue
-        stats = [[grid.average(c, m) for m in metrics] for c in range(len(grid.columns))]
+        stats = [[grid.average(c, m) for m in metrics] for c in range(n)]
         if not any(s.ok for row in stats for s in row):
             continue
-        fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(metrics) * max(1, len(grid.columns)) / 2), 3.6))
+        height = AXES_HEIGHT_IN + 0.9 + LEGEND_LINE_IN * (legend_lines + 1)
+        fig = plt.figure(figsize=(FIG_WIDTH_IN, height), layout="constrained")
+        ax = fig.add_subplot()
         x = np.arange(len(metrics))
-        width = 0.8 / len(grid.columns)
-        for c, (label, row) in enumerate(zip(grid.columns, stats)):
-            # Missing averages are drawn as no bar (height NaN), never as a zero bar.
-            heights = [s.mean if s.ok else np.nan for s in row]
-            errs = [s.std if s.ok and s.std is not None else 0.0 for s in row]
-            bars = ax.bar(
-                x + (c - (len(grid.columns) - 1) / 2) * width, heights, width, yerr=errs, label=label
+        width = 0.84 / n
+        # Value labels: horizontal while a bar is wide enough for "100.0", else vertical.
+        vertical = n > 3
+        for c, row in enumerate(stats):
+            heights = np.array([s.mean if s.ok else np.nan for s in row])
+            errs = np.array([s.std if s.ok and s.std is not None else 0.0 for s in row])
+            pos = x + (c - (n - 1) / 2) * width
+            ax.bar(
+                pos,
+                heights,
+                width * 0.92,
+                yerr=errs if errs.any() else None,
+                capsize=2,
+                label=labels[c],
+                color=colors[c % len(colors)],
+                hatch=hatches[c],
+                edgecolor="white" if hatches[c] else None,
+                linewidth=0,
             )
-            ax.bar_label(bars, labels=[f"{h:.1f}" if h == h else "" for h in heights], fontsize=7, padding=2)
-        ax.set_xticks(x, [metric_name(m) for m in metrics])
-        ax.set_ylabel("Average over datasets (%)")
-        ax.set_ylim(0, 105)
-        title = f"{LEVEL_TITLES[level]} averages"
+            for p, h, e in zip(pos, heights, errs):
+                ax.annotate(
+                    "n/a" if np.isnan(h) else f"{h:.1f}",
+                    (p, 0.0 if np.isnan(h) else h + e),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    rotation=90 if vertical else 0,
+                    fontsize=6.5 if vertical else 7.5,
+                    color="#666" if np.isnan(h) else "#222",
+                )
+        ax.set_xticks(x, [metric_name(m) for m in metrics], fontsize=9)
+        ax.set_xlim(-0.5, len(metrics) - 0.5)
+        ax.set_ylim(0, 118 if vertical else 110)
+        ax.set_yticks(range(0, 101, 20))
+        with_std = any(s.ok and s.std is not None for row in stats for s in row)
+        ylabel = "Average over datasets (%)" + ("\nerror bars: ± std over seeds" if with_std else "")
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        k = len(grid.datasets)
+        title = f"{LEVEL_TITLES[level]} averages over {k} dataset{'s' if k != 1 else ''}"
+        ax.set_title(title, fontsize=10, pad=16 if random else 6)
         if random:
-            title += " — RANDOM WEIGHTS: not comparable to published results"
-        ax.set_title(title, fontsize=9, color="crimson" if random else "black")
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(3, len(grid.columns)))
-        fig.tight_layout()
+            ax.text(
+                0.5,
+                1.015,
+                "RANDOM WEIGHTS (hatched bars): not comparable to published results",
+                transform=ax.transAxes,
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color="crimson",
+            )
+        fig.legend(loc="outside lower left", ncols=1, fontsize=LEGEND_FONT, frameon=False)
         path = out_dir / f"averages_{level}.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        fig.savefig(path, dpi=DPI)
         plt.close(fig)
         paths.append(path)
     return paths

@@ -195,7 +195,7 @@ def build_report(
     notes = [
         "Dataset score = mean over categories (NaN categories left out, see footnotes); "
         "with several seeds, mean ± std (sample std) over seeds. Average = mean over the datasets "
-        "with a value. Values ×100; best per row in bold, second underlined; — = no value."
+        "with a value. Values ×100; best per row in bold, second underlined (with three or more columns); — = no value."
     ]
     if grid.n_duplicates:
         notes.append(f"{grid.n_duplicates} older record(s) of re-run jobs were superseded by newer ones.")

@@ -10,6 +10,7 @@ Values are shown ×100 with one decimal; best in a row is bold (rank 1), second 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -180,15 +181,26 @@ class Table:
     footnotes: list[str] = field(default_factory=list)
     section: str = "main"
     remarks: list[str] = field(default_factory=list)  # unnumbered notes under the table
+    #: Per column, the smaller header lines under the short name (variant settings, protocol, flags).
+    column_details: list[list[str]] = field(default_factory=list)
 
     @property
     def n_data_columns(self) -> int:
         return len(self.columns) * max(1, len(self.subcolumns))
 
+    def details(self, col: int) -> list[str]:
+        """The small header lines of one column (empty when the name says everything)."""
+        return self.column_details[col] if col < len(self.column_details) else []
+
     @property
     def wide(self) -> bool:
         """Too wide for a page at its natural size (LaTeX then scales it to the line width)."""
-        return self.n_data_columns > 6 or sum(len(c) for c in self.columns) + len(self.row_header) > 130
+        # Detail lines are set in a smaller font: count them at about 70% of their length.
+        widths = [
+            max([len(c)] + [int(0.7 * len(line)) for line in self.details(i)])
+            for i, c in enumerate(self.columns)
+        ]
+        return self.n_data_columns > 6 or sum(widths) + len(self.row_header) > 130
 
 
 class Notes:
@@ -207,11 +219,15 @@ class Notes:
 
 
 def rank_parts(parts: Sequence[Part]) -> None:
-    """Mark the best (1) and second-best (2) values; ties at display precision share a rank."""
+    """Mark the best (1) and second-best (2) values; ties at display precision share a rank.
+
+    Second-best is marked only among three or more values: with two, it would just mark the worse.
+    """
     values = sorted({round(p.value, 1) for p in parts if p.value is not None and not math.isnan(p.value)})
-    if len([p for p in parts if p.value is not None and not math.isnan(p.value)]) < 2:
+    n_values = len([p for p in parts if p.value is not None and not math.isnan(p.value)])
+    if n_values < 2:
         return
-    ranks = {v: i + 1 for i, v in enumerate(reversed(values[-2:]))}
+    ranks = {v: i + 1 for i, v in enumerate(reversed(values[-2:] if n_values > 2 else values[-1:]))}
     for p in parts:
         if p.value is not None and not math.isnan(p.value):
             p.rank = ranks.get(round(p.value, 1))
@@ -280,6 +296,8 @@ class ReproducedGrid:
         self._memo: dict[tuple, tuple[pd.Series, list[str]]] = {}
         multi_protocol = len({(k[2], k[3]) for k in self.keys}) > 1
         self.columns = [self._label(k, multi_protocol) for k in self.keys]
+        #: Short table headers: (method, small lines with the variant settings, protocol and flags).
+        self.headers = [self._header(k) for k in self.keys]
 
     def _label(self, key: tuple, with_protocol: bool) -> str:
         method, variant, protocol, shots = key
@@ -287,9 +305,20 @@ class ReproducedGrid:
         if with_protocol:
             label += f" [{PROTOCOL_NAMES.get(protocol, protocol)}"
             label += f", k={shots}]" if protocol == "few_shot" else "]"
-        if self.rows(key)["random_weights"].any():
+        if self.is_random(key):
             label += " [random weights]"
         return label
+
+    def _header(self, key: tuple) -> tuple[str, list[str]]:
+        method, variant, protocol, shots = key
+        tags = [PROTOCOL_NAMES.get(protocol, protocol) + (f", k={shots}" if protocol == "few_shot" else "")]
+        if self.is_random(key):
+            tags.append("random weights")
+        return method, variant_parts(variant) + [" · ".join(tags)]
+
+    def is_random(self, key: tuple) -> bool:
+        """Whether any record of this column ran on randomly initialised weights."""
+        return bool(self.rows(key)["random_weights"].any())
 
     def rows(self, key: tuple) -> pd.DataFrame:
         return self._groups[key]
@@ -382,6 +411,11 @@ class ReproducedGrid:
         return {d for d in self.datasets if self.stat(col, d, metric).ok}
 
 
+def variant_parts(variant: str) -> list[str]:
+    """A variant string split at the commas between ``field=value`` settings (one header line each)."""
+    return [p.strip() for p in re.split(r",(?=\s*[\w.-]+=)", variant) if p.strip()] if variant else []
+
+
 def _present(value: object) -> bool:
     return not (value is None or (isinstance(value, float) and math.isnan(value)))
 
@@ -396,6 +430,7 @@ class PublishedGrid:
         multi = pairs["method"].duplicated(keep=False)
         self.keys = [tuple(p) for p in pairs.itertuples(index=False)]
         self.columns = [m + (f" ({s})" if dup else "") for (m, s), dup in zip(self.keys, multi)]
+        self.headers = [(m, [s] if dup else []) for (m, s), dup in zip(self.keys, multi)]
         names = list(dict.fromkeys(rows["dataset"]))
         self.datasets = [d for d in sort_datasets([n for n in names if not n.startswith("average")])]
         self.averages = [n for n in names if n.startswith("average")]
@@ -415,6 +450,14 @@ class PublishedGrid:
 
 
 # --------------------------------------------------------------------------- builders
+
+
+def _header_fields(grid: ReproducedGrid | PublishedGrid) -> dict:
+    """Table keyword arguments for short column headers with their small detail lines."""
+    return {
+        "columns": [name for name, _ in grid.headers],
+        "column_details": [list(lines) for _, lines in grid.headers],
+    }
 
 
 StatFn = Callable[[int, str, str], Stat]
@@ -462,11 +505,11 @@ def metric_table(
         id=table_id or f"metric-{metric}",
         title=title or metric_name(metric),
         row_header="Dataset",
-        columns=list(grid.columns),
         rows=out_rows,
         subcolumns=["ours", "paper", "Δ"] if published is not None else [],
         footnotes=notes.texts,
         remarks=remarks,
+        **_header_fields(grid),
     )
 
 
@@ -495,10 +538,10 @@ def tuple_table(grid: ReproducedGrid | PublishedGrid, *, table_id: str = "tuples
         table_id,
         title or "All metrics, tuple layout",
         "Dataset",
-        list(grid.columns),
-        out_rows,
+        rows=out_rows,
         footnotes=notes.texts,
         remarks=[remark],
+        **_header_fields(grid),
     )
 
 
@@ -542,10 +585,10 @@ def category_table(grid: ReproducedGrid, metric: str) -> Table:
         f"category-{metric}",
         f"{metric_name(metric)} per category",
         "Category",
-        list(grid.columns),
-        out_rows,
+        rows=out_rows,
         footnotes=notes.texts,
         section="categories",
+        **_header_fields(grid),
     )
 
 

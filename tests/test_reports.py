@@ -429,3 +429,65 @@ def test_latex_compiles(rendered, tmp_path):
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_headers_are_short_with_details_on_small_lines(rendered):
+    table = html_table(rendered["html"], "metric-image_auroc")
+    header = table.split("</thead>", 1)[0]
+    # short method name in the header, variant and protocol on their own smaller lines
+    assert re.search(r'<th class="col"[^>]*>patchead<br><small>batch zero-shot</small></th>', header)
+    assert "variant=A</small><br><small>zero-shot</small>" in header
+    assert '<small class="rw">zero-shot · random weights</small>' in header
+    assert "[random weights]" not in header and "[batch zero-shot]" not in header
+    tex = rendered["tex"].split(r"\label{tab:metric-image_auroc}", 1)[1].split(r"\midrule", 1)[0]
+    assert r"\begin{tabular}[b]{@{}c@{}}patchead\\\scriptsize batch zero-shot\end{tabular}" in tex
+    # category tables are longtables: the header is repeated on every page
+    cat = rendered["tex"].split(r"\label{tab:category-image_auroc}", 1)[1].split(r"\end{longtable}", 1)[0]
+    assert r"\endfirsthead" in cat and r"\endhead" in cat and "(continued)" in cat
+    md = (rendered["out"] / "report.md").read_text()
+    assert "| patchead<br><sub>batch zero-shot</sub> ours |" in md
+
+
+def test_variant_settings_split_one_per_line():
+    from adbench.reports.tables import variant_parts
+
+    assert variant_parts("clip_backbone=tiny-clip,dino_backbone=tiny-dinov2") == [
+        "clip_backbone=tiny-clip",
+        "dino_backbone=tiny-dinov2",
+    ]
+    assert variant_parts("layers=1,2,3,k=4") == ["layers=1,2,3", "k=4"]  # commas inside a value stay
+    assert variant_parts("") == []
+
+
+def test_two_columns_get_bold_but_no_underline(tmp_path):
+    rng = np.random.default_rng(3)
+    recs = [make_record(m, "", "mvtec", "c1", rng) for m in ("winclip", "patchead")]
+    store = write_store(tmp_path / "s", recs)
+    render_report(store, tmp_path / "o", ["html"], registry=REGISTRY)
+    row = html_row(html_table((tmp_path / "o" / "report.html").read_text(), "metric-image_auroc"), "MVTec AD")
+    assert sum("<strong>" in c for c in row) == 1 and not any("<u>" in c for c in row)
+
+
+def test_bar_chart_keeps_its_width_with_many_long_labels(tmp_path):
+    from PIL import Image
+
+    from adbench.reports.plots import LEGEND_WRAP, bar_charts, legend_label
+
+    long_variant = "clip_backbone=ViT-L-14-336,dino_backbone=dinov2-vitb14-reg,prompt_depth=9,variant=D"
+    rng = np.random.default_rng(4)
+    sizes = {}
+    for n in (1, 8):
+        recs = [
+            make_record(f"m{i}", long_variant, "mvtec", "c1", rng, random_weights=i == 0) for i in range(n)
+        ]
+        grid = ReproducedGrid(write_store(tmp_path / f"s{n}", recs).frame())
+        paths = bar_charts(grid, tmp_path / f"o{n}", random=True)
+        assert [p.name for p in paths] == ["averages_image.png", "averages_pixel.png"]
+        sizes[n] = Image.open(paths[0]).size
+    # fixed width (the legend no longer widens the figure and squashes the axes); taller legend
+    assert sizes[1][0] == sizes[8][0] and sizes[8][1] > sizes[1][1]
+    label = legend_label("dma_sap", ["clip_backbone=ViT-L-14-336", "dino_backbone=dinov2-vitb14-reg"], 40)
+    lines = label.split("\n")
+    assert len(lines) > 1 and all(len(ln) <= 40 for ln in lines)
+    assert "dino_backbone=dinov2-vitb14-reg" in lines[-1]  # wrapped between settings, not inside one
+    assert LEGEND_WRAP >= 60
