@@ -8,7 +8,7 @@ which the training engine (``adbench.training``) drives; the method never loads 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -39,7 +39,6 @@ class Context:
     category: str
     seed: int = 0
     references: torch.Tensor | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class Method(ABC):
