@@ -204,12 +204,25 @@ class Runner:
         return self._fingerprints[dataset]
 
     def selected_categories(self, dataset: Dataset) -> list[str]:
+        """The dataset's categories, filtered by ``--categories`` (a name may belong to any dataset)."""
         names = dataset.categories()
         if not self.spec.categories:
             return names
-        for c in self.spec.categories:
-            dataset.check_category_name(c)
+        if len(self.spec.datasets) == 1:
+            for c in self.spec.categories:
+                dataset.check_category_name(c)  # one dataset: a typo gets the nearest name
         return [c for c in names if c in self.spec.categories]
+
+    def check_categories_exist(self) -> None:
+        """With several datasets, every ``--categories`` name must belong to at least one of them."""
+        if not self.spec.categories or len(self.spec.datasets) < 2:
+            return
+        known = {c for d in self.spec.datasets for c in self.dataset(d).categories()}
+        missing = [c for c in self.spec.categories if c not in known]
+        if missing:
+            raise AdbenchError(
+                f"--categories: {', '.join(missing)} not in any of {', '.join(self.spec.datasets)}"
+            )
 
     def auxiliary(
         self, method_cls: type[Method], target: Dataset, category: str
@@ -229,6 +242,7 @@ class Runner:
 
     def plan(self) -> list[Job]:
         """Expand the grid; fails fast (before any work) on unknown names, bad options, missing weights."""
+        self.check_categories_exist()
         jobs: list[Job] = []
         for mname in self.spec.methods:
             method_cls = self.registry.method(mname)

@@ -14,7 +14,7 @@ from adbench.methods import Context, Method, Prediction
 from adbench.runner import Runner, RunSpec, rescore
 from adbench.store import ResultsStore
 
-from .helpers import tiny_registry, write_tiny_dataset
+from .helpers import TinyDataset, tiny_registry, write_tiny_dataset
 
 
 @pytest.fixture()
@@ -128,3 +128,28 @@ def test_rescore_recomputes_from_stored_predictions(setup):
     path.write_text(json.dumps(tampered))
     assert rescore(store) == 1
     assert store.read_record(rec["key"])["metrics"] == pytest.approx(original, nan_ok=True)
+
+
+def test_categories_filter_across_datasets(tmp_path):
+    write_tiny_dataset(tmp_path / "a", categories=("alpha",))
+    write_tiny_dataset(tmp_path / "b", categories=("beta",))
+
+    class Other(TinyDataset):
+        name = "tiny2"
+
+    class P:
+        @hookimpl
+        def adbench_datasets(self):
+            return [Other]
+
+    reg = tiny_registry(P())
+    roots = {"tiny": str(tmp_path / "a"), "tiny2": str(tmp_path / "b")}
+    store = ResultsStore(tmp_path / "results")
+    spec = RunSpec(
+        methods=["median_dev"], datasets=["tiny", "tiny2"], roots=roots, categories=["beta"], progress=False
+    )
+    jobs = Runner(spec, store, reg).plan()
+    assert [(j.dataset.name, j.category) for j in jobs] == [("tiny2", "beta")]
+    spec.categories = ["gamma"]
+    with pytest.raises(AdbenchError, match="gamma not in any of tiny, tiny2"):
+        Runner(spec, store, reg).plan()
