@@ -104,7 +104,7 @@ def missing_message(spec: BackboneSpec, reason: str = "") -> str:
     why = f" ({reason})" if reason else ""
     return (
         f"no weights for backbone '{spec.name}'{why}: put {wanted} in {weights_dir()}, "
-        f"or pass --set <method>.weights=/path/file"
+        "or point $ADBENCH_WEIGHTS at the folder holding it (a method with a weights setting also takes --set METHOD.weights=FILE)"
     )
 
 
