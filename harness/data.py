@@ -83,17 +83,20 @@ class Dataset(ABC):
     def load_category(self, name: str) -> Category:
         """Train and test samples of one category; raise AdbenchError on an unknown name."""
 
-    def fingerprint(self, categories: Sequence[str] | None = None) -> str:
-        """Hash of the relative file list and file sizes: changes when the data on disk changes."""
+    def fingerprint(self, loaded: Sequence[Category] | None = None) -> str:
+        """Hash of the relative file list, labels and file sizes: changes when the data on disk changes.
+
+        ``loaded`` passes categories the caller already holds, so nothing is scanned twice.
+        """
+        cats = loaded if loaded is not None else [self.load_category(c) for c in self.categories()]
         h = hashlib.sha256(f"{self.name}:{self.version}:{self.variant}".encode())
-        for cat in categories or self.categories():
-            c = self.load_category(cat)
+        for c in cats:
             for s in [*c.train, *c.test]:
                 for p in (s.image_path, s.mask_path):
                     if p is None:
                         continue
                     rel = _relative(p, self.root)
-                    h.update(f"{cat}|{s.id}|{s.label}|{rel}|{Path(p).stat().st_size}\n".encode())
+                    h.update(f"{c.name}|{s.id}|{s.label}|{rel}|{Path(p).stat().st_size}\n".encode())
         return h.hexdigest()[:16]
 
     def check_category_name(self, name: str) -> None:

@@ -200,7 +200,8 @@ class Runner:
 
     def fingerprint(self, dataset: str) -> str:
         if dataset not in self._fingerprints:
-            self._fingerprints[dataset] = self.dataset(dataset).fingerprint()
+            ds = self.dataset(dataset)
+            self._fingerprints[dataset] = ds.fingerprint([self.category(dataset, c) for c in ds.categories()])
         return self._fingerprints[dataset]
 
     def selected_categories(self, dataset: Dataset) -> list[str]:
