@@ -185,6 +185,7 @@ class Runner:
         self._fingerprints: dict[str, str] = {}
         self._methods: dict[str, Method] = {}
         self._fits: dict[str, Any] = {}
+        self._split_cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
 
     # --- planning -------------------------------------------------------------------------
     def dataset(self, name: str) -> Dataset:
@@ -382,13 +383,22 @@ class Runner:
     def failure_record(self, job: Job, error: str) -> dict[str, Any]:
         return {**self.base_record(job), "status": "failed", "error": error, "metrics": {}}
 
+    def test_split(self, job: Job, category: Category, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Test images and masks of a category; the last one is kept, since consecutive jobs
+        (few-shot k and seeds, config variants) share it. One category at a time bounds memory."""
+        ident = (job.dataset.name, category.name, size, job.eval_size)
+        if self._split_cache is None or self._split_cache[0] != ident:
+            images = load_images(category.test, size)
+            masks = load_masks(category.test, job.eval_size) if category.has_masks else None
+            self._split_cache = (ident, images, masks)
+        return self._split_cache[1], self._split_cache[2]
+
     def run_job(self, job: Job) -> dict[str, Any]:
         seed_everything(job.seed)
         t0 = time.perf_counter()
         method = self.method_instance(job)
         category = self.category(job.dataset.name, job.category)
-        images = load_images(category.test, method.image_size)
-        masks = load_masks(category.test, job.eval_size) if category.has_masks else None
+        images, masks = self.test_split(job, category, method.image_size)
         labels = np.array([s.label for s in category.test], dtype=np.int64)
         ctx = make_context(job.protocol, category, method.image_size, job.shots, job.seed)
         if self.device.type == "cuda":
