@@ -15,6 +15,7 @@ AdaCLIP's scripts expect copies converted to the MVTec layout (``<class>/test/<t
 from __future__ import annotations
 
 import csv
+from abc import abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
@@ -38,8 +39,9 @@ class MedicalDataset(NativeDataset):
     def _converted(self) -> bool:
         return looks_mvtec_style(self.require_root()) and not self._native_present()
 
+    @abstractmethod
     def _native_present(self) -> bool:
-        raise NotImplementedError
+        """Whether the root holds this set's native layout."""
 
     def discover(self) -> list[str]:
         if self._converted():
@@ -58,8 +60,9 @@ class MedicalDataset(NativeDataset):
             return category, issues
         return self.scan_native()
 
+    @abstractmethod
     def scan_native(self) -> tuple[Category, list[Issue]]:
-        raise NotImplementedError
+        """The category read from the native layout, with any problems found."""
 
 
 class SegmentationSet(MedicalDataset):
