@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from adbench.backbones import build_backbone
+from adbench.backbones import build_backbone, clear_backbone_cache
 from adbench.errors import WeightsNotFoundError
 from adbench.registry import get_registry
 
@@ -49,6 +49,7 @@ def main() -> None:
         label = bb.weights if len(bb.weights) <= 34 else bb.weights[:31] + "..."
         print(f"{name:22} {label:34} {params:10.1f} {size:5d} {built:8.1f} {ms:10.1f}")
         del bb
+        clear_backbone_cache()  # the build cache would otherwise keep every model in memory
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def test_tiny_tokens_at_several_layers_and_sizes(tiny: dict, name: str, size: in
         assert t.shape == (2, side, side, bb.embed_dim) and torch.isfinite(t).all()
     assert tokens.grid == (side, side)
     assert not torch.equal(tokens.patches[1], tokens.patches[3])
-    assert tokens.cls is not None and tokens.cls.shape[0] == 2
+    assert tokens.cls is not None and tokens.cls.shape == (2, getattr(bb, "output_dim", bb.embed_dim))
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -168,6 +168,9 @@ def test_vv_path_starts_at_block_input_and_skips_mlp(tiny: dict) -> None:
         plain = bb.forward_tokens(x, [2, 3, 4])
         torch.testing.assert_close(plain.patches[4], tokens.patches[4])  # original path untouched
         projected = bb.forward_tokens(x, [4], vv_blocks=1, project=True)
+        both = bb.forward_tokens(x, [2, 3, 4], vv_blocks=2, with_attention=True)  # shared q/k/v pass
+        torch.testing.assert_close(both.vv[4], tokens.vv[4])
+        torch.testing.assert_close(both.attention, bb.cls_attention(x))
     assert projected.vv[4].shape == (1, 8, 8, bb.output_dim)
 
 
@@ -188,6 +191,9 @@ def test_random_init_is_reproducible(registry: Registry, name: str) -> None:
 def test_build_cache_and_freezing(registry: Registry, tiny: dict) -> None:
     bb = build_backbone("tiny-dinov2", registry=registry)
     assert bb is tiny["tiny-dinov2"]
+    assert (
+        bb.default_size == registry.backbone("tiny-dinov2").default_size == 112
+    )  # the spec's, not timm's cfg
     assert not any(p.requires_grad for p in bb.parameters())
     bb.train()
     assert not bb.training and not bb.model.training
@@ -212,6 +218,14 @@ def test_weights_file_in_adbench_weights_is_found_and_loaded(
         torch.testing.assert_close(loaded.forward_tokens(x, [-1]).patches[-1], ref)
         random0 = build_from_spec(spec, weights="random").forward_tokens(x, [-1]).patches[-1]
     assert not torch.allclose(random0, ref)
+
+
+def test_download_failure_is_a_missing_weights_error(registry: Registry) -> None:
+    spec = registry.backbone("clip-vitb16")
+    with pytest.raises(WeightsNotFoundError, match="download failed: ConnectionError") as info:
+        with weights_mod.download_failure_as_missing(spec):
+            raise ConnectionError("hub unreachable")
+    assert "\n" not in str(info.value) and "'clip-vitb16'" in str(info.value)
 
 
 def test_explicit_weights_path(registry: Registry, tmp_path) -> None:

@@ -38,12 +38,11 @@ def build_from_spec(
     *,
     weights: str | None = None,
     device: torch.device | str = "cpu",
-    pretrained: bool = True,
     source: WeightSource | None = None,
 ) -> Backbone:
-    """Build one backbone (no cache): resolve weights, build with the torch RNG seeded from
-    ``spec.kwargs['seed']`` (default 0, so random inits are reproducible), freeze, move to ``device``."""
-    source = source or resolve_weights(spec, weights, pretrained)
+    """Build one backbone (no cache): resolve weights (unless ``source`` is given), build with the torch
+    RNG seeded from ``spec.kwargs['seed']`` (default 0, so random inits are reproducible), freeze, move to ``device``."""
+    source = source or resolve_weights(spec, weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(spec.kwargs.get("seed", 0)))
         model = spec.builder(spec, source)

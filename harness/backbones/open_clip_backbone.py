@@ -22,9 +22,8 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
-from ..errors import WeightsNotFoundError
 from .base import Backbone, BackboneSpec, Tokens
-from .weights import WeightSource, is_torchscript, load_state_dict_file, missing_message
+from .weights import WeightSource, download_failure_as_missing, is_torchscript, load_state_dict_file
 
 
 def _qkv(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -68,7 +67,6 @@ class OpenCLIPBackbone(Backbone):
         self.output_dim = visual.output_dim
         self.text_width = model.transformer.width
         self.context_length = model.context_length
-        self.default_size = visual.image_size[0]
 
     # --- text tower parts (for prompt learning) --------------------------------------------------
     @property
@@ -144,12 +142,13 @@ class OpenCLIPBackbone(Backbone):
             attention = None
             vv = None
             for i, block in enumerate(visual.transformer.resblocks[:depth], start=1):
+                want_attention = with_attention and i == self.num_blocks
+                if i >= vv_start or want_attention:  # one q/k/v projection serves both
+                    q, k, v = _qkv(block, x)
                 if i >= vv_start:
-                    _, _, v = _qkv(block, x)
                     vv_out = block.attn.out_proj(_merge_heads(F.scaled_dot_product_attention(v, v, v)))
                     vv = (x if vv is None else vv) + vv_out
-                if with_attention and i == self.num_blocks:
-                    q, k, _ = _qkv(block, x)
+                if want_attention:
                     weights = (q[:, :, :1] @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)
                     attention = weights[:, :, 0, 1:].mean(dim=1).float().unflatten(1, grid)
                 x = block(x)
@@ -241,14 +240,10 @@ def create_open_clip(spec: BackboneSpec, source: WeightSource, **overrides: obje
     """
     quick_gelu = bool(spec.kwargs.get("quick_gelu", False))
     if source.kind == "download":
-        try:
+        with download_failure_as_missing(spec):
             return open_clip.create_model(
                 spec.model_name, pretrained=spec.pretrained, force_quick_gelu=quick_gelu, **overrides
             )
-        except Exception as exc:  # network or hub failure: report it as missing weights
-            raise WeightsNotFoundError(
-                missing_message(spec, f"download failed: {type(exc).__name__}")
-            ) from exc
     with _quiet_random_init_warning():
         model = open_clip.create_model(
             spec.model_name, pretrained=None, force_quick_gelu=quick_gelu, **overrides
@@ -262,8 +257,9 @@ def create_open_clip(spec: BackboneSpec, source: WeightSource, **overrides: obje
     return model
 
 
-def build_open_clip(spec: BackboneSpec, source: WeightSource) -> OpenCLIPBackbone:
-    """Builder for the open_clip specs (``spec.model_name`` + ``spec.pretrained`` tag)."""
-    model = create_open_clip(spec, source)
+def build_open_clip(spec: BackboneSpec, source: WeightSource, **overrides: object) -> OpenCLIPBackbone:
+    """Builder for the open_clip specs (``spec.model_name`` + ``spec.pretrained`` tag; ``overrides``
+    reach the model config, as for tiny-clip)."""
+    model = create_open_clip(spec, source, **overrides)
     tokenizer = open_clip.get_tokenizer(spec.model_name, context_length=model.context_length)
     return OpenCLIPBackbone(spec.name, model, tokenizer)

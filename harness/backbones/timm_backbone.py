@@ -14,9 +14,8 @@ import timm
 import torch
 from torch import nn
 
-from ..errors import WeightsNotFoundError
 from .base import Backbone, BackboneSpec, Tokens
-from .weights import WeightSource, missing_message
+from .weights import WeightSource, download_failure_as_missing
 
 
 class TimmViTBackbone(Backbone):
@@ -36,7 +35,6 @@ class TimmViTBackbone(Backbone):
         cfg = model.pretrained_cfg or {}
         self.mean = tuple(cfg.get("mean", self.mean))
         self.std = tuple(cfg.get("std", self.std))
-        self.default_size = int(cfg.get("input_size", (3, 224, 224))[-1])
 
     def _cls_attention(self, block: nn.Module, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """CLS-to-patch attention of ``block`` for its input ``x``, averaged over heads, (N, h, w)."""
@@ -108,12 +106,8 @@ def create_timm(spec: BackboneSpec, source: WeightSource, **overrides: object) -
         **overrides,
     }
     if source.kind == "download":
-        try:
+        with download_failure_as_missing(spec):
             return timm.create_model(name, pretrained=True, **kwargs)
-        except Exception as exc:  # network or hub failure: report it as missing weights
-            raise WeightsNotFoundError(
-                missing_message(spec, f"download failed: {type(exc).__name__}")
-            ) from exc
     if source.path is None:
         return timm.create_model(name, pretrained=False, **kwargs)
     return timm.create_model(
@@ -121,6 +115,7 @@ def create_timm(spec: BackboneSpec, source: WeightSource, **overrides: object) -
     )
 
 
-def build_timm(spec: BackboneSpec, source: WeightSource) -> TimmViTBackbone:
-    """Builder for the timm specs (``spec.model_name`` + ``spec.pretrained`` tag, e.g. ``lvd142m``)."""
-    return TimmViTBackbone(spec.name, create_timm(spec, source))
+def build_timm(spec: BackboneSpec, source: WeightSource, **overrides: object) -> TimmViTBackbone:
+    """Builder for the timm specs (``spec.model_name`` + ``spec.pretrained`` tag, e.g. ``lvd142m``;
+    ``overrides`` reach the model args, as for tiny-dinov2)."""
+    return TimmViTBackbone(spec.name, create_timm(spec, source, **overrides))

@@ -8,11 +8,9 @@ Results computed with them are labelled random by the runner and mean nothing ab
 
 from __future__ import annotations
 
-import open_clip
-
 from .base import BackboneSpec
-from .open_clip_backbone import OpenCLIPBackbone, create_open_clip
-from .timm_backbone import TimmViTBackbone, create_timm
+from .open_clip_backbone import OpenCLIPBackbone, build_open_clip
+from .timm_backbone import TimmViTBackbone, build_timm
 from .weights import WeightSource
 
 # open_clip model-config overrides (top-level keys of the model config): ViT with patch 14, width 64,
@@ -29,11 +27,9 @@ TINY_DINOV2_ARGS = {"embed_dim": 96, "depth": 4, "num_heads": 4, "img_size": 112
 
 def build_tiny_clip(spec: BackboneSpec, source: WeightSource) -> OpenCLIPBackbone:
     """A 4-block width-64 CLIP (patch 14) from open_clip's factory with an overridden model config."""
-    model = create_open_clip(spec, source, **TINY_CLIP_CONFIG)
-    tokenizer = open_clip.get_tokenizer(spec.model_name, context_length=model.context_length)
-    return OpenCLIPBackbone(spec.name, model, tokenizer)
+    return build_open_clip(spec, source, **TINY_CLIP_CONFIG)
 
 
 def build_tiny_dinov2(spec: BackboneSpec, source: WeightSource) -> TimmViTBackbone:
     """A 4-block width-96 DINOv2-with-registers ViT (patch 14) from timm's registry with overridden args."""
-    return TimmViTBackbone(spec.name, create_timm(spec, source, **TINY_DINOV2_ARGS))
+    return build_timm(spec, source, **TINY_DINOV2_ARGS)

@@ -10,12 +10,14 @@ skips the download, so tests never wait on the network. Nothing found -> one-lin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
 import threading
 import warnings
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,6 +108,15 @@ def missing_message(spec: BackboneSpec, reason: str = "") -> str:
         f"no weights for backbone '{spec.name}'{why}: put {wanted} in {weights_dir()}, "
         "or point $ADBENCH_WEIGHTS at the folder holding it (a method with a weights setting also takes --set METHOD.weights=FILE)"
     )
+
+
+@contextlib.contextmanager
+def download_failure_as_missing(spec: BackboneSpec) -> Iterator[None]:
+    """Report any failure of a library's own download (network, hub) as the one-line missing-weights error."""
+    try:
+        yield
+    except Exception as exc:
+        raise WeightsNotFoundError(missing_message(spec, f"download failed: {type(exc).__name__}")) from exc
 
 
 # --- the libraries' own caches (looked up locally, never over the network) ---------------------
@@ -210,11 +221,6 @@ def resolve_weights(spec: BackboneSpec, explicit: str | None = None, pretrained:
     if not host_reachable():
         raise WeightsNotFoundError(missing_message(spec, f"{DOWNLOAD_HOST} unreachable"))
     return WeightSource("download", tag_identity(spec))
-
-
-def weights_identity(spec: BackboneSpec, explicit: str | None = None, pretrained: bool = True) -> str:
-    """Cheap stable string for job keys: 'random', a tag identity or a file identity."""
-    return resolve_weights(spec, explicit, pretrained).identity
 
 
 def is_torchscript(path: str | Path) -> bool:
