@@ -12,14 +12,11 @@ matplotlib.use("Agg")  # headless: never opens a window, works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .tables import ReproducedGrid, metric_name  # noqa: E402
+from .tables import TUPLES, ReproducedGrid, metric_name  # noqa: E402
 
 LEVEL_TITLES = {"image": "Image-level", "pixel": "Pixel-level"}
 #: Metrics per chart: the papers' main tuple per level, plus Pixel-AP where computed.
-PLOT_METRICS = {
-    "image": ("image_auroc", "image_ap", "image_f1max"),
-    "pixel": ("pixel_auroc", "pixel_aupro", "pixel_f1max", "pixel_ap"),
-}
+PLOT_METRICS = {"image": TUPLES["image"][1], "pixel": (*TUPLES["pixel"][1], "pixel_ap")}
 FIG_WIDTH_IN = 6.4  # fixed, so the axes keep their width whatever the legend holds
 AXES_HEIGHT_IN = 3.2
 LEGEND_LINE_IN = 0.16  # height of one legend text line at LEGEND_FONT
@@ -34,15 +31,17 @@ def legend_label(name: str, details: list[str], width: int = LEGEND_WRAP) -> str
     return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False))
 
 
-def bar_charts(grid: ReproducedGrid, out_dir: Path, *, random: bool = False) -> list[Path]:
+def bar_charts(grid: ReproducedGrid, out_dir: Path) -> list[Path]:
     """One grouped bar chart per level: groups = main metrics, bars = methods, height = Average.
 
-    Bars of columns run on random weights are hatched; missing averages are marked "n/a", never 0.
+    Bars of columns run on random weights are hatched (and the title warns); missing averages
+    are marked "n/a", never 0.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     n = len(grid.columns)
     labels = [legend_label(name, details) for name, details in grid.headers]
     hatches = ["///" if grid.is_random(k) else None for k in grid.keys]
+    random = any(hatches)
     colors = plt.get_cmap("tab10" if n <= 10 else "tab20").colors
     legend_lines = sum(label.count("\n") + 1 for label in labels)
     paths = []

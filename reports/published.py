@@ -56,8 +56,8 @@ METHOD_NAMES = {
     "mvfa_ad": "MVFA-AD",
 }
 
-#: Config fields that, when truthy, turn PatchEAD into PatchEAD+ (alignment and/or foreground mask).
-_PATCHEAD_PLUS_FIELDS = ("plus", "align", "alignment", "foreground_mask")
+#: PatchEADConfig fields that, when true, turn PatchEAD into PatchEAD+ (alignment and/or foreground mask).
+_PATCHEAD_PLUS_FIELDS = ("align", "foreground_mask")
 
 #: Dataset groups behind the CSV's average rows.
 AVERAGE_GROUPS = {

@@ -133,7 +133,7 @@ def _long_frame(grid: ReproducedGrid, banner: str | None, with_published: bool) 
     side = published_side(grid) if with_published else None
     out = []
     for c, key in enumerate(grid.keys):
-        random = bool(grid.rows(key)["random_weights"].any())
+        random = grid.is_random(key)
         for d in grid.datasets + [AVERAGE]:
             for m in grid.metrics:
                 s = grid.stat(c, d, m)
@@ -174,20 +174,18 @@ def build_report(
         raise AdbenchError(f"report mode {mode!r}: expected one of {', '.join(MODES)}")
     if mode == "published":
         return _published_report(paper)
-    frame = store.frame()
-    failed = store.frame(include_failed=True)
-    failed = failed[failed["status"] != "ok"] if not failed.empty else failed
-    if frame.empty:
+    records = store.frame(include_failed=True)  # one pass over the record files for both parts
+    ok = records["status"].eq("ok") if not records.empty else pd.Series(dtype=bool)
+    if not ok.any():
         raise AdbenchError(
             f"no finished records in {store.records_dir}; run jobs first or use the published mode"
         )
+    frame, failed = records[ok], records[~ok]
     grid = ReproducedGrid(frame, failed)
     banner = random_banner(frame)
     side = published_side(grid) if published else None
     tables = [metric_table(grid, m, published=side, title=metric_name(m)) for m in grid.metrics]
     tables.append(tuple_table(grid))
-    for t in tables[-1:]:
-        t.section = "tuples"
     if ablation:
         tables += ablation_tables(grid, ablation)
     if categories:
@@ -203,7 +201,7 @@ def build_report(
     if plots:
         from .plots import bar_charts  # matplotlib is imported only when plotting
 
-        plot_files = bar_charts(grid, out_dir, random=banner is not None)
+        plot_files = bar_charts(grid, out_dir)
     return Report(
         title="adbench results",
         source=str(store.root),

@@ -46,6 +46,8 @@ DATASET_NAMES = {
     AVERAGE: "Average",
 }
 #: Table order of the DMA-SAP paper (Tables 1-6), then the other metrics adbench computes.
+#: The same keys as ``adbench.metrics.METRICS`` but not its order (which lists pixel_ap second,
+#: while the papers put AUPRO second and AP last), so it is kept here as the papers' own list.
 METRIC_ORDER = [
     "image_auroc",
     "image_ap",
@@ -138,11 +140,6 @@ class Cell:
     marks: list[int] = field(default_factory=list)
     kind: str = "value"  # value | published | diff
 
-    @property
-    def text(self) -> str:
-        inner = ", ".join(p.text for p in self.parts)
-        return f"({inner})" if self.is_tuple else inner
-
 
 @dataclass
 class Row:
@@ -208,14 +205,13 @@ def rank_parts(parts: Sequence[Part]) -> None:
 
     Second-best is marked only among three or more values: with two, it would just mark the worse.
     """
-    values = sorted({round(p.value, 1) for p in parts if p.value is not None and not math.isnan(p.value)})
-    n_values = len([p for p in parts if p.value is not None and not math.isnan(p.value)])
-    if n_values < 2:
+    valued = [p for p in parts if p.value is not None and not math.isnan(p.value)]
+    if len(valued) < 2:
         return
-    ranks = {v: i + 1 for i, v in enumerate(reversed(values[-2:] if n_values > 2 else values[-1:]))}
-    for p in parts:
-        if p.value is not None and not math.isnan(p.value):
-            p.rank = ranks.get(round(p.value, 1))
+    top = sorted({round(p.value, 1) for p in valued}, reverse=True)[: 2 if len(valued) > 2 else 1]
+    ranks = {v: i + 1 for i, v in enumerate(top)}
+    for p in valued:
+        p.rank = ranks.get(round(p.value, 1))
 
 
 # --------------------------------------------------------------------------- statistics
@@ -525,6 +521,7 @@ def tuple_table(grid: ReproducedGrid | PublishedGrid, *, table_id: str = "tuples
         "Dataset",
         rows=out_rows,
         footnotes=notes.texts,
+        section="tuples",
         remarks=[remark],
         **_header_fields(grid),
     )

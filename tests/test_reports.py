@@ -13,20 +13,12 @@ import pandas as pd
 import pytest
 
 from adbench.errors import AdbenchError
+from adbench.metrics import METRICS
 from adbench.registry import Registry
 from adbench.reports import formats, published, render_report
 from adbench.reports.tables import ReproducedGrid
 from adbench.store import ResultsStore
 
-METRICS = [
-    "image_auroc",
-    "image_ap",
-    "image_f1max",
-    "pixel_auroc",
-    "pixel_aupro",
-    "pixel_f1max",
-    "pixel_aupro_cflow",
-]
 SCRIPT = "<script>alert(1)</script>"
 _KEYS = itertools.count()
 
@@ -307,7 +299,12 @@ def test_ablation_table_rows_are_config_values(rendered):
         )
         assert re.sub("<[^>]+>", "", row[0]).startswith(f"{want:.1f}")
     per_ds = html_table(rendered["html"], "ablation-dma_sap.variant-datasets")
-    assert "MVTec AD" in per_ds and "Average" in per_ds and "(" in html_row(per_ds, "A")[0]
+    assert "MVTec AD" in per_ds and "Average" in per_ds
+    want = [
+        expected_dataset_mean(records, "dma_sap", "variant=A", "mvtec", m)
+        for m in ("image_auroc", "image_ap")
+    ]
+    assert re.sub("<[^>]+>", "", html_row(per_ds, "A")[0]).startswith(f"({want[0]:.1f}, {want[1]:.1f})")
     with pytest.raises(AdbenchError, match="no config field 'nope'"):
         render_report(
             rendered["store"], rendered["out"] / "x", ["csv"], ablation="dma_sap.nope", registry=REGISTRY
@@ -448,6 +445,14 @@ def test_headers_are_short_with_details_on_small_lines(rendered):
     assert "| patchead<br><sub>batch zero-shot</sub> ours |" in md
 
 
+def test_every_computed_metric_has_a_paper_position_and_name():
+    from adbench.reports.tables import METRIC_NAMES, METRIC_ORDER, sort_metrics
+
+    assert sorted(METRIC_ORDER) == sorted(METRICS) and set(METRIC_NAMES) == set(METRICS)
+    # the papers' order (AUPRO before AP), not adbench.metrics' order
+    assert sort_metrics(list(METRICS)).index("pixel_aupro") < sort_metrics(list(METRICS)).index("pixel_ap")
+
+
 def test_variant_settings_split_one_per_line():
     from adbench.reports.tables import variant_parts
 
@@ -481,7 +486,7 @@ def test_bar_chart_keeps_its_width_with_many_long_labels(tmp_path):
             make_record(f"m{i}", long_variant, "mvtec", "c1", rng, random_weights=i == 0) for i in range(n)
         ]
         grid = ReproducedGrid(write_store(tmp_path / f"s{n}", recs).frame())
-        paths = bar_charts(grid, tmp_path / f"o{n}", random=True)
+        paths = bar_charts(grid, tmp_path / f"o{n}")
         assert [p.name for p in paths] == ["averages_image.png", "averages_pixel.png"]
         sizes[n] = Image.open(paths[0]).size
     # fixed width (the legend no longer widens the figure and squashes the axes); taller legend
