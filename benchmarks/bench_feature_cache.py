@@ -53,16 +53,14 @@ def main() -> None:
         t0 = time.perf_counter()
         log = train(method, None, masks, labels, images=images, use_cache=use_cache, progress=False)
         total = time.perf_counter() - t0
-        rows[use_cache] = (log, total)
-        label = "with cache" if use_cache else "no cache  "
         per_epoch = sum(log.epoch_seconds) / len(log.epoch_seconds)
+        rows[use_cache] = (log, total, per_epoch)
+        label = "with cache" if use_cache else "no cache  "
         print(
             f"{label}: {per_epoch:.3f} s/epoch, feature pass {log.feature_seconds:.3f} s (once), "
             f"total {total:.3f} s, losses {[round(x, 4) for x in log.losses]}"
         )
-    (c_log, c_total), (n_log, n_total) = rows[True], rows[False]
-    c_epoch = sum(c_log.epoch_seconds) / len(c_log.epoch_seconds)
-    n_epoch = sum(n_log.epoch_seconds) / len(n_log.epoch_seconds)
+    (c_log, c_total, c_epoch), (_, n_total, n_epoch) = rows[True], rows[False]
     print(
         f"speed-up per epoch: {n_epoch / c_epoch:.2f}x; whole fit ({args.epochs} epochs): {n_total / c_total:.2f}x"
     )

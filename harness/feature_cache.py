@@ -41,9 +41,6 @@ class FeatureCache:
     def __len__(self) -> int:
         return self.n
 
-    def nbytes(self) -> int:
-        return int(sum(t.nbytes for t in self._tensors.values()))
-
     def get(
         self, indices: torch.Tensor | Iterable[int], device: torch.device | str = "cpu"
     ) -> dict[str, torch.Tensor]:
@@ -98,7 +95,7 @@ class FeatureCache:
         pos = 0
         with torch.no_grad():
             for images in batches:
-                feats = {k: v.detach() for k, v in extract(images).items()}
+                feats = extract(images)
                 b = len(images)
                 if not store:
                     per_sample = sum(v[0].numel() * v.element_size() for v in feats.values())

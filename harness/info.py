@@ -25,8 +25,8 @@ def _type_name(tp: Any) -> str:
 
 
 def count_parameters(module: nn.Module) -> int:
-    """Number of parameters of a module (each shared tensor once)."""
-    return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
+    """Number of parameters of a module (``parameters()`` yields each shared tensor once)."""
+    return sum(p.numel() for p in module.parameters())
 
 
 def _millions(n: int) -> str:

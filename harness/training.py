@@ -12,20 +12,16 @@ optimiser (Adam by default), schedule, epochs, batch size and lr come from the m
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import os
-import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from . import __version__
 from .config import stable_hash, to_dict
@@ -34,6 +30,8 @@ from .errors import AdbenchError
 from .feature_cache import DEFAULT_MEMORY_LIMIT, FeatureCache
 from .methods import Method
 from .paths import cache_dir
+from .runner import seed_everything
+from .store import atomic_write_bytes, atomic_write_json
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -46,7 +44,7 @@ class FitResult:
     key: str  # fit cache key
     path: Path  # safetensors file of the learnable state
     reused: bool  # True when loaded from cache
-    losses: list[float]  # mean loss per epoch (empty when reused: then read from the saved metadata)
+    losses: list[float]  # mean loss per epoch (when reused: as saved in the fit's JSON log)
     trained_on: list[str]  # ["synthetic/brick", ...]
     seconds: float
 
@@ -102,14 +100,9 @@ def build_optimizer(config: Any, params: Sequence[torch.nn.Parameter]) -> torch.
     name = str(getattr(config, "optimizer", "adam")).lower()
     lr = float(config.lr)
     wd = float(getattr(config, "weight_decay", 0.0))
-    if name == "adam":
-        return torch.optim.Adam(
-            params, lr=lr, betas=tuple(getattr(config, "betas", (0.9, 0.999))), weight_decay=wd
-        )
-    if name == "adamw":
-        return torch.optim.AdamW(
-            params, lr=lr, betas=tuple(getattr(config, "betas", (0.9, 0.999))), weight_decay=wd
-        )
+    if name in ("adam", "adamw"):
+        adam = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return adam(params, lr=lr, betas=tuple(getattr(config, "betas", (0.9, 0.999))), weight_decay=wd)
     if name == "sgd":
         return torch.optim.SGD(
             params, lr=lr, momentum=float(getattr(config, "momentum", 0.9)), weight_decay=wd
@@ -131,19 +124,6 @@ def build_schedule(
 
 def _autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-def _image_batches(
-    samples: Sequence[Sample], size: int, batch_size: int, device: torch.device
-) -> Iterator[torch.Tensor]:
-    for start in range(0, len(samples), batch_size):
-        yield load_images(samples[start : start + batch_size], size).to(device)
-
-
-def _seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def train(
@@ -178,7 +158,7 @@ def train(
         )
     if epochs == 0:  # the untrained initialisation, kept as a baseline: `--set METHOD.epochs=0`
         return TrainLog()
-    _seed(seed)
+    seed_everything(seed)
     module = method.learnable_module()
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
@@ -190,7 +170,7 @@ def train(
 
     def extract(batch: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad(), _autocast(device):
-            return method.frozen_features(batch)
+            return method.frozen_features(batch.to(device))
 
     cache = None
     if use_cache:
@@ -198,9 +178,9 @@ def train(
         source = (
             images.split(batch_size)
             if images is not None
-            else _image_batches(samples, size, batch_size, device)
+            else (load_images(samples[s : s + batch_size], size) for s in range(0, n, batch_size))
         )
-        cache = FeatureCache.build(lambda b: extract(b.to(device)), source, n, memory_limit=memory_limit)
+        cache = FeatureCache.build(extract, source, n, memory_limit=memory_limit)
         log.feature_seconds = time.perf_counter() - t0
         log.feature_cache = "disk-float16" if cache.on_disk else "memory"
     else:
@@ -226,7 +206,7 @@ def train(
                     batch = (
                         images[idx] if images is not None else load_images([samples[i] for i in idx], size)
                     )
-                    feats = extract(batch.to(device))
+                    feats = extract(batch)
                 with _autocast(device):
                     out = method.training_loss(feats, masks[idx].to(device), labels[idx].to(device))
                 loss, parts = out if isinstance(out, tuple) else (out, {})
@@ -264,20 +244,14 @@ def load_auxiliary(
     return samples, masks, labels, [f"{d}/{cat.name}" for d, cat in aux]
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, path)
-
-
 def save_fit(method: Method, key: str, meta: dict[str, Any]) -> Path:
     """Write the learnable state (safetensors) and its JSON log atomically; returns the safetensors path."""
     path, log_path = fit_paths(method.name, key)
-    state = {k: v.detach().cpu().contiguous() for k, v in method.learnable_state().items()}
-    tmp = path.with_suffix(".safetensors.tmp")
-    save_file(state, str(tmp), metadata={"key": key, "method": method.name, "adbench": __version__})
-    os.replace(tmp, path)
-    _write_json(log_path, {"key": key, "method": method.name, **meta})
+    state = {k: v.contiguous() for k, v in method.learnable_state().items()}  # already detached, on CPU
+    atomic_write_bytes(
+        path, save(state, metadata={"key": key, "method": method.name, "adbench": __version__})
+    )
+    atomic_write_json(log_path, {"key": key, "method": method.name, **meta})
     return path
 
 
@@ -316,14 +290,15 @@ def ensure_fitted(
     trained_on = [f"{d}/{cat.name}" for d, cat in aux]
     if path.exists() and log_path.exists() and not retrain:
         load_fit(method, path)
-        return FitResult(key, path, True, [], trained_on, time.perf_counter() - t0)
+        losses = list(read_fit_log(method.name, key).get("losses", []))
+        return FitResult(key, path, True, losses, trained_on, time.perf_counter() - t0)
     samples, masks, labels, _ = load_auxiliary(aux, method.image_size)
     log = train(method, samples, masks, labels, seed=seed, progress=progress)
     seconds = time.perf_counter() - t0
     meta = {
         "losses": log.losses,
         "loss_parts": log.parts,
-        "config": to_dict(method.config) if dataclasses.is_dataclass(method.config) else str(method.config),
+        "config": to_dict(method.config),
         "trained_on": trained_on,
         "n_images": len(samples),
         "n_anomalous": int(labels.sum()),

@@ -103,9 +103,8 @@ class DMASAP(Method):
         from adbench.backbones import build_backbone
 
         cfg = self.config
-        pretrained = getattr(self, "pretrained_backbones", True)
-        clip = build_backbone(cfg.clip_backbone, device=self.device, pretrained=pretrained)
-        dino = build_backbone(cfg.dino_backbone, device=self.device, pretrained=pretrained)
+        clip = build_backbone(cfg.clip_backbone, device=self.device, pretrained=self.pretrained_backbones)
+        dino = build_backbone(cfg.dino_backbone, device=self.device, pretrained=self.pretrained_backbones)
         self._weights = {cfg.clip_backbone: clip.weights, cfg.dino_backbone: dino.weights}
         self.attach(clip, dino)
 
@@ -192,9 +191,8 @@ class DMASAP(Method):
     def training_loss(
         self, features: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        maps, logits = self.forward_head(features)
-        up = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-        seg = sum(segmentation_loss(up[:, m], masks, self.config.dice_weight) for m in range(up.shape[1]))
+        maps, logits = self.forward_head(features)  # segmentation_loss resizes each map to the masks
+        seg = sum(segmentation_loss(maps[:, m], masks, self.config.dice_weight) for m in range(maps.shape[1]))
         cls = image_cross_entropy(logits, labels)
         loss = seg + self.config.cls_weight * cls
         return loss, {"seg": float(seg.detach()), "cls": float(cls.detach())}
