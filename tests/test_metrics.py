@@ -162,9 +162,9 @@ def test_aupro_equals_loop_reference(seed: int, ties: bool) -> None:
     assert masks.any()
     expected = reference_aupro(masks, maps)
     assert 0.0 < expected < 1.0
-    assert metrics.aupro(masks, maps) == pytest.approx(expected, abs=1e-3)
+    assert metrics.aupro(masks, maps) == pytest.approx(expected, abs=1e-9)
     assert metrics.aupro(masks, maps, fpr_limit=0.05) == pytest.approx(
-        reference_aupro(masks, maps, limit=0.05), abs=1e-3
+        reference_aupro(masks, maps, limit=0.05), abs=1e-9
     )
 
 
@@ -255,6 +255,15 @@ def test_compute_metrics_all_keys_and_definitions() -> None:
     assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in values.values())
     assert values["pixel_aupro"] == pytest.approx(metrics.aupro(masks, maps))
     assert values["image_auroc"] == pytest.approx(roc_auc_score(labels, scores))
+    # the shared split/labelling inside compute_metrics gives exactly the standalone functions' values
+    assert values["pixel_aupro"] == pytest.approx(reference_aupro(masks, maps), abs=1e-9)
+    assert values["pixel_aupro_cflow"] == metrics.aupro_cflow(masks, maps)
+    assert values["pixel_aupro_cflow"] == pytest.approx(reference_cflow(masks, maps), abs=1e-9)
+    assert values["pixel_auroc"] == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-10)
+    assert (values["pixel_ap"], values["pixel_f1max"]) == (
+        metrics.pixel_ap(masks, maps),
+        metrics.pixel_f1_max(masks, maps),
+    )
 
 
 def test_compute_metrics_undefined_is_nan_with_notes() -> None:
@@ -289,6 +298,16 @@ def test_shape_mismatch_raises() -> None:
         metrics.compute_metrics([0, 1], [0.1, 0.2], masks, maps[:1])
     with pytest.raises(ValueError):
         metrics.image_auroc([0, 1, 1], [0.1, 0.2])
+
+
+def test_aupro_options_checked() -> None:
+    masks, maps = blob_data(0, n=2, size=8)
+    for fn in (metrics.aupro, metrics.aupro_cflow):
+        for bad in (0.0, -0.1, 1.5):
+            with pytest.raises(ValueError, match="fpr_limit"):
+                fn(masks, maps, fpr_limit=bad)
+    with pytest.raises(ValueError, match="num_thresholds"):
+        metrics.aupro_cflow(masks, maps, num_thresholds=0)
 
 
 def test_torch_inputs_accepted() -> None:
