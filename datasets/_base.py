@@ -60,12 +60,11 @@ class NativeDataset(Dataset):
             raise AdbenchError(f"dataset '{self.name}': root {self.root} is not a folder; {how}")
         return self.root
 
-    def wrong_root(self, expected: str, folder: Path | None = None) -> AdbenchError:
-        """A one-line error: what the layout should be and what the folder holds."""
-        folder = folder or self.root
+    def wrong_root(self, expected: str, hint: str = "") -> AdbenchError:
+        """A one-line error: what the layout should be, what the root holds, then ``hint``."""
         return AdbenchError(
-            f"dataset '{self.name}': {folder} does not look like {self.title or self.name}: "
-            f"expected {expected}; found {describe_found(folder)}"
+            f"dataset '{self.name}': {self.root} does not look like {self.title or self.name}: "
+            f"expected {expected}; found {describe_found(self.root)}{hint}"
         )
 
     @abstractmethod

@@ -155,6 +155,11 @@ def scan_mvtec_category(
     return Category(name, train_samples, test, has_masks=use_masks, notes=notes), issues
 
 
+def mvtec_style_categories(folder: Path) -> list[str]:
+    """The sub-folders of ``folder`` that have a ``test`` folder: the categories of an MVTec-style copy."""
+    return [d for d in subfolders(folder) if (folder / d / "test").is_dir()]
+
+
 def looks_mvtec_style(folder: Path) -> bool:
     """True if some sub-folder of ``folder`` has a ``test`` folder (a converted, MVTec-style copy)."""
-    return any((folder / d / "test").is_dir() for d in subfolders(folder))
+    return bool(mvtec_style_categories(folder))

@@ -3,7 +3,7 @@
 Raw layout (the Kaggle/HCI release): ``Class1 ... Class10/{Train,Test}/NNNN.PNG`` with defect masks
 ``{Train,Test}/Label/NNNN_label.PNG`` and ``Label/Labels.txt`` (a count line, then one row per image:
 ``index  defective(0/1)  NNNN.PNG  0  NNNN_label.PNG|0``). Preprocessing (AdaCLIP's ``dagm-pre.py``),
-deterministic and cached as a split manifest under ``$ADBENCH_HOME/prepared/dagm``:
+deterministic and recomputed from the sorted file names on every load (nothing is cached):
 
 1. Train and Test are merged into one category per class (sample ids keep ``Train/``/``Test/``, as the
    two folders reuse file numbers);
@@ -18,7 +18,6 @@ deterministic and cached as a split manifest under ``$ADBENCH_HOME/prepared/dagm
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -27,8 +26,14 @@ from adbench.data import Category, Sample
 from adbench.dataset_tools import Issue
 
 from ._base import NativeDataset
-from ._prepared import prepared_dir, raw_fingerprint
-from ._scan import list_images, looks_mvtec_style, pair_masks, scan_mvtec_category, subfolders
+from ._scan import (
+    list_images,
+    looks_mvtec_style,
+    mvtec_style_categories,
+    pair_masks,
+    scan_mvtec_category,
+    subfolders,
+)
 
 VARIANT = "dagm-merged-balanced"
 CLASS = re.compile(r"Class\d+$")
@@ -47,9 +52,9 @@ def read_labels_txt(path: Path) -> dict[str, bool]:
     return flags
 
 
-def _sample_id(rel: str) -> str:
-    """``Class1/Train/0576.PNG`` -> ``Train/0576`` (Train and Test reuse numbers, so the state stays in the id)."""
-    return rel.split("/", 1)[1].rsplit(".", 1)[0]
+def _sample_id(path: Path) -> str:
+    """``.../Class1/Train/0576.PNG`` -> ``Train/0576`` (Train and Test reuse numbers, so the state stays in the id)."""
+    return f"{path.parent.name}/{path.stem}"
 
 
 class DAGM(NativeDataset):
@@ -68,11 +73,12 @@ class DAGM(NativeDataset):
     def __init__(self, root: str | Path | None = None) -> None:
         super().__init__(root)
         self._raw: tuple[dict[str, dict], dict[str, list[Issue]]] | None = None
-        self._manifest: dict | None = None
-        if self.root is not None and self.root.is_dir() and self._preconverted():
+        #: Decided once, so the recorded variant and the layout read always agree.
+        self.preconverted = self.root is not None and self.root.is_dir() and self._looks_preconverted()
+        if self.preconverted:
             self.variant = f"{VARIANT}-preconverted"
 
-    def _preconverted(self) -> bool:
+    def _looks_preconverted(self) -> bool:
         return not any(
             (self.root / d / s).is_dir() for d in subfolders(self.root) for s in STATES
         ) and looks_mvtec_style(self.root)
@@ -127,51 +133,20 @@ class DAGM(NativeDataset):
             self._raw = (split, all_issues)
         return self._raw
 
-    def _manifest_data(self) -> dict:
-        if self._manifest is None:
-            split, _ = self.raw_split()
-            root = self.root
-            files = [p for s in split.values() for p in s["train"]] + [
-                p for s in split.values() for pair in s["test"] for p in pair if p is not None
-            ]
-
-            def rel(p: Path | None) -> str | None:
-                return None if p is None else p.relative_to(root).as_posix()
-
-            manifest = {
-                cls: {"train": [rel(p) for p in s["train"]], "test": [[rel(i), rel(m)] for i, m in s["test"]]}
-                for cls, s in split.items()
-            }
-
-            def build(tmp: Path) -> dict:
-                (tmp / "split.json").write_text(json.dumps(manifest, indent=1))
-                return {"classes": len(manifest)}
-
-            folder = prepared_dir("dagm", VARIANT, raw_fingerprint(root, files), build)
-            self._manifest = json.loads((folder / "split.json").read_text())
-        return self._manifest
-
     def discover(self) -> list[str]:
-        if self._preconverted():
-            return [d for d in subfolders(self.root) if (self.root / d / "test").is_dir()]
+        if self.preconverted:
+            return mvtec_style_categories(self.root)
         return list(self.raw_split()[0])
 
     def scan(self, name: str) -> tuple[Category, list[Issue]]:
-        if self._preconverted():
+        if self.preconverted:
             return scan_mvtec_category(self.root / name, name, mask_suffixes=("_label", "_mask", ""))
-        issues = list(self.raw_split()[1][name])
-        entry = self._manifest_data()[name]
-        root = self.root
-        train = [Sample(_sample_id(p), root / p, 0, "good") for p in entry["train"]]
+        split, all_issues = self.raw_split()
+        issues = list(all_issues[name])
+        train = [Sample(_sample_id(p), p, 0, "good") for p in split[name]["train"]]
         test = [
-            Sample(
-                _sample_id(i),
-                root / i,
-                int(m is not None),
-                "defect" if m else "good",
-                root / m if m else None,
-            )
-            for i, m in entry["test"]
+            Sample(_sample_id(i), i, int(m is not None), "defect" if m else "good", m)
+            for i, m in split[name]["test"]
         ]
         if not test:
             issues.append(Issue("error", "empty", f"category '{name}' has no labelled (defective) images"))

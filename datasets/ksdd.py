@@ -35,7 +35,14 @@ from adbench.errors import AdbenchError
 
 from ._base import NativeDataset
 from ._prepared import prepared_dir, raw_fingerprint, read_marker
-from ._scan import list_images, looks_mvtec_style, pair_masks, scan_mvtec_category, subfolders
+from ._scan import (
+    list_images,
+    looks_mvtec_style,
+    mvtec_style_categories,
+    pair_masks,
+    scan_mvtec_category,
+    subfolders,
+)
 
 CATEGORY = "electrical_commutators"
 VARIANT = "ksdd-thirds-75-25-seed42"
@@ -43,6 +50,7 @@ FOLDER = re.compile(r"kos\d+$")
 
 
 def _read_label(path: Path) -> np.ndarray:
+    """The label at full size as bool (``adbench.data.load_mask`` resizes to a square, which a cut must not)."""
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert("L")) > 0
@@ -127,10 +135,12 @@ class KolektorSDD(NativeDataset):
         super().__init__(root)
         self._raw: tuple[list[tuple[str, Path, Path]], list[Issue]] | None = None
         self._prepared: Path | None = None
-        if self.root is not None and self.root.is_dir() and self._preconverted():
+        #: Decided once, so the recorded variant and the layout read always agree.
+        self.preconverted = self.root is not None and self.root.is_dir() and self._looks_preconverted()
+        if self.preconverted:
             self.variant = "ksdd-thirds-preconverted"
 
-    def _preconverted(self) -> bool:
+    def _looks_preconverted(self) -> bool:
         return not any(FOLDER.match(d) for d in subfolders(self.root)) and looks_mvtec_style(self.root)
 
     def raw_pairs(self) -> tuple[list[tuple[str, Path, Path]], list[Issue]]:
@@ -154,7 +164,7 @@ class KolektorSDD(NativeDataset):
     @property
     def data_dir(self) -> Path:
         """The prepared folder (MVTec layout) that the samples point into."""
-        if self._preconverted():
+        if self.preconverted:
             return self.require_root()
         if self._prepared is None:
             pairs, _ = self.raw_pairs()
@@ -164,13 +174,13 @@ class KolektorSDD(NativeDataset):
         return self._prepared
 
     def discover(self) -> list[str]:
-        if self._preconverted():
-            return [d for d in subfolders(self.root) if (self.root / d / "test").is_dir()]
+        if self.preconverted:
+            return mvtec_style_categories(self.root)
         self.raw_pairs()
         return [CATEGORY]
 
     def scan(self, name: str) -> tuple[Category, list[Issue]]:
-        if self._preconverted():
+        if self.preconverted:
             return scan_mvtec_category(self.root / name, name)
         _, raw_issues = self.raw_pairs()
         category, issues = scan_mvtec_category(self.data_dir / name, name)
@@ -179,7 +189,7 @@ class KolektorSDD(NativeDataset):
 
     def raw_counts(self) -> dict[str, int]:
         """Counts of the raw images (399 and 52 in the published set), from the prepared folder's record."""
-        if self._preconverted():
+        if self.preconverted:
             return {}
         marker = read_marker(self.data_dir)
         return {k: marker[k] for k in ("raw_images", "raw_anomalous_images")}

@@ -25,7 +25,13 @@ from adbench.dataset_tools import Issue
 from adbench.errors import AdbenchError
 
 from ._base import NativeDataset
-from ._scan import list_images, looks_mvtec_style, pair_masks, scan_mvtec_category, subfolders
+from ._scan import (
+    list_images,
+    looks_mvtec_style,
+    mvtec_style_categories,
+    pair_masks,
+    scan_mvtec_category,
+)
 
 PIXEL_NOTE = "segmentation set, every test image anomalous: pixel metrics only"
 IMAGE_NOTE = "classification set, no masks: image metrics only"
@@ -45,7 +51,7 @@ class MedicalDataset(NativeDataset):
 
     def discover(self) -> list[str]:
         if self._converted():
-            return [d for d in subfolders(self.root) if (self.root / d / "test").is_dir()]
+            return mvtec_style_categories(self.root)
         if not self._native_present():
             raise self.wrong_root(self.layout)
         return [self.category]

@@ -11,10 +11,9 @@ from typing import ClassVar
 from adbench import hookimpl
 from adbench.data import Category
 from adbench.dataset_tools import Issue
-from adbench.errors import AdbenchError
 
 from ._base import NativeDataset
-from ._scan import scan_mvtec_category, subfolders
+from ._scan import mvtec_style_categories, scan_mvtec_category
 
 
 class MVTecStyleDataset(NativeDataset):
@@ -29,12 +28,12 @@ class MVTecStyleDataset(NativeDataset):
     def discover(self) -> list[str]:
         """Every sub-folder of the root that has a ``test`` folder."""
         root = self.require_root()
-        names = [d for d in subfolders(root) if (root / d / "test").is_dir()]
+        names = mvtec_style_categories(root)
         if not names:
-            hint = (
-                " (this looks like one category: pass its parent folder)" if (root / "test").is_dir() else ""
+            one = (root / "test").is_dir()
+            raise self.wrong_root(
+                self.layout, " (this looks like one category: pass its parent folder)" if one else ""
             )
-            raise AdbenchError(str(self.wrong_root(self.layout)) + hint)
         return names
 
     def scan(self, name: str) -> tuple[Category, list[Issue]]:

@@ -58,15 +58,13 @@ def render_normal(category: str, rng: np.random.Generator) -> tuple[np.ndarray, 
     return layers.compose(), layers
 
 
-def render_anomalous(
-    category: str, defect: str, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(normal image, the same image with a ``defect``, bool mask of exactly the changed pixels)."""
+def render_anomalous(category: str, defect: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(a normal image with a ``defect``, bool mask of exactly the pixels the defect changed)."""
     img, layers = render_normal(category, rng)
     donors = [t for t in draw.TEXTURES if t != category]
     obj = None if layers is None else layers.alpha
     out, region = draw.DEFECTS[defect](rng, img, obj, donors=donors, layers=layers)
-    return img, out, region & (out != img).any(axis=-1)
+    return out, region & (out != img).any(axis=-1)
 
 
 def _samples(category: str) -> list[tuple[str, str, int]]:
@@ -81,6 +79,13 @@ def _samples(category: str) -> list[tuple[str, str, int]]:
     return rows
 
 
+def _paths(base: Path, split: str, defect: str, index: int) -> tuple[Path, Path | None]:
+    """Image and mask (None when normal) of one sample, under its category folder ``base``."""
+    stem = f"{index:03d}"
+    mask = None if defect == "good" else base / "ground_truth" / defect / f"{stem}_mask.png"
+    return base / split / defect / f"{stem}.png", mask
+
+
 def _write_png(array: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, compress_level=1)
@@ -89,17 +94,16 @@ def _write_png(array: np.ndarray, path: Path) -> None:
 def _generate_category(root: Path, category: str, seed: int, digest: hashlib._Hash) -> None:
     for n, (split, defect, index) in enumerate(_samples(category)):
         rng = _rng(seed, category, n)
-        stem = f"{index:03d}"
-        if defect == "good":
+        image_path, mask_path = _paths(root / category, split, defect, index)
+        if mask_path is None:
             img, _ = render_normal(category, rng)
-            mask = None
         else:
-            _, img, mask = render_anomalous(category, defect, rng)
-        _write_png(img, root / category / split / defect / f"{stem}.png")
+            img, mask = render_anomalous(category, defect, rng)
+        _write_png(img, image_path)
         digest.update(img.tobytes())
-        if mask is not None:
+        if mask_path is not None:
             mask_u8 = mask.astype(np.uint8) * 255
-            _write_png(mask_u8, root / category / "ground_truth" / defect / f"{stem}_mask.png")
+            _write_png(mask_u8, mask_path)
             digest.update(mask_u8.tobytes())
 
 
@@ -170,13 +174,10 @@ def pixel_fingerprint(root: Path) -> str:
     digest = hashlib.sha256()
     for cat in marker["categories"]:
         for split, defect, index in _samples(cat):
-            digest.update(np.asarray(Image.open(root / cat / split / defect / f"{index:03d}.png")).tobytes())
-            if defect != "good":
-                digest.update(
-                    np.asarray(
-                        Image.open(root / cat / "ground_truth" / defect / f"{index:03d}_mask.png")
-                    ).tobytes()
-                )
+            for path in _paths(root / cat, split, defect, index):
+                if path is not None:
+                    with Image.open(path) as img:
+                        digest.update(np.asarray(img).tobytes())
     return digest.hexdigest()
 
 
@@ -212,10 +213,8 @@ class SyntheticDataset(Dataset):
         base = self.root / name
         train, test = [], []
         for split, defect, index in _samples(name):
-            stem = f"{index:03d}"
-            image = base / split / defect / f"{stem}.png"
-            mask = None if defect == "good" else base / "ground_truth" / defect / f"{stem}_mask.png"
-            sample = Sample(f"{split}/{defect}/{stem}", image, int(defect != "good"), defect, mask)
+            image, mask = _paths(base, split, defect, index)
+            sample = Sample(f"{split}/{defect}/{image.stem}", image, int(mask is not None), defect, mask)
             (train if split == "train" else test).append(sample)
         return Category(name, train, test, has_masks=True)
 

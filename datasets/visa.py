@@ -18,7 +18,7 @@ from adbench.dataset_tools import Issue
 from adbench.errors import AdbenchError
 
 from ._base import NativeDataset
-from ._scan import list_images, looks_mvtec_style, scan_mvtec_category, subfolders
+from ._scan import list_images, looks_mvtec_style, mvtec_style_categories, scan_mvtec_category
 
 SPLIT_CSV = Path("split_csv") / "1cls.csv"
 COLUMNS = ("object", "split", "label", "image", "mask")
@@ -75,7 +75,7 @@ class VisA(NativeDataset):
 
     def discover(self) -> list[str]:
         if self._converted():
-            return [d for d in subfolders(self.root) if (self.root / d / "test").is_dir()]
+            return mvtec_style_categories(self.root)
         names = sorted(self._read_csv())
         if not names:
             raise AdbenchError(f"dataset 'visa': {self.root / SPLIT_CSV} lists no images")

@@ -19,11 +19,11 @@ from PIL import Image, UnidentifiedImageError
 
 from .data import Category, Dataset
 from .errors import AdbenchError
+from .store import atomic_write_bytes
 
 #: Issue kinds, so the check can count them: a layout problem, an anomalous image without its mask,
 #: a mask without its image, an unreadable file, an empty category, a size mismatch, anything else.
 ISSUE_KINDS = ("layout", "missing_mask", "extra_mask", "unreadable", "empty", "size", "other")
-COUNT_KEYS = ("categories", "train_images", "test_images", "test_normal", "test_anomalous")
 
 
 @dataclass(frozen=True)
@@ -119,14 +119,17 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _read_error(path: Path) -> str | None:
-    """Fully decode one file (a truncated PNG only fails on decode); the error text, or None if fine."""
+def _probe(path: Path) -> tuple[tuple[int, int] | None, str | None]:
+    """Fully decode one file (a truncated PNG only fails on decode): (its size, None) or (None, the error).
+
+    Not :func:`adbench.data.read_rgb`: no RGB conversion is needed, and Pillow also raises SyntaxError.
+    """
     try:
         with Image.open(path) as img:
             img.load()
-        return None
+            return img.size, None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        return f"{exc.__class__.__name__}: {exc}"
+        return None, f"{exc.__class__.__name__}: {exc}"
 
 
 def _inspect(dataset: Dataset, name: str) -> tuple[Category | None, list[Issue]]:
@@ -142,7 +145,7 @@ def check_dataset(dataset: Dataset, read_files: bool = True, workers: int | None
 
     ``read_files`` decodes every image and mask (slow on big sets, but the only way to find corrupt files).
     """
-    report = CheckReport(dataset.name, str(dataset.root), getattr(dataset, "variant", "native"))
+    report = CheckReport(dataset.name, str(dataset.root), dataset.variant)
     try:
         names = dataset.categories()
     except AdbenchError as exc:
@@ -180,28 +183,24 @@ def _check_files(categories: list[Category], report: CheckReport, workers: int |
         if p is not None
     ]
     rows = {r.name: r for r in report.rows}
+    sizes: dict[Path, tuple[int, int] | None] = {}
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        for (cat, path), err in zip(files, pool.map(lambda item: _read_error(item[1]), files)):
+        for (cat, path), (size, err) in zip(files, pool.map(lambda item: _probe(item[1]), files)):
+            sizes[path] = size
             if err is not None:
                 rows[cat].unreadable += 1
                 report.add(Issue("error", "unreadable", f"cannot read {path}: {err}"))
     for c in categories:
         for s in c.test:
-            if s.mask_path is None:
-                continue
-            try:
-                with Image.open(s.image_path) as im, Image.open(s.mask_path) as mk:
-                    if im.size != mk.size:
-                        report.add(
-                            Issue(
-                                "warning",
-                                "size",
-                                f"mask {s.mask_path} is {mk.size[0]}x{mk.size[1]} but "
-                                f"image {s.image_path} is {im.size[0]}x{im.size[1]}",
-                            )
-                        )
-            except (OSError, UnidentifiedImageError, ValueError):
-                pass  # already reported as unreadable
+            im, mk = sizes[s.image_path], sizes.get(s.mask_path) if s.mask_path is not None else None
+            if im is not None and mk is not None and im != mk:  # unreadable files are already reported
+                report.add(
+                    Issue(
+                        "warning",
+                        "size",
+                        f"mask {s.mask_path} is {mk[0]}x{mk[1]} but image {s.image_path} is {im[0]}x{im[1]}",
+                    )
+                )
 
 
 def _compare_counts(dataset: Dataset, report: CheckReport) -> None:
@@ -220,7 +219,7 @@ def _compare_counts(dataset: Dataset, report: CheckReport) -> None:
         except AdbenchError as exc:
             report.errors.append(str(exc))
     report.totals = totals
-    report.published = dict(getattr(dataset, "published_counts", {}) or {})
+    report.published = dict(dataset.published_counts)
     for key, expected in report.published.items():
         found = totals.get(key)
         if found is not None and found != expected:
@@ -264,12 +263,8 @@ def export_meta(dataset: Dataset, out_path: Path | None = None) -> Path:
         category = dataset.load_category(name)
         info["train"][name] = [meta_entry(dataset, name, s, base) for s in category.train]
         info["test"][name] = [meta_entry(dataset, name, s, base) for s in category.test]
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(info, indent=4) + "\n", encoding="utf-8")
-        os.replace(tmp, out)
+        atomic_write_bytes(out, (json.dumps(info, indent=4) + "\n").encode("utf-8"))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise AdbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
     return out

@@ -47,7 +47,11 @@ def test_fixture_loads_with_expected_counts(registry: Registry, tmp_path: Path, 
         if ds.task == "image":
             assert not c.has_masks and all(s.mask_path is None for s in c.test)
     # the fingerprint is stable and depends on the files
-    assert ds.fingerprint() == registry.dataset(name)(tmp_path).fingerprint()
+    before = ds.fingerprint()
+    assert before == registry.dataset(name)(tmp_path).fingerprint()
+    changed = next(iter(cats.values())).test[0].image_path
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    assert registry.dataset(name)(tmp_path).fingerprint() != before
 
 
 def _mask_stem_matches(sample) -> bool:
@@ -141,6 +145,16 @@ def test_dagm_labels_txt_disagreeing_with_masks_is_reported(registry: Registry, 
     with pytest.raises(AdbenchError, match=r"Labels.txt marks .*0003.PNG defective but it has no mask"):
         ds.load_category("Class2")
     ds.load_category("Class1")  # the other class is unaffected
+
+
+@pytest.mark.parametrize("name", ["ksdd", "dagm"])
+def test_preconverted_copy_is_read_as_it_is(registry: Registry, tmp_path: Path, name: str) -> None:
+    expected = trees.make_mvtec(tmp_path, categories=("Class1",), defect="defect")
+    ds = registry.dataset(name)(tmp_path)
+    assert ds.variant.endswith("-preconverted") and ds.categories() == ["Class1"]
+    c = ds.load_category("Class1")
+    assert (len(c.train), len(c.test) - c.num_anomalous, c.num_anomalous) == expected["Class1"]
+    assert all(s.image_path.is_relative_to(tmp_path) for s in c.test)  # nothing prepared
 
 
 def test_classification_and_segmentation_sets_declare_their_task(registry: Registry, tmp_path: Path) -> None:

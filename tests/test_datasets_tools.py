@@ -141,6 +141,19 @@ def test_corrupt_png(registry: Registry, tmp_path: Path, monkeypatch, capsys) ->
     assert code == 1 and f"cannot read {bad}" in out
 
 
+def test_mask_of_another_size_is_a_warning(registry: Registry, tmp_path: Path) -> None:
+    trees.make_mvtec(tmp_path)
+    small = trees.mask(
+        tmp_path / "bottle/ground_truth/broken_large/000_mask.png", box=(1, 1, 4, 4), size=(8, 8)
+    )
+    report = check_dataset(registry.dataset("mvtec")(tmp_path))
+    assert report.errors == []
+    image = small.parents[2] / "test/broken_large/000.png"
+    assert [w for w in report.warnings if "published" not in w] == [
+        f"mask {small} is 8x8 but image {image} is 16x16"
+    ]
+
+
 def test_unreadable_image_error_names_the_file(tmp_path: Path) -> None:
     from adbench.data import load_image
 
@@ -186,31 +199,17 @@ def test_unknown_category_suggests_the_nearest(registry: Registry, tmp_path: Pat
         registry.dataset("mvtec")(tmp_path).load_category("botle")
 
 
+def _entry(img: str, mask: str, cls: str, specie: str, anomaly: int) -> dict:
+    """One meta.json entry with AnomalyCLIP's field names."""
+    return {"img_path": img, "mask_path": mask, "cls_name": cls, "specie_name": specie, "anomaly": anomaly}
+
+
 def test_meta_path_escaping_the_root_is_refused(registry: Registry, tmp_path: Path) -> None:
     root = tmp_path / "data"
     trees.image(tmp_path / "outside.png")
     trees.image(root / "inside.png")
-    meta = {
-        "train": {},
-        "test": {
-            "obj": [
-                {
-                    "img_path": "inside.png",
-                    "mask_path": "",
-                    "cls_name": "obj",
-                    "specie_name": "good",
-                    "anomaly": 0,
-                },
-                {
-                    "img_path": "../outside.png",
-                    "mask_path": "",
-                    "cls_name": "obj",
-                    "specie_name": "bad",
-                    "anomaly": 1,
-                },
-            ]
-        },
-    }
+    entries = [_entry("inside.png", "", "obj", "good", 0), _entry("../outside.png", "", "obj", "bad", 1)]
+    meta = {"train": {}, "test": {"obj": entries}}
     (root / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(AdbenchError, match=r"path '../outside.png' .* escapes the root .*; refused"):
         registry.dataset("meta")(root).load_category("obj")
@@ -223,13 +222,7 @@ def test_meta_path_escaping_the_root_is_refused(registry: Registry, tmp_path: Pa
 def test_meta_reads_anomalyclip_capitalised_splits(registry: Registry, tmp_path: Path) -> None:
     trees.image(tmp_path / "Class1/Test/0001.PNG")
     trees.mask(tmp_path / "Class1/Test/Label/0001_label.PNG")
-    entry = {
-        "img_path": "Class1/Test/0001.PNG",
-        "mask_path": "Class1/Test/Label/0001_label.PNG",
-        "cls_name": "Class1",
-        "specie_name": "",
-        "anomaly": 1,
-    }
+    entry = _entry("Class1/Test/0001.PNG", "Class1/Test/Label/0001_label.PNG", "Class1", "", 1)
     (tmp_path / "meta.json").write_text(json.dumps({"Train": {"Class1": []}, "Test": {"Class1": [entry]}}))
     c = registry.dataset("meta")(tmp_path).load_category("Class1")
     assert (
@@ -242,13 +235,7 @@ def test_meta_reads_anomalyclip_capitalised_splits(registry: Registry, tmp_path:
 def test_meta_flags_masks_paired_by_listing_order(registry: Registry, tmp_path: Path) -> None:
     trees.image(tmp_path / "a/001.png")
     trees.mask(tmp_path / "gt/002_mask.png")
-    entry = {
-        "img_path": "a/001.png",
-        "mask_path": "gt/002_mask.png",
-        "cls_name": "a",
-        "specie_name": "x",
-        "anomaly": 1,
-    }
+    entry = _entry("a/001.png", "gt/002_mask.png", "a", "x", 1)
     (tmp_path / "meta.json").write_text(json.dumps({"train": {}, "test": {"a": [entry]}}))
     report = check_dataset(registry.dataset("meta")(tmp_path))
     assert any("does not match image" in w for w in report.warnings)
