@@ -22,8 +22,6 @@ from PIL import Image, UnidentifiedImageError
 from .errors import AdbenchError
 from .paths import data_root
 
-TASKS = ("image", "pixel", "both")
-
 
 @dataclass(frozen=True)
 class Sample:

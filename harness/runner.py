@@ -12,11 +12,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import platform
-import random
 import resource
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +38,7 @@ from .protocols import (
     two_fold_split,
 )
 from .registry import Registry, get_registry
+from .seeding import seed_everything
 from .store import ResultsStore
 
 
@@ -92,7 +91,6 @@ class RunSummary:
     done: int = 0
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
-    random_weights: bool = False
 
 
 def resolve_device(device: str) -> torch.device:
@@ -102,16 +100,6 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise AdbenchError("--device cuda: no CUDA device is available (use --device cpu or auto)")
     return torch.device(device)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch, and make cuDNN deterministic (anomalib #2639)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
 
 
 def variant_label(config: Any) -> str:
@@ -314,13 +302,11 @@ class Runner:
         )
         from .training import read_fit_log
 
-        log = read_fit_log(job.method_cls.name, result.key)
-        if result.reused and not result.losses:
-            result.losses = list(log.get("losses", []))
-        self.store.write_training_log(result.key, log)  # per-epoch losses beside the records
+        # per-epoch losses beside the records (the fit itself lives in the cache)
+        self.store.write_training_log(result.key, read_fit_log(job.method_cls.name, result.key))
         return result
 
-    def run(self, on_event: Callable[[str], None] | None = None) -> RunSummary:
+    def run(self) -> RunSummary:
         """Execute the planned jobs, skipping finished ones; failures are recorded, not fatal."""
         from tqdm.auto import tqdm
 
@@ -328,7 +314,6 @@ class Runner:
         summary = RunSummary()
         todo = [j for j in jobs if self.spec.force or not self.store.has(j.key)]
         summary.skipped = len(jobs) - len(todo)
-        summary.random_weights = any("random" in j.weights.values() for j in jobs)
         bar = tqdm(todo, disable=not self.spec.progress, unit="job", dynamic_ncols=True)
         for job in bar:
             bar.set_description(job.label)
@@ -375,7 +360,7 @@ class Runner:
             "weights": job.weights,
             "random_weights": "random" in job.weights.values(),
             "train_on": [f"{d}/{c}" for d, c in job.train_on] if job.train_on is not None else None,
-            "fit": dataclasses.asdict(fit) if dataclasses.is_dataclass(fit) else None,
+            "fit": dataclasses.asdict(fit) if fit is not None else None,
             "device": str(self.device),
             "platform": f"python {platform.python_version()}, torch {torch.__version__}",
         }

@@ -13,6 +13,7 @@ predictions' key, so ``adbench rescore`` recomputes metrics without running any 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -106,17 +107,11 @@ class ResultsStore:
         return json.loads(self.record_path(key).read_text())
 
     def write_predictions(self, key: str, **arrays: np.ndarray) -> Path:
-        """Save raw predictions (maps as float16 to keep the store small)."""
+        """Save raw predictions (the runner passes maps as float16 to keep the store small)."""
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
         path = self.predictions_dir / f"{key}.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".npz")
-        os.close(fd)
-        try:
-            np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, buffer.getvalue())
         return path
 
     def read_predictions(self, key: str) -> dict[str, np.ndarray]:

@@ -30,7 +30,7 @@ from .errors import AdbenchError
 from .feature_cache import DEFAULT_MEMORY_LIMIT, FeatureCache
 from .methods import Method
 from .paths import cache_dir
-from .runner import seed_everything
+from .seeding import seed_everything
 from .store import atomic_write_bytes, atomic_write_json
 
 OPTIMIZERS = ("adam", "adamw", "sgd")

@@ -96,6 +96,19 @@ def image_score(patch_scores: torch.Tensor, fraction: float) -> torch.Tensor:
     return patch_scores.topk(k, dim=-1).values.mean(dim=-1)
 
 
+def foreground_weights(
+    attention: torch.Tensor, grid: tuple[int, int], threshold: float, background: float
+) -> torch.Tensor:
+    """PatchEAD+ mask (N, P): CLS attention resized to the grid, min-max normalised per image;
+    patches at or above ``threshold`` weigh 1, the others ``background`` (down-weighted, not zeroed)."""
+    if tuple(attention.shape[-2:]) != tuple(grid):
+        attention = F.interpolate(attention[:, None], size=grid, mode="bilinear")[:, 0]
+    flat = attention.flatten(1)
+    lo, hi = flat.min(dim=1, keepdim=True).values, flat.max(dim=1, keepdim=True).values
+    norm = (flat - lo) / (hi - lo).clamp_min(1e-8)
+    return torch.where(norm >= threshold, 1.0, background)
+
+
 class PatchEAD(Method):
     """Training-free cross-patch scoring on any frozen vision encoder (PatchEAD; PatchEAD+ options)."""
 
@@ -114,75 +127,71 @@ class PatchEAD(Method):
         self._weights = {self.config.backbone: self.encoder.weights}
 
     # --- features ---------------------------------------------------------------------------
-    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """L2-normalised patch features (N, P, C) of the configured layers, and the grid (h, w)."""
-        feats = []
+    def embed(
+        self, images: torch.Tensor, with_attention: bool = False
+    ) -> tuple[torch.Tensor, tuple[int, int], torch.Tensor | None]:
+        """L2-normalised patch features (N, P, C) of the configured layers, the grid (h, w), and
+        (when asked) the last block's CLS attention (N, h, w) from the same backbone pass."""
+        feats, atts = [], []
         for start in range(0, len(images), self.config.feature_batch_size):
             batch = images[start : start + self.config.feature_batch_size].to(self.device)
-            tokens = self.encoder.forward_tokens(batch, self.config.layers)
-            grids = [t.permute(0, 3, 1, 2) for t in tokens.patches.values()]
+            try:
+                tokens = self.encoder.forward_tokens(batch, self.config.layers, with_attention=with_attention)
+            except TypeError as exc:
+                if not with_attention:
+                    raise
+                raise AdbenchError(f"patchead.foreground_mask=true needs CLS attention: {exc}") from None
+            if with_attention:
+                atts.append(tokens.attention.float())
+            grids = [t.permute(0, 3, 1, 2).float() for t in tokens.patches.values()]
             size = max(g.shape[-2:] for g in grids)
             layers = [
                 F.normalize(
-                    F.interpolate(g.float(), size=size, mode="bilinear")
-                    if g.shape[-2:] != size
-                    else g.float(),
-                    dim=1,
+                    F.interpolate(g, size=size, mode="bilinear") if g.shape[-2:] != size else g, dim=1
                 )
                 for g in grids
             ]
             fused = torch.cat(layers, dim=1) / math.sqrt(len(layers))  # cosine = mean of per-layer cosines
             feats.append(fused.flatten(2).transpose(1, 2))
-        out = torch.cat(feats)
-        return out, tuple(size)  # type: ignore[return-value]
+        return torch.cat(feats), tuple(size), torch.cat(atts) if atts else None  # type: ignore[return-value]
 
-    def foreground_weights(self, images: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """PatchEAD+ mask: CLS attention, min-max normalised per image; >= threshold -> 1 else 0.5."""
-        try:
-            att = torch.cat(
-                [
-                    self.encoder.cls_attention(images[s : s + self.config.feature_batch_size].to(self.device))
-                    for s in range(0, len(images), self.config.feature_batch_size)
-                ]
-            ).float()
-        except TypeError as exc:
-            raise AdbenchError(f"patchead.foreground_mask=true needs CLS attention: {exc}") from None
-        if tuple(att.shape[-2:]) != grid:
-            att = F.interpolate(att[:, None], size=grid, mode="bilinear")[:, 0]
-        flat = att.flatten(1)
-        lo, hi = flat.min(dim=1, keepdim=True).values, flat.max(dim=1, keepdim=True).values
-        norm = (flat - lo) / (hi - lo).clamp_min(1e-8)
-        return torch.where(norm >= self.config.mask_threshold, 1.0, self.config.background_weight)
+    def reference_features(self, references: torch.Tensor) -> torch.Tensor:
+        """Features of the few-shot references, computed once per job: the runner streams the
+        query images in batches with the same reference tensor, so it is memoised by identity."""
+        cached = getattr(self, "_reference_cache", None)
+        if cached is None or cached[0] is not references:
+            self._reference_cache = (references, self.embed(references)[0])
+        return self._reference_cache[1]
 
     # --- scoring ----------------------------------------------------------------------------
     def predict(self, images: torch.Tensor, ctx: Context) -> Prediction:
+        if ctx.protocol not in self.supports:
+            raise AdbenchError(f"patchead does not support protocol '{ctx.protocol}'")
+        feats, grid, attention = self.embed(images, with_attention=self.config.foreground_mask)
         if ctx.protocol == "batch_zero_shot":
-            patch = self._batch_zero_shot(images, ctx)
-        elif ctx.protocol == "few_shot":
+            patch = self._batch_zero_shot(images, feats, ctx)
+        else:
             if ctx.references is None or len(ctx.references) == 0:
                 raise AdbenchError("patchead few-shot needs reference images")
-            patch = self._few_shot(images, ctx.references.to(images.device), ctx)
-        else:
-            raise AdbenchError(f"patchead does not support protocol '{ctx.protocol}'")
-        grid = self._grid
-        if self.config.foreground_mask:
-            patch = patch * self.foreground_weights(images, grid).to(patch.device)
+            patch = self._few_shot(images, feats, ctx.references, ctx)
+        if attention is not None:
+            patch = patch * foreground_weights(
+                attention, grid, self.config.mask_threshold, self.config.background_weight
+            ).to(patch.device)
         return Prediction(
             scores=image_score(patch, self.config.top_patch_fraction), maps=patch.view(-1, *grid)
         )
 
-    def _batch_zero_shot(self, images: torch.Tensor, ctx: Context) -> torch.Tensor:
+    def _batch_zero_shot(self, images: torch.Tensor, feats: torch.Tensor, ctx: Context) -> torch.Tensor:
         n = len(images)
         if n < 2:
             raise AdbenchError(f"batch zero-shot needs at least 2 test images in category '{ctx.category}'")
-        feats, self._grid = self.embed(images)
         refs, groups = feats, torch.arange(n, device=feats.device)
         if self.config.align:
             from .patchead_align import alignment_variants
 
             extra = [v for i in range(1, n) for v in alignment_variants(images[i], images[0], ctx.seed)]
-            extra_feats, _ = self.embed(torch.stack(extra))
-            refs = torch.cat([feats, extra_feats])
+            refs = torch.cat([feats, self.embed(torch.stack(extra))[0]])
             groups = torch.cat([groups, torch.arange(1, n, device=feats.device).repeat_interleave(2)])
         keep = max(1, round(self.config.reference_fraction * (n - 1)))
         scores = []
@@ -192,9 +201,10 @@ class PatchEAD(Method):
             scores.append(aggregate_references(dist, keep, self.config.reference_rule))
         return torch.stack(scores)
 
-    def _few_shot(self, images: torch.Tensor, references: torch.Tensor, ctx: Context) -> torch.Tensor:
-        feats, self._grid = self.embed(images)
-        ref_feats, _ = self.embed(references)
+    def _few_shot(
+        self, images: torch.Tensor, feats: torch.Tensor, references: torch.Tensor, ctx: Context
+    ) -> torch.Tensor:
+        ref_feats = self.reference_features(references)
         k = len(references)
         base_groups = torch.arange(k, device=feats.device)
         scores = []
@@ -203,9 +213,9 @@ class PatchEAD(Method):
             if self.config.align:
                 from .patchead_align import alignment_variants
 
-                extra = [v for j in range(k) for v in alignment_variants(references[j], images[i], ctx.seed)]
-                extra_feats, _ = self.embed(torch.stack(extra))
-                refs = torch.cat([ref_feats, extra_feats])
+                refs_dev = references.to(images.device)
+                extra = [v for j in range(k) for v in alignment_variants(refs_dev[j], images[i], ctx.seed)]
+                refs = torch.cat([ref_feats, self.embed(torch.stack(extra))[0]])
                 groups = torch.cat([base_groups, base_groups.repeat_interleave(2)])
             dist = cross_patch_distances(feats[i], refs, groups, k, self.config.max_chunk_elements)
             scores.append(aggregate_references(dist, k, self.config.reference_rule))

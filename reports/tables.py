@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from adbench.errors import AdbenchError
+from adbench.metrics import mean_over_categories
 
 from . import published as pub
 
@@ -337,7 +338,8 @@ class ReproducedGrid:
                 )
             else:
                 notes.append(reason)
-        return rows.groupby("seed")[metric].mean() * 100.0, notes
+        # the dataset score is defined once, in adbench.metrics (NaN categories left out)
+        return rows.groupby("seed")[metric].agg(mean_over_categories) * 100.0, notes
 
     def stat(self, col: int, dataset: str, metric: str) -> Stat:
         key = self.keys[col]

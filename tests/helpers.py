@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from adbench import hookimpl
-from adbench.data import Category, Dataset, Sample
+from adbench.datasets.folder import Folder
 from adbench.registry import Registry
 
 EXAMPLE_PLUGIN_DIR = Path(__file__).resolve().parents[1] / "docs" / "example_plugin"
@@ -35,26 +35,11 @@ def write_tiny_dataset(root: Path, categories=("alpha", "beta"), n_normal=4, n_a
                 Image.fromarray(img).save(d / f"{i:03d}.png")
 
 
-class TinyDataset(Dataset):
-    """Reads the folders of :func:`write_tiny_dataset`."""
+class TinyDataset(Folder):
+    """The ``folder`` plugin under a test name: it reads :func:`write_tiny_dataset`'s MVTec layout."""
 
     name = "tiny"
     description = "test fixture"
-
-    def categories(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
-
-    def load_category(self, name: str) -> Category:
-        self.check_category_name(name)
-        base = self.root / name
-        train = [Sample(f"train/{p.stem}", p, 0) for p in sorted((base / "train/good").glob("*.png"))]
-        test = []
-        for d in sorted((base / "test").iterdir()):
-            for p in sorted(d.glob("*.png")):
-                label = int(d.name != "good")
-                mask = base / "ground_truth" / d.name / f"{p.stem}_mask.png" if label else None
-                test.append(Sample(f"{d.name}/{p.stem}", p, label, d.name, mask))
-        return Category(name, train, test)
 
 
 class TinyPlugin:

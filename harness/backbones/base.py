@@ -103,8 +103,14 @@ class Backbone(nn.Module, ABC):
         return (images - mean) / std
 
     @abstractmethod
-    def forward_tokens(self, images: torch.Tensor, layers: Sequence[int]) -> Tokens:
-        """Patch tokens of the given blocks (1-based; -1 = last) for images in [0, 1] of any size."""
+    def forward_tokens(
+        self, images: torch.Tensor, layers: Sequence[int], *, with_attention: bool = False
+    ) -> Tokens:
+        """Patch tokens of the given blocks (1-based; -1 = last) for images in [0, 1] of any size.
+
+        ``with_attention`` also fills ``Tokens.attention`` (the last block's CLS attention) from the
+        same pass; a backbone without CLS attention raises TypeError, as :meth:`cls_attention` does.
+        """
 
     def cls_attention(self, images: torch.Tensor) -> torch.Tensor:
         """Last block's CLS-to-patch attention averaged over heads, (N, h, w)."""

@@ -45,8 +45,12 @@ class EfficientNetBackbone(Backbone):
         self.embed_dim = model._blocks[self.tap_blocks[-1]]._block_args.output_filters
         self.patch_size = 16  # stride of the deepest exposed stage
 
-    def forward_tokens(self, images: torch.Tensor, layers: Sequence[int]) -> Tokens:
+    def forward_tokens(
+        self, images: torch.Tensor, layers: Sequence[int], *, with_attention: bool = False
+    ) -> Tokens:
         """Feature maps of the requested stages as (N, h, w, C) grids (see the module docstring)."""
+        if with_attention:
+            self.cls_attention(images)  # a CNN has no CLS token: raises the base class's TypeError
         taps = self.layer_indices(layers)
         wanted = {self.tap_blocks[b - 1]: b for b in taps.values()}
         model = self.model
