@@ -109,8 +109,64 @@ def expand(cls: type, overrides: dict[str, list[str]], scope: str) -> list[Any]:
         axes.append([(field, v) for v in values])
     configs = []
     for combo in itertools.product(*axes) if axes else [()]:
-        configs.append(cls(**dict(combo)))
+        config = cls(**dict(combo))
+        validate(config, scope)
+        configs.append(config)
     return configs
+
+
+_BOUNDS = {
+    "ge": (lambda v, b: v >= b, ">="),
+    "gt": (lambda v, b: v > b, ">"),
+    "le": (lambda v, b: v <= b, "<="),
+    "lt": (lambda v, b: v < b, "<"),
+}
+
+
+def setting(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    doc: str = "",
+) -> Any:
+    """A config field with its declared range (pydantic-style ``ge/gt/le/lt``) and a one-line doc.
+
+    The range is checked by :func:`validate` before any work, for scalars and for every element of a
+    tuple field. ``Literal`` types already restrict choices; use them for enumerations.
+    """
+    bounds = {k: v for k, v in {"ge": ge, "gt": gt, "le": le, "lt": lt}.items() if v is not None}
+    metadata = {"bounds": bounds, "doc": doc}
+    if isinstance(default, list | dict | set):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def field_bounds(field: dataclasses.Field) -> dict[str, float]:
+    """The declared range of one config field (empty when it has none)."""
+    return dict(field.metadata.get("bounds", {}))
+
+
+def describe_bounds(bounds: dict[str, float]) -> str:
+    """Human-readable range, e.g. ``>= 1, <= 1``."""
+    return ", ".join(f"{_BOUNDS[k][1]} {v:g}" for k, v in bounds.items())
+
+
+def validate(config: Any, scope: str) -> None:
+    """Check every field of ``config`` against its declared range; one-line AdbenchError naming the field."""
+    for f in dataclasses.fields(config):
+        bounds = field_bounds(f)
+        if not bounds:
+            continue
+        value = getattr(config, f.name)
+        items = value if isinstance(value, tuple | list) else (value,)
+        for item in items:
+            if item is None or isinstance(item, bool) or not isinstance(item, int | float):
+                continue
+            if not all(_BOUNDS[k][0](item, b) for k, b in bounds.items()):
+                raise AdbenchError(f"--set {scope}.{f.name}={value!r}: must be {describe_bounds(bounds)}")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

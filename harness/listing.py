@@ -26,7 +26,8 @@ def _dataset_traits(cls: type) -> str:
 
 def _backbone_traits(spec: object) -> str:
     weights = getattr(spec, "pretrained", None) or "random init"
-    text = "; text tower" if getattr(spec, "has_text", False) else ""
+    caps = sorted(getattr(spec, "capabilities", ()))
+    text = f"; {', '.join(caps)}" if caps else ""
     return f"{spec.family}; weights {weights}{text}"  # type: ignore[attr-defined]
 
 

@@ -9,11 +9,35 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 
+from .config import setting
+
 PROTOCOLS = ("zero_shot", "batch_zero_shot", "few_shot")
+
+
+@dataclass
+class MethodConfig:
+    """Fields the runner reads from every method config; a method's config subclasses this and
+    overrides the defaults with its paper's values."""
+
+    image_size: int = setting(224, ge=14, le=4096, doc="square input size (px) images are resized to")
+
+
+@dataclass
+class TrainedConfig(MethodConfig):
+    """Fields the training engine reads (``adbench.training``); a trained method's config subclasses this."""
+
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = setting(1e-3, gt=0, doc="learning rate")
+    betas: tuple[float, ...] = setting((0.9, 0.999), ge=0, lt=1, doc="Adam betas (torch defaults)")
+    weight_decay: float = setting(0.0, ge=0)
+    momentum: float = setting(0.9, ge=0, lt=1, doc="SGD momentum")
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    batch_size: int = setting(8, ge=1)
+    epochs: int = setting(10, ge=0, doc="0 keeps the untrained initialisation (a baseline)")
 
 
 @dataclass
@@ -48,7 +72,9 @@ class Method(ABC):
     ``name``, ``description``, ``config_cls`` (a dataclass with the paper's defaults),
     ``supports`` (protocols it can run), ``default_protocol``, ``trained``,
     ``backbone_fields`` (config fields holding backbone names) and ``demo_backbones``
-    (the backbone each such field takes under ``adbench run --demo``).
+    (the backbone each such field takes under ``adbench run --demo``). ``config_cls`` subclasses :class:`MethodConfig`
+    (:class:`TrainedConfig` when ``trained``); :meth:`backbone_requirements` declares the backbone
+    capabilities the method calls.
     """
 
     name: ClassVar[str]
@@ -70,6 +96,12 @@ class Method(ABC):
     def image_size(self) -> int:
         """Square input size the runner resizes images to (``config.image_size``)."""
         return int(self.config.image_size)
+
+    @classmethod
+    def backbone_requirements(cls, config: Any) -> dict[str, frozenset[str]]:
+        """Config field -> backbone capabilities (``adbench.backbones.CAPABILITIES``) the method calls
+        under ``config``; the runner checks them at plan time, before building anything."""
+        return {}
 
     def backbone_names(self) -> dict[str, str]:
         """Config field -> backbone name, for the job key and the weights record."""

@@ -122,6 +122,21 @@ def method_configs(method_cls: type[Method], spec: RunSpec) -> list[Any]:
     return expand(method_cls.config_cls, overrides, method_cls.name)
 
 
+def check_method(method_cls: type[Method], config: Any) -> None:
+    """Plan-time checks of a method and config: the declared config base and backbone capabilities."""
+    from .backbones import check_capabilities
+    from .methods import MethodConfig, TrainedConfig
+
+    base = TrainedConfig if method_cls.trained else MethodConfig
+    if not isinstance(config, base):
+        raise AdbenchError(
+            f"method '{method_cls.name}': its config {type(config).__name__} must subclass "
+            f"adbench.methods.{base.__name__}"
+        )
+    for fld, needed in method_cls.backbone_requirements(config).items():
+        check_capabilities(method_cls.name, fld, getattr(config, fld), needed)
+
+
 def backbone_identities(method_cls: type[Method], config: Any) -> dict[str, str]:
     """Backbone name -> weights identity, resolved without building any model."""
     if not method_cls.backbone_fields:
@@ -239,6 +254,7 @@ class Runner:
             protocol = self.spec.protocol or method_cls.default_protocol
             check_protocol(method_cls, protocol)
             for config in method_configs(method_cls, self.spec):
+                check_method(method_cls, config)
                 weights = backbone_identities(method_cls, config)
                 eval_size = self.spec.eval_size or int(config.image_size)
                 if protocol == "few_shot":

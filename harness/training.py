@@ -28,7 +28,7 @@ from .config import stable_hash, to_dict
 from .data import Category, Sample, load_images, load_masks
 from .errors import AdbenchError
 from .feature_cache import DEFAULT_MEMORY_LIMIT, FeatureCache
-from .methods import Method
+from .methods import Method, TrainedConfig
 from .paths import cache_dir
 from .seeding import seed_everything
 from .store import atomic_write_bytes, atomic_write_json
@@ -95,31 +95,26 @@ def fit_paths(method_name: str, key: str) -> tuple[Path, Path]:
     return folder / f"{key}.safetensors", folder / f"{key}.json"
 
 
-def build_optimizer(config: Any, params: Sequence[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """Optimiser from the config: ``optimizer`` (adam), ``lr``, ``betas``, ``weight_decay``, ``momentum``."""
-    name = str(getattr(config, "optimizer", "adam")).lower()
-    lr = float(config.lr)
-    wd = float(getattr(config, "weight_decay", 0.0))
-    if name in ("adam", "adamw"):
-        adam = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return adam(params, lr=lr, betas=tuple(getattr(config, "betas", (0.9, 0.999))), weight_decay=wd)
-    if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=float(getattr(config, "momentum", 0.9)), weight_decay=wd
-        )
-    raise AdbenchError(f"optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
+def build_optimizer(config: TrainedConfig, params: Sequence[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """Optimiser from the declared training fields: ``optimizer``, ``lr``, ``betas``, ``weight_decay``, ``momentum``."""
+    lr, wd = float(config.lr), float(config.weight_decay)
+    if config.optimizer in ("adam", "adamw"):
+        adam = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+        return adam(params, lr=lr, betas=tuple(config.betas), weight_decay=wd)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(config.momentum), weight_decay=wd)
+    raise AdbenchError(f"optimizer {config.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
 
 
 def build_schedule(
-    config: Any, optimizer: torch.optim.Optimizer, total_steps: int
+    config: TrainedConfig, optimizer: torch.optim.Optimizer, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-step schedule from ``config.lr_schedule``: constant (default) or cosine to zero."""
-    name = str(getattr(config, "lr_schedule", "constant")).lower()
-    if name == "constant":
+    if config.lr_schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    if name == "cosine":
+    if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
-    raise AdbenchError(f"lr_schedule {name!r}: expected one of {', '.join(SCHEDULES)}")
+    raise AdbenchError(f"lr_schedule {config.lr_schedule!r}: expected one of {', '.join(SCHEDULES)}")
 
 
 def _autocast(device: torch.device) -> torch.autocast:

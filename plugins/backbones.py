@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 
 from adbench import hookimpl
-from adbench.backbones.base import Backbone, BackboneSpec
+from adbench.backbones.base import CLIP_CAPABILITIES, VIT_CAPABILITIES, Backbone, BackboneSpec
 
 
 def _lazy(module: str, function: str) -> Callable[..., Backbone]:
@@ -43,6 +43,7 @@ def _dinov2(name: str, timm_name: str, meta_file: str, size: str, blocks: int) -
         patch_size=14,
         default_size=518,
         num_blocks=blocks,
+        capabilities=VIT_CAPABILITIES,
     )
 
 
@@ -55,7 +56,7 @@ SPECS = [
         model_name="ViT-L-14-336-quickgelu",
         pretrained="openai",
         weight_files=("ViT-L-14-336px.pt",),
-        has_text=True,
+        capabilities=CLIP_CAPABILITIES,
         patch_size=14,
         default_size=336,
         num_blocks=24,
@@ -69,7 +70,7 @@ SPECS = [
         model_name="ViT-B-16-plus-240",
         pretrained="laion400m_e31",
         weight_files=("vit_b_16_plus_240-laion400m_e31-8fb26589.pt",),
-        has_text=True,
+        capabilities=CLIP_CAPABILITIES,
         patch_size=16,
         default_size=240,
         num_blocks=12,
@@ -82,7 +83,7 @@ SPECS = [
         model_name="ViT-B-16",
         pretrained="openai",
         weight_files=("ViT-B-16.pt",),
-        has_text=True,
+        capabilities=CLIP_CAPABILITIES,
         patch_size=16,
         default_size=224,
         num_blocks=12,
@@ -113,7 +114,7 @@ SPECS = [
         family="tiny",
         builder=build_tiny_clip,
         model_name="ViT-B-16",
-        has_text=True,
+        capabilities=CLIP_CAPABILITIES,
         patch_size=14,
         default_size=112,
         num_blocks=4,
@@ -128,6 +129,7 @@ SPECS = [
         patch_size=14,
         default_size=112,
         num_blocks=4,
+        capabilities=VIT_CAPABILITIES,
         kwargs={"seed": 0},
     ),
 ]

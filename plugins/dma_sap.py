@@ -37,9 +37,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from adbench import hookimpl
+from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.losses import image_cross_entropy, segmentation_loss
-from adbench.methods import Context, Method, Prediction
+from adbench.methods import Context, Method, Prediction, TrainedConfig
 
 from .dma_sap_modules import FusionHead, PromptLearner
 
@@ -48,32 +49,30 @@ DINO_DEPTH = 12
 
 
 @dataclass
-class DMASAPConfig:
+class DMASAPConfig(TrainedConfig):
     """dma_sap settings; defaults are the paper's (Sec. 3.3, 4.1.3)."""
 
     clip_backbone: str = "clip-vitl14-336"
     dino_backbone: str = "dinov2-vitb14"
-    image_size: int = 336
+    image_size: int = setting(336, ge=14, le=4096)
     variant: Literal["A", "B", "C", "D"] = "D"
     clip_layers: tuple[int, ...] = (8, 16, 24)
     dino_layers: tuple[int, ...] = (4, 8, 12)
-    vv_blocks: int = 20
-    delta: float = 3.0
-    eps: float = 1.2
+    vv_blocks: int = setting(20, ge=0)
+    delta: float = setting(3.0, gt=0)
+    eps: float = setting(1.2, gt=0)
     theta_init: float = 1.0
     level_weights_init: tuple[float, ...] = (1.0, 1.0, 1.0)
     gate_init: float = 0.0
-    n_ctx: int = 12
+    n_ctx: int = setting(12, ge=1)
     normal_words: str = "object"
     anomalous_words: str = "damaged object"
-    temperature: float = 0.07
-    cls_weight: float = 0.2
-    dice_weight: float = 1.0
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = 1e-3
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    batch_size: int = 8
-    epochs: int = 10
+    temperature: float = setting(0.07, gt=0)
+    cls_weight: float = setting(0.2, ge=0)
+    dice_weight: float = setting(1.0, ge=0)
+    lr: float = setting(1e-3, gt=0)
+    batch_size: int = setting(8, ge=1)
+    epochs: int = setting(10, ge=0)
 
 
 def scale_taps(taps: tuple[int, ...], paper_depth: int, depth: int) -> tuple[int, ...]:
@@ -97,6 +96,12 @@ class DMASAP(Method):
     trained = True
     backbone_fields = ("clip_backbone", "dino_backbone")
     demo_backbones = {"clip_backbone": "tiny-clip", "dino_backbone": "tiny-dinov2"}
+
+    @classmethod
+    def backbone_requirements(cls, config: DMASAPConfig) -> dict[str, frozenset[str]]:
+        """Prompts through the text tower, projected patch tokens and the V-V path (F_self) of CLIP."""
+        return {"clip_backbone": frozenset({"text", "projection", "vv"})}
+
     smoothing_sigma = 4.0
 
     def setup(self) -> None:
@@ -111,7 +116,7 @@ class DMASAP(Method):
     def attach(self, clip: nn.Module, dino: nn.Module) -> None:
         """Build the learnable parts for the given frozen backbones (``setup`` builds them by name)."""
         cfg = self.config
-        if not getattr(clip, "has_text", False):
+        if not clip.has_text:
             raise AdbenchError(
                 f"dma_sap.clip_backbone={cfg.clip_backbone!r}: needs a CLIP model with a text tower"
             )

@@ -28,27 +28,28 @@ import torch.nn.functional as F
 
 from adbench import hookimpl
 from adbench.backbones import build_backbone
+from adbench.config import setting
 from adbench.errors import AdbenchError
-from adbench.methods import Context, Method, Prediction
+from adbench.methods import Context, Method, MethodConfig, Prediction
 
 
 @dataclass
-class PatchEADConfig:
+class PatchEADConfig(MethodConfig):
     """PatchEAD settings; defaults follow the paper (DINOv2 ViT-B/14 with registers, 448 px)."""
 
     backbone: str = "dinov2-vitb14-reg"
     weights: str | None = None
-    image_size: int = 448
+    image_size: int = setting(448, ge=14, le=4096)
     layers: tuple[int, ...] = (-1,)
-    reference_fraction: float = 0.3
+    reference_fraction: float = setting(0.3, gt=0, le=1)
     reference_rule: Literal["closest", "farthest"] = "closest"
-    top_patch_fraction: float = 0.01
+    top_patch_fraction: float = setting(0.01, gt=0, le=1)
     align: bool = False
     foreground_mask: bool = False
-    mask_threshold: float = 0.05
-    background_weight: float = 0.5
-    feature_batch_size: int = 8
-    max_chunk_elements: int = 2**25
+    mask_threshold: float = setting(0.05, ge=0, le=1)
+    background_weight: float = setting(0.5, ge=0, le=1)
+    feature_batch_size: int = setting(8, ge=1)
+    max_chunk_elements: int = setting(2**25, ge=1)
 
 
 def cross_patch_distances(
@@ -121,6 +122,11 @@ class PatchEAD(Method):
     default_protocol = "batch_zero_shot"
     backbone_fields = ("backbone",)
     demo_backbones = {"backbone": "efficientnet-lite0"}
+
+    @classmethod
+    def backbone_requirements(cls, config: PatchEADConfig) -> dict[str, frozenset[str]]:
+        """PatchEAD+ foreground masking reads the last block's CLS attention."""
+        return {"backbone": frozenset({"cls_attention"})} if config.foreground_mask else {}
 
     def setup(self) -> None:
         self.encoder = build_backbone(self.config.backbone, weights=self.config.weights, device=self.device)

@@ -309,3 +309,29 @@ def test_full_size_clip_random_build_uses_quick_gelu(registry: Registry) -> None
     with torch.no_grad():
         tokens = bb.forward_tokens(_images(1, 240), [6, 12], cls=False)
     assert tokens.patches[12].shape == (1, 15, 15, 768)
+
+
+def test_capabilities_are_checked_at_plan_time(tmp_path):
+    from adbench.runner import Runner, RunSpec
+    from adbench.store import ResultsStore
+
+    spec = RunSpec(
+        methods=["patchead"],
+        overrides={"patchead": {"backbone": ["efficientnet-lite0"], "foreground_mask": ["true"]}},
+        progress=False,
+    )
+    with pytest.raises(AdbenchError, match="lacks cls_attention.*tiny-dinov2"):
+        Runner(spec, ResultsStore(tmp_path)).plan()
+    spec = RunSpec(
+        methods=["dma_sap"], overrides={"dma_sap": {"clip_backbone": ["tiny-dinov2"]}}, progress=False
+    )
+    with pytest.raises(AdbenchError, match="dma_sap.clip_backbone=tiny-dinov2.*lacks projection, text, vv"):
+        Runner(spec, ResultsStore(tmp_path)).plan()
+
+
+def test_built_backbones_carry_their_spec_capabilities():
+    from adbench.backbones import CLIP_CAPABILITIES, build_backbone
+
+    clip = build_backbone("tiny-clip", pretrained=False)
+    assert clip.capabilities == CLIP_CAPABILITIES and clip.has_text
+    assert not build_backbone("tiny-dinov2", pretrained=False).has_text

@@ -60,3 +60,32 @@ def test_stable_hash_is_order_independent_and_sensitive():
     b = dict(reversed(list(a.items())))
     assert stable_hash(a) == stable_hash(b)
     assert stable_hash(a) != stable_hash(to_dict(Cfg(image_size=449)))
+
+
+def test_declared_ranges_are_checked_before_any_work():
+    from adbench.config import setting
+
+    @dataclass
+    class Ranged:
+        size: int = setting(448, ge=14)
+        frac: float = setting(0.3, gt=0, le=1)
+        taps: tuple[int, ...] = setting((1, 2), ge=1)
+
+    assert expand(Ranged, {"frac": ["1"]}, "m")[0].frac == 1.0
+    for field, raw, bound in [
+        ("size", "0", ">= 14"),
+        ("frac", "-1", "> 0, <= 1"),
+        ("frac", "7", "> 0, <= 1"),
+        ("taps", "1,0", ">= 1"),
+    ]:
+        with pytest.raises(AdbenchError, match=rf"m\.{field}=.*must be {bound}"):
+            expand(Ranged, {field: [raw]}, "m")
+
+
+def test_builtin_method_configs_declare_the_engine_bases():
+    from adbench.methods import MethodConfig, TrainedConfig
+    from adbench.registry import get_registry
+
+    for entry in get_registry().entries("method"):
+        cls = entry.obj
+        assert issubclass(cls.config_cls, TrainedConfig if cls.trained else MethodConfig), cls.name

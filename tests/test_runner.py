@@ -85,8 +85,10 @@ class Crashy(Method):
 def test_one_failing_job_does_not_stop_the_run(setup):
     from dataclasses import dataclass
 
+    from adbench.methods import MethodConfig
+
     @dataclass
-    class CrashCfg:
+    class CrashCfg(MethodConfig):
         image_size: int = 32
 
     Crashy.config_cls = CrashCfg

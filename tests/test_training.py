@@ -13,7 +13,7 @@ from torch import nn
 from adbench.errors import AdbenchError
 from adbench.feature_cache import FeatureCache
 from adbench.losses import dice_loss, focal_loss, image_bce, image_cross_entropy, segmentation_loss
-from adbench.methods import Context, Method, Prediction
+from adbench.methods import Context, Method, Prediction, TrainedConfig
 from adbench.training import ensure_fitted, fit_key, load_auxiliary, train
 
 from .helpers import TinyDataset, write_tiny_dataset
@@ -87,7 +87,7 @@ def test_feature_cache_rejects_wrong_count():
 
 # --- a toy trained method: frozen pooled pixels, a learnable 1x1 conv ------------------------------
 @dataclass
-class ToyConfig:
+class ToyConfig(TrainedConfig):
     backbone: str = "none"
     image_size: int = 32
     epochs: int = 5

@@ -10,13 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from adbench import hookimpl
-from adbench.methods import Context, Method, Prediction
+from adbench.config import setting
+from adbench.methods import Context, Method, MethodConfig, Prediction
 
 
 @dataclass
-class MedianDevConfig:
-    image_size: int = 128  # input size the harness resizes images to
-    blur: int = 5  # box-filter size applied to the deviation map
+class MedianDevConfig(MethodConfig):
+    image_size: int = setting(128, ge=14)  # input size the harness resizes images to
+    blur: int = setting(5, ge=1)  # box-filter size applied to the deviation map
 
 
 class MedianDeviation(Method):

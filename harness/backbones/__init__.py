@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import torch
 
-from .base import Backbone, BackboneSpec, Tokens
+from .base import CAPABILITIES, CLIP_CAPABILITIES, VIT_CAPABILITIES, Backbone, BackboneSpec, Tokens
 from .weights import WeightSource, resolve_weights
 
 __all__ = [
+    "CAPABILITIES",
+    "CLIP_CAPABILITIES",
+    "VIT_CAPABILITIES",
     "Backbone",
     "BackboneSpec",
     "Tokens",
     "WeightSource",
     "build_backbone",
     "build_from_spec",
+    "check_capabilities",
     "clear_backbone_cache",
     "resolve_backbone_identity",
 ]
@@ -27,10 +31,14 @@ __all__ = [
 _CACHE: dict[tuple[str, str, str], Backbone] = {}
 
 
-def _spec(name: str, registry: object | None = None) -> BackboneSpec:
+def _registry() -> object:
     from ..registry import get_registry
 
-    return (registry or get_registry()).backbone(name)  # type: ignore[attr-defined]
+    return get_registry()
+
+
+def _spec(name: str, registry: object | None = None) -> BackboneSpec:
+    return (registry or _registry()).backbone(name)  # type: ignore[attr-defined]
 
 
 def build_from_spec(
@@ -47,6 +55,7 @@ def build_from_spec(
         torch.manual_seed(int(spec.kwargs.get("seed", 0)))
         model = spec.builder(spec, source)
     model.weights = source.identity
+    model.capabilities = spec.capabilities
     model.default_size = spec.default_size
     model.requires_grad_(False)
     model.eval()
@@ -77,6 +86,26 @@ def build_backbone(
 def resolve_backbone_identity(name: str, weights: str | None = None, registry: object | None = None) -> str:
     """Weights identity of backbone ``name`` for job keys ('random', a tag or a file hash); builds nothing."""
     return resolve_weights(_spec(name, registry), weights).identity
+
+
+def check_capabilities(
+    method: str, field: str, backbone: str, needed: frozenset[str], registry: object | None = None
+) -> None:
+    """Refuse (one line, before any work) a backbone that lacks a capability the method calls."""
+    spec = _spec(backbone, registry)
+    missing = sorted(set(needed) - set(spec.capabilities))
+    if missing:
+        from ..errors import AdbenchError
+
+        able = [
+            s.name
+            for s in (registry or _registry()).index["backbone"].values()  # type: ignore[attr-defined]
+            if set(needed) <= set(s.obj.capabilities)
+        ]
+        raise AdbenchError(
+            f"--set {method}.{field}={backbone}: backbone '{backbone}' lacks {', '.join(missing)} "
+            f"(needed by '{method}'); backbones that have it: {', '.join(sorted(able)) or 'none'}"
+        )
 
 
 def clear_backbone_cache() -> None:

@@ -34,6 +34,19 @@ class Tokens:
     attention: torch.Tensor | None = None
 
 
+#: What a backbone can do beyond patch tokens; methods declare what they call in
+#: ``Method.backbone_requirements`` and the runner checks it at plan time, before building anything.
+CAPABILITIES: dict[str, str] = {
+    "text": "text tower: encode_text / encode_text_embeddings (prompt learning)",
+    "deep_text_prompts": "learnable tokens inserted at the input of text blocks (encode_text_embeddings deep_prompts)",
+    "projection": "patch tokens projected into the joint image-text space (forward_tokens project=True)",
+    "vv": "V-V attention path in the last blocks (forward_tokens vv_blocks=n; CLIP Surgery / DPAM)",
+    "cls_attention": "last block's CLS-to-patch attention (forward_tokens with_attention=True)",
+}
+CLIP_CAPABILITIES = frozenset(CAPABILITIES)
+VIT_CAPABILITIES = frozenset({"cls_attention"})
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     """A named backbone: how to build it and where its weights come from (timm-style config as data)."""
@@ -45,11 +58,21 @@ class BackboneSpec:
     model_name: str = ""  # the library's own name, e.g. "ViT-L-14-336-quickgelu"
     pretrained: str | None = None  # library tag, e.g. "openai"; None for random-only models
     weight_files: tuple[str, ...] = ()  # file names looked for under $ADBENCH_WEIGHTS
-    has_text: bool = False
+    capabilities: frozenset[str] = frozenset()  # keys of CAPABILITIES
     patch_size: int = 16
     default_size: int = 224
     num_blocks: int = 12
     kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.capabilities) - set(CAPABILITIES)
+        if unknown:
+            raise ValueError(f"backbone '{self.name}': unknown capabilities {sorted(unknown)}")
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the backbone has a text tower (the ``text`` capability)."""
+        return "text" in self.capabilities
 
 
 class Backbone(nn.Module, ABC):
@@ -59,11 +82,16 @@ class Backbone(nn.Module, ABC):
     patch_size: int
     embed_dim: int
     num_blocks: int
-    has_text: bool = False
+    capabilities: frozenset[str] = frozenset()  # set from the spec by build_from_spec
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     weights: str = "random"
     default_size: int = 224
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the backbone has a text tower (the ``text`` capability)."""
+        return "text" in self.capabilities
 
     def train(self, mode: bool = True) -> Backbone:
         """Backbones are frozen feature extractors: they stay in eval mode even inside a training module."""

@@ -47,7 +47,6 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 class OpenCLIPBackbone(Backbone):
     """A frozen open_clip ``CLIP``: visual taps, CLS attention, V-V path, and the text tower."""
 
-    has_text = True
     mean = tuple(OPENAI_DATASET_MEAN)
     std = tuple(OPENAI_DATASET_STD)
 
