@@ -23,8 +23,6 @@ from ._scan import describe_found
 class NativeDataset(Dataset):
     """A dataset read from the folder the user unpacked, in its published layout."""
 
-    #: Human name used in messages ("MVTec AD").
-    title: ClassVar[str] = ""
     #: Where to get it (for ``docs/datasets.md``).
     source: ClassVar[str] = ""
     #: The expected folder layout, one line (used in wrong-root errors and the docs table).

@@ -16,6 +16,8 @@ class BTAD(MVTecStyleDataset):
     """BTAD: 3 industrial products; normal folder ``ok``, anomalous ``ko``; masks share the image's stem."""
 
     name = "btad"
+    group = "industrial"
+    order = 40
     title = "BTAD"
     description = "BTAD: 3 industrial products (01, 02, 03), ok/ko folders, pixel masks"
     source = "http://avires.dimi.uniud.it/papers/btad/btad.zip"

@@ -61,6 +61,8 @@ class DAGM(NativeDataset):
     """DAGM 2007: 10 synthetic texture classes; Train+Test merged, as many test normals as anomalies."""
 
     name = "dagm"
+    group = "industrial"
+    order = 60
     title = "DAGM 2007"
     description = "DAGM 2007: 10 textures, Train+Test merged, balanced test normals, pixel masks"
     source = "https://www.kaggle.com/datasets/mhskjelvareid/dagm-2007-competition-dataset-optical-inspection"

@@ -124,6 +124,8 @@ class KolektorSDD(NativeDataset):
     """KolektorSDD cut into thirds with a 75/25 seed-42 split of the normal thirds (the papers' "SDD")."""
 
     name = "ksdd"
+    group = "industrial"
+    order = 50
     title = "KolektorSDD"
     description = "KolektorSDD ('SDD'): commutator surfaces cut into thirds, 75/25 normal split (seed 42)"
     source = "https://www.vicos.si/resources/kolektorsdd/ (KolektorSDD.zip)"

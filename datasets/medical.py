@@ -103,6 +103,8 @@ class SegmentationSet(MedicalDataset):
 
 class ISIC(SegmentationSet):
     name = "isic"
+    group = "medical"
+    order = 140
     title = "ISIC 2016"
     category = "skin"
     defect = "lesion"
@@ -125,6 +127,8 @@ POLYP_SOURCE = (
 
 class ColonDB(SegmentationSet):
     name = "cvc_colondb"
+    group = "medical"
+    order = 150
     title = "CVC-ColonDB"
     description = "CVC-ColonDB: colonoscopy polyps, all anomalous, pixel metrics only"
     source = POLYP_SOURCE
@@ -133,6 +137,8 @@ class ColonDB(SegmentationSet):
 
 class ClinicDB(SegmentationSet):
     name = "cvc_clinicdb"
+    group = "medical"
+    order = 160
     title = "CVC-ClinicDB"
     description = "CVC-ClinicDB: colonoscopy polyps, all anomalous, pixel metrics only"
     source = POLYP_SOURCE + "; full release: 612 images (Original/ + Ground Truth/)"
@@ -141,6 +147,8 @@ class ClinicDB(SegmentationSet):
 
 class Kvasir(SegmentationSet):
     name = "kvasir"
+    group = "medical"
+    order = 180
     title = "Kvasir-SEG"
     description = "Kvasir-SEG: gastrointestinal polyps, all anomalous, pixel metrics only"
     source = POLYP_SOURCE + "; full release: https://datasets.simula.no/kvasir-seg/ (1,000 images)"
@@ -149,6 +157,8 @@ class Kvasir(SegmentationSet):
 
 class Endo(SegmentationSet):
     name = "endo"
+    group = "medical"
+    order = 170
     title = "EndoTect 2020"
     description = "Endo (EndoTect 2020 segmentation test): endoscopy, all anomalous, pixel metrics only"
     source = "https://drive.google.com/file/d/1LNpLkv5ZlEUzr_RPN5rdOHaqk0SkZa3m/view (linked from the AnomalyCLIP README)"
@@ -189,6 +199,8 @@ class NoYesSet(MedicalDataset):
 
 class BrainMRI(NoYesSet):
     name = "brainmri"
+    group = "medical"
+    order = 120
     title = "Brain MRI"
     description = "Brain MRI (brain tumour detection): no/yes folders, image metrics only"
     source = "https://www.kaggle.com/datasets/navoneel/brain-mri-images-for-brain-tumor-detection"
@@ -199,6 +211,8 @@ class BrainMRI(NoYesSet):
 
 class Br35H(NoYesSet):
     name = "br35h"
+    group = "medical"
+    order = 130
     title = "Br35H"
     description = "Br35H (brain tumour detection 2020): no/yes folders, image metrics only"
     source = "https://www.kaggle.com/datasets/ahmedhamada0/brain-tumor-detection"
@@ -209,6 +223,8 @@ class HeadCT(MedicalDataset):
     """HeadCT: ``head_ct/NNN.png`` labelled by ``labels.csv`` (``id, hemorrhage``); image metrics only."""
 
     name = "headct"
+    group = "medical"
+    order = 110
     title = "HeadCT"
     task = "image"
     description = "HeadCT (head CT hemorrhage): labels.csv, image metrics only"

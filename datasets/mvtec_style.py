@@ -44,6 +44,8 @@ class MVTecAD(MVTecStyleDataset):
     """MVTec AD: 15 categories (5 textures, 10 objects) of industrial images with pixel masks."""
 
     name = "mvtec"
+    group = "industrial"
+    order = 10
     title = "MVTec AD"
     description = "MVTec AD: 15 industrial categories (5 textures, 10 objects), pixel masks"
     source = "https://www.mvtec.com/company/research/datasets/mvtec-ad (mvtec_anomaly_detection.tar.xz)"
@@ -60,6 +62,8 @@ class MPDD(MVTecStyleDataset):
     """MPDD (Metal Parts Defect Detection): 6 categories, MVTec layout."""
 
     name = "mpdd"
+    group = "industrial"
+    order = 30
     title = "MPDD"
     description = "MPDD: 6 categories of painted metal parts, MVTec layout, pixel masks"
     source = "https://github.com/stepanje/MPDD"
@@ -76,6 +80,8 @@ class DTDSynthetic(MVTecStyleDataset):
     """DTD-Synthetic: 12 DTD textures with synthetic defects (Woven_001 ... Matted_069), MVTec layout."""
 
     name = "dtd_synthetic"
+    group = "industrial"
+    order = 70
     title = "DTD-Synthetic"
     description = "DTD-Synthetic: 12 textures with synthetic defects, MVTec layout, pixel masks"
     source = "https://drive.google.com/drive/folders/10OyPzvI3H6llCZBxKxFlKWt1Pw1tkMK1 (linked from the AnomalyCLIP README)"

@@ -28,6 +28,8 @@ class VisA(NativeDataset):
     """VisA with its official 1-class split (train normals; test normals and all anomalies)."""
 
     name = "visa"
+    group = "industrial"
+    order = 20
     title = "VisA"
     description = "VisA: 12 objects (PCBs, capsules, fryum, ...), official 1cls split, pixel masks"
     source = "https://github.com/amazon-science/spot-diff (VisA_20220922.tar)"

@@ -57,7 +57,13 @@ class Dataset(ABC):
     """
 
     name: ClassVar[str]
+    #: Human name for messages and report rows ("MVTec AD"); the name when empty.
+    title: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    #: Report grouping, as the papers split their tables: "industrial", "medical" or "other".
+    group: ClassVar[str] = "other"
+    #: Row order inside the group (the papers' table order).
+    order: ClassVar[int] = 1000
     task: ClassVar[str] = "both"
     version: ClassVar[str] = "1"
     #: Name of the preprocessing variant the numbers rely on (e.g. KSDD thirds); recorded per result.

@@ -78,6 +78,8 @@ class Method(ABC):
     """
 
     name: ClassVar[str]
+    #: Name as the method's paper prints it ("DMA-SAP"); reports use it, the name when empty.
+    display_name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     config_cls: ClassVar[type]
     supports: ClassVar[frozenset[str]] = frozenset({"zero_shot"})
@@ -96,6 +98,12 @@ class Method(ABC):
     def image_size(self) -> int:
         """Square input size the runner resizes images to (``config.image_size``)."""
         return int(self.config.image_size)
+
+    @classmethod
+    def published_name(cls, config: Any) -> str | None:
+        """The method's name in the published tables (``published_results.csv``) for this config, or
+        None when no paper reports this configuration."""
+        return cls.display_name or None
 
     @classmethod
     def backbone_requirements(cls, config: Any) -> dict[str, frozenset[str]]:

@@ -114,6 +114,7 @@ class PatchEAD(Method):
     """Training-free cross-patch scoring on any frozen vision encoder (PatchEAD; PatchEAD+ options)."""
 
     name = "patchead"
+    display_name = "PatchEAD"
     description = (
         "PatchEAD: training-free patch-only cross-patch scoring (PatchEAD+ with align/foreground_mask)"
     )
@@ -122,6 +123,13 @@ class PatchEAD(Method):
     default_protocol = "batch_zero_shot"
     backbone_fields = ("backbone",)
     demo_backbones = {"backbone": "efficientnet-lite0"}
+
+    @classmethod
+    def published_name(cls, config: PatchEADConfig) -> str | None:
+        """PatchEAD, or PatchEAD+ when alignment or masking is on; only its DINOv2 flavour is published."""
+        if not (config.align or config.foreground_mask):
+            return "PatchEAD"
+        return "PatchEAD+ (DINOv2)" if "dinov2" in config.backbone.lower() else None
 
     @classmethod
     def backbone_requirements(cls, config: PatchEADConfig) -> dict[str, frozenset[str]]:

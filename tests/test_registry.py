@@ -79,3 +79,20 @@ def test_every_hook_has_a_builtin_implementation():
     reg = Registry(autoload=True)
     for kind in KINDS:
         assert reg.names(kind), f"no built-in plugin implements the {kind} hook"
+
+
+def test_published_names_of_methods_exist_in_the_published_table():
+    """A method's published name is its own knowledge; it must match a method of the shipped CSV."""
+    from adbench.reports.published import load_published
+
+    known = set(load_published()["method"])
+    for entry in get_registry().entries("method"):
+        cls = entry.obj
+        name = cls.published_name(cls.config_cls())
+        assert name is None or name in known, (cls.name, name)
+
+
+def test_datasets_declare_group_and_order():
+    groups = {e.name: e.obj.group for e in get_registry().entries("dataset")}
+    assert groups["mvtec"] == groups["visa"] == "industrial" and groups["isic"] == "medical"
+    assert get_registry().dataset("mvtec").order < get_registry().dataset("visa").order
