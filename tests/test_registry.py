@@ -6,7 +6,7 @@ import pytest
 
 from adbench import hookimpl
 from adbench.errors import AdbenchError
-from adbench.registry import Registry
+from adbench.registry import Registry, get_registry
 
 
 def _plugin(name: str, method_name: str) -> types.ModuleType:
