@@ -24,6 +24,8 @@ class BTAD(MVTecStyleDataset):
     layout = "{01,02,03}/train/ok/, {01,02,03}/test/{ok,ko}/, {01,02,03}/ground_truth/ko/<same stem>.png|.bmp"
     normal = ("ok",)
     mask_suffixes = ("",)
+    #: The three products are unnamed in the release (numbered folders); one neutral object name.
+    object_names = {c: "industrial product" for c in ("01", "02", "03")}
     published_counts = {
         "categories": 3,
         "train_images": 1799,

@@ -70,6 +70,8 @@ class DAGM(NativeDataset):
         "Class1 ... Class10/{Train,Test}/NNNN.PNG with {Train,Test}/Label/NNNN_label.PNG and Label/Labels.txt"
     )
     variant = VARIANT
+    #: Ten synthetic textured surfaces, numbered in the release.
+    object_names = {f"Class{i}": "textured surface" for i in range(1, 11)}
     published_counts = {"categories": 10, "test_anomalous": 2100, "test_images": 4200}
 
     def __init__(self, root: str | Path | None = None) -> None:

@@ -131,6 +131,7 @@ class KolektorSDD(NativeDataset):
     source = "https://www.vicos.si/resources/kolektorsdd/ (KolektorSDD.zip)"
     layout = "kos01 ... kos50/Part<N>.jpg with Part<N>_label.bmp"
     variant = VARIANT
+    object_names = {CATEGORY: "electrical commutator"}
     published_counts = {"categories": 1, "raw_images": 399, "raw_anomalous_images": 52}
 
     def __init__(self, root: str | Path | None = None) -> None:

@@ -41,6 +41,7 @@ class MedicalDataset(NativeDataset):
     """A single-category test-only medical set, native layout or an MVTec-style conversion."""
 
     category: ClassVar[str] = "brain"
+    object_names: ClassVar[dict[str, str]] = {"brain": "brain"}
 
     def _converted(self) -> bool:
         return looks_mvtec_style(self.require_root()) and not self._native_present()
@@ -76,6 +77,7 @@ class SegmentationSet(MedicalDataset):
 
     task = "pixel"
     category = "colon"
+    object_names = {"colon": "colon"}
     defect: ClassVar[str] = "polyp"
     image_dirs: ClassVar[tuple[str, ...]] = ("images", "Original")
     mask_dirs: ClassVar[tuple[str, ...]] = ("masks", "Ground Truth")
@@ -107,6 +109,7 @@ class ISIC(SegmentationSet):
     order = 140
     title = "ISIC 2016"
     category = "skin"
+    object_names = {"skin": "skin"}
     defect = "lesion"
     description = "ISIC 2016 (ISBI Part 1 test): skin lesions, all anomalous, pixel metrics only"
     source = (

@@ -49,6 +49,11 @@ class MVTecAD(MVTecStyleDataset):
     title = "MVTec AD"
     description = "MVTec AD: 15 industrial categories (5 textures, 10 objects), pixel masks"
     source = "https://www.mvtec.com/company/research/datasets/mvtec-ad (mvtec_anomaly_detection.tar.xz)"
+    object_names = {
+        c: c.replace("_", " ")
+        for c in "bottle cable capsule carpet grid hazelnut leather metal_nut pill screw tile toothbrush "
+        "transistor wood zipper".split()
+    }
     published_counts = {
         "categories": 15,
         "train_images": 3629,
@@ -67,6 +72,14 @@ class MPDD(MVTecStyleDataset):
     title = "MPDD"
     description = "MPDD: 6 categories of painted metal parts, MVTec layout, pixel masks"
     source = "https://github.com/stepanje/MPDD"
+    object_names = {
+        "bracket_black": "black bracket",
+        "bracket_brown": "brown bracket",
+        "bracket_white": "white bracket",
+        "connector": "connector",
+        "metal_plate": "metal plate",
+        "tubes": "tubes",
+    }
     published_counts = {
         "categories": 6,
         "train_images": 888,
@@ -85,6 +98,11 @@ class DTDSynthetic(MVTecStyleDataset):
     title = "DTD-Synthetic"
     description = "DTD-Synthetic: 12 textures with synthetic defects, MVTec layout, pixel masks"
     source = "https://drive.google.com/drive/folders/10OyPzvI3H6llCZBxKxFlKWt1Pw1tkMK1 (linked from the AnomalyCLIP README)"
+    object_names = {
+        c: f"{c.split('_')[0].lower()} texture"
+        for c in "Woven_001 Woven_127 Woven_104 Stratified_154 Blotchy_099 Woven_068 Woven_125 Marbled_078 "
+        "Perforated_037 Mesh_114 Fibrous_183 Matted_069".split()
+    }
     published_counts = {"categories": 12}
 
 

@@ -190,6 +190,7 @@ class SyntheticDataset(Dataset):
     )
     task = "both"
     version = GENERATOR_VERSION
+    object_names = {c: c.replace("_", " ") for c in CATEGORIES}
 
     @classmethod
     def default_root(cls) -> Path:

@@ -36,6 +36,20 @@ class VisA(NativeDataset):
     layout = (
         "split_csv/1cls.csv, <object>/Data/Images/{Normal,Anomaly}/*.JPG, <object>/Data/Masks/Anomaly/*.png"
     )
+    object_names = {
+        "candle": "candle",
+        "capsules": "capsules",
+        "cashew": "cashew",
+        "chewinggum": "chewing gum",
+        "fryum": "fryum",
+        "macaroni1": "macaroni",
+        "macaroni2": "macaroni",
+        "pcb1": "printed circuit board",
+        "pcb2": "printed circuit board",
+        "pcb3": "printed circuit board",
+        "pcb4": "printed circuit board",
+        "pipe_fryum": "pipe fryum",
+    }
     published_counts = {
         "categories": 12,
         "train_images": 8659,

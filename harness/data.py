@@ -43,6 +43,12 @@ class Category:
     test: list[Sample]
     has_masks: bool = True
     notes: list[str] = field(default_factory=list)
+    #: The object shown, in words, for text prompts; the runner sets the dataset's ``object_name``.
+    object_name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.object_name:
+            self.object_name = self.name.replace("_", " ")
 
     @property
     def num_anomalous(self) -> int:
@@ -70,9 +76,17 @@ class Dataset(ABC):
     variant: ClassVar[str] = "native"
     #: Published counts for ``datasets check`` (e.g. {"categories": 15, "test_images": 1725}).
     published_counts: ClassVar[dict[str, int]] = {}
+    #: Category -> the object it shows, in words, for text prompts ("pcb1" -> "printed circuit board").
+    #: Lists every published category, so name-aware methods can be checked without the data.
+    object_names: ClassVar[dict[str, str]] = {}
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root).expanduser() if root else self.default_root()
+
+    @classmethod
+    def object_name(cls, category: str) -> str:
+        """The object a category shows, in words: ``object_names``, else the name with ``_`` -> space."""
+        return cls.object_names.get(category) or category.replace("_", " ")
 
     @classmethod
     def default_root(cls) -> Path | None:

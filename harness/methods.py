@@ -8,12 +8,16 @@ which the training engine (``adbench.training``) drives; the method never loads 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 
 from .config import setting
+
+if TYPE_CHECKING:
+    from .data import Category
 
 PROTOCOLS = ("zero_shot", "batch_zero_shot", "few_shot")
 
@@ -63,6 +67,8 @@ class Context:
     category: str
     seed: int = 0
     references: torch.Tensor | None = None
+    #: The object the category shows, in words (``Dataset.object_name``), for text prompts.
+    object_name: str = ""
 
 
 class Method(ABC):
@@ -111,6 +117,12 @@ class Method(ABC):
         under ``config``; the runner checks them at plan time, before building anything."""
         return {}
 
+    @classmethod
+    def key_material(cls, config: Any, object_names: Sequence[str]) -> dict[str, Any]:
+        """Inputs outside the config that change the method's numbers for these object names (e.g. a
+        knowledge base's hash); the runner adds them to job and fit keys. Empty for most methods."""
+        return {}
+
     def backbone_names(self) -> dict[str, str]:
         """Config field -> backbone name, for the job key and the weights record."""
         return {f: getattr(self.config, f) for f in self.backbone_fields}
@@ -144,6 +156,11 @@ class Method(ABC):
         """Loss of one batch: ``features`` from :meth:`frozen_features`, ``masks`` (N, H, W) in {0, 1},
         ``labels`` (N,) in {0, 1}; optionally with named parts (e.g. focal, dice) for the log."""
         raise TypeError(f"method '{self.name}' is training-free and has no training_loss()")
+
+    def auxiliary_targets(self, categories: Sequence[Category]) -> dict[str, torch.Tensor]:
+        """Per-sample tensors (N, ...) in the order of the auxiliary test samples (category by category)
+        that the training engine hands to :meth:`training_loss` beside the features, e.g. each image's class."""
+        return {}
 
     def learnable_state(self) -> dict[str, torch.Tensor]:
         """The learnable parameters only (never frozen backbones), for safetensors checkpoints."""

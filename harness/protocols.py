@@ -69,7 +69,13 @@ def make_context(protocol: str, category: Category, image_size: int, shots: int,
     refs = None
     if protocol == "few_shot":
         refs = load_images(few_shot_references(category, shots, seed), image_size)
-    return Context(protocol=protocol, category=category.name, seed=seed, references=refs)
+    return Context(
+        protocol=protocol,
+        category=category.name,
+        seed=seed,
+        references=refs,
+        object_name=category.object_name,
+    )
 
 
 def two_fold_split(categories: Sequence[str]) -> dict[str, list[str]]:

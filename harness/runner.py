@@ -79,6 +79,8 @@ class Job:
     weights: dict[str, str]
     train_on: list[tuple[str, str]] | None
     key: str = ""
+    #: ``Method.key_material`` for the target and auxiliary object names (e.g. a knowledge hash).
+    key_extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -170,6 +172,7 @@ def job_key(job: Job, fingerprint: str) -> str:
             "weights": job.weights,
             "train_on": job.train_on,
             "adbench": __version__,
+            **({"extra": job.key_extra} if job.key_extra else {}),
         },
         length=20,
     )
@@ -199,7 +202,9 @@ class Runner:
 
     def category(self, dataset: str, name: str) -> Category:
         if (dataset, name) not in self._categories:
-            self._categories[(dataset, name)] = self.dataset(dataset).load_category(name)
+            category = self.dataset(dataset).load_category(name)
+            category.object_name = self.dataset(dataset).object_name(name)
+            self._categories[(dataset, name)] = category
         return self._categories[(dataset, name)]
 
     def fingerprint(self, dataset: str) -> str:
@@ -280,6 +285,10 @@ class Runner:
                                 weights,
                                 train_on,
                             )
+                            names = [dataset.object_name(cat)] + [
+                                self.dataset(d).object_name(c) for d, c in train_on or []
+                            ]
+                            job.key_extra = method_cls.key_material(config, names)
                             job.key = job_key(job, self.fingerprint(dname))
                             jobs.append(job)
         return jobs

@@ -73,10 +73,12 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def fit_key(method: Method, aux_fingerprint: str, seed: int) -> str:
-    """Cache key of a fit: method, resolved config, auxiliary data, backbone weights, seed, versions."""
+def fit_key(method: Method, aux_fingerprint: str, seed: int, extra: dict[str, Any] | None = None) -> str:
+    """Cache key of a fit: method, resolved config, auxiliary data, backbone weights, seed, versions,
+    and the method's ``key_material`` (``extra``) when it has any."""
     return stable_hash(
         {
+            **({"extra": extra} if extra else {}),
             "method": method.name,
             "config": to_dict(method.config),
             "aux": aux_fingerprint,
@@ -132,13 +134,15 @@ def train(
     use_cache: bool = True,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     images: torch.Tensor | None = None,
+    extras: dict[str, torch.Tensor] | None = None,
 ) -> TrainLog:
     """Minimise ``method.training_loss`` over its learnable parameters on ``samples``.
 
     ``masks`` (N, S, S) uint8 and ``labels`` (N,) belong to the samples, S = ``method.image_size``.
     With ``use_cache`` the frozen features are computed once; without it they are recomputed every
     batch (for the benchmark). Images come from ``images`` (N, 3, S, S) when given (then ``samples``
-    may be None), else they are read from the samples' files.
+    may be None), else they are read from the samples' files. ``extras`` are per-sample tensors
+    (``method.auxiliary_targets``) added to each batch's features.
     """
     cfg = method.config
     device = method.device
@@ -202,6 +206,8 @@ def train(
                         images[idx] if images is not None else load_images([samples[i] for i in idx], size)
                     )
                     feats = extract(batch)
+                if extras:
+                    feats = {**feats, **{k: v[idx].to(device) for k, v in extras.items()}}
                 with _autocast(device):
                     out = method.training_loss(feats, masks[idx].to(device), labels[idx].to(device))
                 loss, parts = out if isinstance(out, tuple) else (out, {})
@@ -280,7 +286,9 @@ def ensure_fitted(
     if not method.trained:
         raise AdbenchError(f"method '{method.name}' is training-free; nothing to fit")
     t0 = time.perf_counter()
-    key = fit_key(method, aux_fingerprint, seed)
+    key = fit_key(
+        method, aux_fingerprint, seed, method.key_material(method.config, [c.object_name for _, c in aux])
+    )
     path, log_path = fit_paths(method.name, key)
     trained_on = [f"{d}/{cat.name}" for d, cat in aux]
     if path.exists() and log_path.exists() and not retrain:
@@ -288,7 +296,8 @@ def ensure_fitted(
         losses = list(read_fit_log(method.name, key).get("losses", []))
         return FitResult(key, path, True, losses, trained_on, time.perf_counter() - t0)
     samples, masks, labels, _ = load_auxiliary(aux, method.image_size)
-    log = train(method, samples, masks, labels, seed=seed, progress=progress)
+    extras = method.auxiliary_targets([cat for _, cat in aux])
+    log = train(method, samples, masks, labels, seed=seed, progress=progress, extras=extras)
     seconds = time.perf_counter() - t0
     meta = {
         "losses": log.losses,
