@@ -30,3 +30,9 @@ def adbench_backbones() -> list[object]:
 @hookspec
 def adbench_report_formats() -> list[object]:
     """Return :class:`adbench.reports.ReportFormat` entries: a name and a render function."""
+
+
+@hookspec
+def adbench_knowledge_providers() -> list[object]:
+    """Return :class:`adbench.knowledge.KnowledgeProvider` entries: a name and ``describe(object_name)``
+    giving anomaly descriptions (KAnoCLIP's knowledge base; plug a live LLM / VQA client here)."""

@@ -24,6 +24,7 @@ KINDS = {
     "dataset": "adbench_datasets",
     "backbone": "adbench_backbones",
     "report_format": "adbench_report_formats",
+    "knowledge_provider": "adbench_knowledge_providers",
 }
 
 
@@ -114,6 +115,10 @@ class Registry:
 
     def backbone(self, name: str) -> Any:
         return self.get("backbone", name)
+
+    def knowledge_providers(self) -> list[Any]:
+        """Every registered knowledge provider, in registration order (plugged-in ones first)."""
+        return [e.obj for e in self.index["knowledge_provider"].values()]
 
 
 _default: Registry | None = None
