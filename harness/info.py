@@ -83,6 +83,7 @@ def describe_method(name: str, registry: Registry | None = None, overrides: dict
         lines.append(f"  {f.name}: {_type_name(hints[f.name])} = {base!r}{changed}")
     lines.append(f"resolved config: {json.dumps(to_dict(config), sort_keys=False)}")
     lines.append(f"resolved config hash: {stable_hash(to_dict(config))}")
+    lines += cls.info_lines(config)
     try:
         counts = parameter_counts(cls, config, registry)
     except AdbenchError as exc:

@@ -123,6 +123,11 @@ class Method(ABC):
         knowledge base's hash); the runner adds them to job and fit keys. Empty for most methods."""
         return {}
 
+    @classmethod
+    def info_lines(cls, config: Any) -> list[str]:
+        """Extra lines for ``adbench info`` (e.g. a shipped knowledge base's version); none by default."""
+        return []
+
     def backbone_names(self) -> dict[str, str]:
         """Config field -> backbone name, for the job key and the weights record."""
         return {f: getattr(self.config, f) for f in self.backbone_fields}
