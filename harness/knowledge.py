@@ -67,7 +67,12 @@ def describe(provider: KnowledgeProvider, object_name: str) -> list[str]:
     if path is not None:
         atomic_write_json(
             path,
-            {"provider": provider.name, "version": provider.version, "object": object_name, "descriptions": answers},
+            {
+                "provider": provider.name,
+                "version": provider.version,
+                "object": object_name,
+                "descriptions": answers,
+            },
         )
     return answers
 

@@ -58,7 +58,9 @@ def image_bce(scores: torch.Tensor, labels: torch.Tensor, from_logits: bool = Fa
     return F.binary_cross_entropy(scores.float().clamp(_EPS, 1 - _EPS), labels)
 
 
-def knowledge_margin_loss(knowledge: torch.Tensor, normal: torch.Tensor, abnormal: torch.Tensor) -> torch.Tensor:
+def knowledge_margin_loss(
+    knowledge: torch.Tensor, normal: torch.Tensor, abnormal: torch.Tensor
+) -> torch.Tensor:
     """KAnoCLIP's KD loss max(0, d(w_k, w_a) - d(w_k, w_n)), d Euclidean on L2-normalised features.
 
     Each argument is (..., C) (e.g. one row per class); the hinge is averaged over the rows.

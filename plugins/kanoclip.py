@@ -143,7 +143,9 @@ class KAnoCLIP(Method):
             f"{sentences} descriptions, {len(kb['generic'])} generic fallbacks"
         ]
         try:
-            lines.append(f"knowledge provider (knowledge={config.knowledge}): {knowledge_provider(config).name}")
+            lines.append(
+                f"knowledge provider (knowledge={config.knowledge}): {knowledge_provider(config).name}"
+            )
         except AdbenchError as exc:
             lines.append(f"knowledge provider: {exc}")
         return lines
@@ -168,7 +170,9 @@ class KAnoCLIP(Method):
         if dim % cfg.heads:
             raise AdbenchError(f"kanoclip.heads={cfg.heads}: must divide the feature width {dim}")
         parts: dict[str, nn.Module] = {
-            "prompts": KnowledgePromptLearner(dim_of_tokens(clip), cfg.n_ctx, cfg.normal_words, cfg.abnormal_words),
+            "prompts": KnowledgePromptLearner(
+                dim_of_tokens(clip), cfg.n_ctx, cfg.normal_words, cfg.abnormal_words
+            ),
             "bicmci": BiCMCI(
                 dim,
                 stages=len(self.stages),
@@ -203,7 +207,9 @@ class KAnoCLIP(Method):
         for name in class_names:
             if name not in self._knowledge:
                 with torch.no_grad():
-                    self._knowledge[name] = self.clip.encode_text(self.knowledge_sentences(name)).float().mean(0)
+                    self._knowledge[name] = (
+                        self.clip.encode_text(self.knowledge_sentences(name)).float().mean(0)
+                    )
         return torch.stack([self._knowledge[n] for n in class_names])
 
     # --- the trained-method hooks ----------------------------------------------------------------
@@ -240,7 +246,9 @@ class KAnoCLIP(Method):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
         if not self.train_classes:
-            raise AdbenchError("kanoclip: training needs each image's class (auxiliary_targets was not called)")
+            raise AdbenchError(
+                "kanoclip: training needs each image's class (auxiliary_targets was not called)"
+            )
         text = self.text_features(self.train_classes)  # (C, 2, D)
         m_n, m_a, g = self.forward_head(features, text[features["class_index"]])
         size = masks.shape[-2:]
@@ -269,7 +277,9 @@ class KAnoCLIP(Method):
                 combine_maps(m_n, m_a)[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False
             )
             sigma = self.smoothing_sigma
-            smoothed = gaussian_blur(amap, kernel_size=2 * round(4 * sigma) + 1, sigma=sigma) if sigma else amap
+            smoothed = (
+                gaussian_blur(amap, kernel_size=2 * round(4 * sigma) + 1, sigma=sigma) if sigma else amap
+            )
             scores = (g + smoothed.flatten(1).amax(1)) / 2
         return Prediction(scores=scores.float(), maps=amap[:, 0].float())
 

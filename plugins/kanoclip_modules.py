@@ -182,7 +182,9 @@ class BiCMCI(nn.Module):
         )
         self.n_stages = stages
 
-    def forward(self, patches: Sequence[torch.Tensor], text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, patches: Sequence[torch.Tensor], text: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``patches`` one (N, h, w, C) grid per stage, ``text`` (N, 2, C) -> M_n, M_a (N, h, w)."""
         if len(patches) != self.n_stages:
             raise ValueError(f"Bi-CMCI expects {self.n_stages} stages, got {len(patches)}")
