@@ -369,3 +369,17 @@ def test_fit_is_saved_reused_and_gives_identical_scores():
     after, want = fresh.predict(images, ctx), trained.predict(images, ctx)
     assert not torch.equal(before.scores, want.scores)
     assert torch.equal(after.scores, want.scores) and torch.equal(after.maps, want.maps)
+
+
+def test_info_prints_parameter_counts_and_the_knowledge_base():
+    from adbench.info import describe_method
+
+    text = describe_method("kanoclip", overrides={"backbone": "tiny-clip", "heads": "4"})
+    kb = shipped_knowledge()
+    assert (
+        f"knowledge base: kanoclip_knowledge_v1.json version {kb['version']}, {len(kb['classes'])} objects, "
+        f"{5 * len(kb['classes'])} descriptions" in text
+    )
+    assert "knowledge provider (knowledge=auto): shipped" in text
+    trainable = sum(p.numel() for p in tiny().learnable.parameters() if p.requires_grad)
+    assert f"trainable: {trainable / 1e6:.1f} M ({trainable:,})" in text
