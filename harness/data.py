@@ -25,24 +25,31 @@ from .paths import data_root
 
 @dataclass(frozen=True)
 class Sample:
-    """One image of a category. ``mask_path`` is None for normal images and mask-less datasets."""
+    """One image of a category. ``mask_path`` is None for normal images and mask-less datasets.
+
+    ``anomaly_type`` groups defects for per-type results ("structural", "logical", ...) where a
+    dataset declares it; None for normal images and datasets that do not.
+    """
 
     id: str
     image_path: Path
     label: int
     defect_type: str = "good"
     mask_path: Path | None = None
+    anomaly_type: str | None = None
 
 
 @dataclass
 class Category:
-    """A category's splits. ``has_masks`` says whether pixel metrics are defined for it."""
+    """A category's splits. ``has_masks`` says whether pixel metrics are defined for it;
+    ``difficulty`` is the dataset's own label for it, where it declares one."""
 
     name: str
     train: list[Sample]
     test: list[Sample]
     has_masks: bool = True
     notes: list[str] = field(default_factory=list)
+    difficulty: str | None = None
 
     @property
     def num_anomalous(self) -> int:
