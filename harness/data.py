@@ -71,6 +71,8 @@ class Dataset(ABC):
     variant: ClassVar[str] = "native"
     #: Published counts for ``datasets check`` (e.g. {"categories": 15, "test_images": 1725}).
     published_counts: ClassVar[dict[str, int]] = {}
+    #: What ``adbench run --demo`` runs on this dataset (``adbench.demo.DemoConfig``s); empty for most.
+    demo: ClassVar[tuple] = ()
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root).expanduser() if root else self.default_root()
