@@ -175,7 +175,7 @@ class ResultsStore:
             row["backbone_names"] = ",".join(sorted({str(v) for v in (rec.get("backbones") or {}).values()}))
             row["notes"] = tuple(rec.get("notes") or ())
             row["difficulty"] = rec.get("difficulty")
-            row["image_auroc_by_anomaly_type"] = rec.get("image_auroc_by_anomaly_type") or {}
+            row["anomaly_type_image_auroc"] = rec.get("image_auroc_by_anomaly_type") or {}
             for name, value in (rec.get("method_config") or {}).items():
                 row[f"config.{name}"] = tuple(value) if isinstance(value, list) else value
             rows.append(row)
