@@ -51,11 +51,6 @@ class Scene:
         canvas = self.painter(self) * self.light[..., None] + self.noise
         return np.clip(canvas, 0, 255).round().astype(np.uint8)
 
-    @property
-    def alpha(self) -> np.ndarray:
-        """Where parts are (defects of other kinds are placed there); the whole frame for scenes."""
-        return np.ones(self.backdrop.shape[:2], dtype=bool)
-
 
 # ------------------------------------------------------------------------------------------ pushpins
 PIN_ROWS, PIN_COLS = 2, 4
