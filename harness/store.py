@@ -142,7 +142,8 @@ class ResultsStore:
         """One row per job: identity columns, one column per metric, weights flag, timings.
 
         Also ``error``, ``created``, ``dataset_task``, ``n_test``, ``n_anomalous``, ``train_on``,
-        ``backbone_names``, ``notes`` and one ``config.<field>`` column per method-config field.
+        ``backbone_names``, ``notes``, ``difficulty`` and ``anomaly_type_image_auroc`` (a dict, for
+        per-type breakdowns) and one ``config.<field>`` column per method-config field.
         """
         rows = []
         for rec in self.iter_records():
