@@ -119,6 +119,34 @@ def texture_crop(name: str, rng: Rng, size: int, crop: int = 192) -> np.ndarray:
     return np.clip(img.astype(np.float32) * gain, 0, 255).round().astype(np.uint8)
 
 
+def render_wood(rng: Rng, size: int) -> np.ndarray:
+    """Procedural wood grain: growth rings around a random far-off pith, warped by Perlin noise, with
+    fine fibres; ring spacing, knots of the warp and tint vary from image to image."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    cy, cx = rng.uniform(-2.5, -1.5) * size, rng.uniform(-0.3, 1.3) * size
+    warp = 9.0 * size / 256 * fractal_noise((size, size), 3, rng, octaves=3)
+    rings = np.hypot(yy - cy, xx - cx) + warp
+    period = rng.uniform(11, 15) * size / 256
+    grain = 0.5 + 0.5 * np.sin(2 * math.pi * rings / period)
+    fibres = fractal_noise((size, size), 24, rng, octaves=2)
+    light = np.array([196.0, 150.0, 100.0]) * (1 + rng.uniform(-0.06, 0.06, 3))
+    dark = light * rng.uniform(0.62, 0.7)
+    img = light + (dark - light) * (grain**2)[..., None] + 10 * fibres[..., None]
+    img *= lighting(rng, size, gain=0.06, slope=0.06)[..., None]
+    return np.clip(img + sensor_noise(rng, size, 1.5), 0, 255).round().astype(np.uint8)
+
+
+#: Textures drawn from noise rather than cropped from a photograph.
+PROCEDURAL_TEXTURES: dict[str, Callable[[Rng, int], np.ndarray]] = {"wood": render_wood}
+
+
+def texture_image(name: str, rng: Rng, size: int) -> np.ndarray:
+    """One normal image of texture ``name`` (photograph crop or procedural)."""
+    if name in PROCEDURAL_TEXTURES:
+        return PROCEDURAL_TEXTURES[name](rng, size)
+    return texture_crop(name, rng, size)
+
+
 # ------------------------------------------------------------------------------------------- objects
 @dataclass
 class ObjectLayers:
@@ -136,14 +164,30 @@ class ObjectLayers:
         return np.clip(out, 0, 255).round().astype(np.uint8)
 
 
-def _background(rng: Rng, size: int, base: tuple[int, int, int], amp: float) -> np.ndarray:
-    """A plain backdrop with slow, faint brightness variation (lighting), float (H, W, 3)."""
+def smooth_backdrop(rng: Rng, size: int, base: tuple[int, int, int], amp: float) -> np.ndarray:
+    """A plain backdrop with slow, faint brightness variation, float (H, W, 3)."""
     shade = 1.0 + amp / 100 * fractal_noise((size, size), 2, rng, octaves=2)
     return np.array(base, dtype=np.float64)[None, None] * shade[..., None]
 
 
-def _sensor_noise(rng: Rng, size: int, sigma: float = 2.0) -> np.ndarray:
+def lighting(rng: Rng, size: int, gain: float = 0.12, slope: float = 0.10) -> np.ndarray:
+    """A multiplicative lighting field (H, W): global gain of +-``gain`` and a linear falloff of up to
+    +-``slope`` across the frame in a random direction (normal images are not lit identically)."""
+    angle = rng.uniform(0, 2 * math.pi)
+    yy, xx = np.mgrid[0:size, 0:size] / size - 0.5
+    ramp = math.cos(angle) * xx + math.sin(angle) * yy
+    return (1 + rng.uniform(-gain, gain)) * (1 + 2 * rng.uniform(0, slope) * ramp)
+
+
+def sensor_noise(rng: Rng, size: int, sigma: float = 2.0) -> np.ndarray:
+    """Gaussian sensor noise (H, W, 3)."""
     return rng.normal(0.0, sigma, size=(size, size, 3))
+
+
+def _lit(rng: Rng, bg: np.ndarray, fg: np.ndarray, alpha: np.ndarray) -> ObjectLayers:
+    """Layers under a random lighting field (pose and lighting vary between normal images)."""
+    light = lighting(rng, bg.shape[0])[..., None]
+    return ObjectLayers(bg * light, fg * light, alpha, sensor_noise(rng, bg.shape[0]))
 
 
 def _frame(rng: Rng, size: int, angle: float, shift: float) -> tuple[np.ndarray, np.ndarray]:
@@ -161,8 +205,8 @@ def _jitter(rng: Rng, colour: tuple[int, int, int], amount: float = 0.05) -> np.
 
 def render_pill(rng: Rng, size: int) -> ObjectLayers:
     """A two-colour capsule with cylindrical shading and a few printed specks, on a dark backdrop."""
-    bg = _background(rng, size, (42, 44, 52), amp=8)
-    u, v = _frame(rng, size, rng.uniform(-0.12, 0.12), shift=6)
+    bg = smooth_backdrop(rng, size, (42, 44, 52), amp=8)
+    u, v = _frame(rng, size, rng.uniform(-0.6, 0.6), shift=14)
     half, r = 62 * size / 256 * rng.uniform(0.97, 1.03), 34 * size / 256 * rng.uniform(0.97, 1.03)
     along = np.clip(u, -half, half)
     d = np.hypot(u - along, v)
@@ -173,14 +217,14 @@ def render_pill(rng: Rng, size: int) -> ObjectLayers:
     for _ in range(int(rng.integers(4, 9))):  # specks on the white half, as on real pills
         su, sv = rng.uniform(-half - r * 0.5, -4), rng.uniform(-r * 0.6, r * 0.6)
         fg[np.hypot(u - su, v - sv) < 1.8] *= np.array([0.85, 0.55, 0.5])
-    return ObjectLayers(bg, fg, alpha, _sensor_noise(rng, size))
+    return _lit(rng, bg, fg, alpha)
 
 
 def render_screw(rng: Rng, size: int) -> ObjectLayers:
     """A metal screw (slotted head, threaded shaft, pointed tip) in any orientation, on a light backdrop."""
     k = size / 256
-    bg = _background(rng, size, (205, 205, 198), amp=5)
-    u, v = _frame(rng, size, rng.uniform(0, 2 * math.pi), shift=10)
+    bg = smooth_backdrop(rng, size, (205, 205, 198), amp=5)
+    u, v = _frame(rng, size, rng.uniform(0, 2 * math.pi), shift=14)
     u, v = u / k, v / k
     head = np.hypot(u + 55, v) <= 21
     shaft = (u >= -40) & (u <= 55) & (np.abs(v) <= 9)
@@ -195,14 +239,14 @@ def render_screw(rng: Rng, size: int) -> ObjectLayers:
     slot = head & (np.abs(v) <= 3) & (u < -40)
     light = np.where(slot, 0.3, light)
     fg = metal[None, None] * light[..., None]
-    return ObjectLayers(bg, fg, alpha, _sensor_noise(rng, size))
+    return _lit(rng, bg, fg, alpha)
 
 
 def render_bottle_cap(rng: Rng, size: int) -> ObjectLayers:
     """A knurled bottle cap seen from above (rim teeth, a raised ring, a centre disc)."""
     k = size / 256
-    bg = _background(rng, size, (96, 112, 128), amp=6)
-    u, v = _frame(rng, size, rng.uniform(0, 2 * math.pi), shift=6)
+    bg = smooth_backdrop(rng, size, (96, 112, 128), amp=6)
+    u, v = _frame(rng, size, rng.uniform(0, 2 * math.pi), shift=12)
     u, v = u / k, v / k
     rho = np.hypot(u, v)
     teeth = np.mod(np.floor((np.arctan2(v, u) + math.pi) * 48 / (2 * math.pi)), 2)
@@ -213,7 +257,7 @@ def render_bottle_cap(rng: Rng, size: int) -> ObjectLayers:
     light = np.where(rho > 80, light * 0.75, light)
     light = np.where(rho < 28, light * 0.9, light)
     fg = base[None, None] * light[..., None]
-    return ObjectLayers(bg, fg, alpha, _sensor_noise(rng, size))
+    return _lit(rng, bg, fg, alpha)
 
 
 OBJECTS: dict[str, Callable[[Rng, int], ObjectLayers]] = {
@@ -338,6 +382,42 @@ def scratch(rng: Rng, img: np.ndarray, obj: np.ndarray | None, **_: object) -> t
     return out.round().astype(np.uint8), mask
 
 
+def faint_stain(
+    rng: Rng, img: np.ndarray, obj: np.ndarray | None, **_: object
+) -> tuple[np.ndarray, np.ndarray]:
+    """Subtle: a low-contrast discolouration (a shift of 10-18 grey levels in one colour direction)
+    over an irregular blob, as oil or moisture leaves on real parts."""
+    size = img.shape[0]
+    mask = _region(
+        rng, size, obj, 0.012, lambda: _blob(rng, size, _centre(rng, size, obj), _area(rng, size) * 0.6)
+    )
+    direction = rng.normal(size=3)
+    direction = direction / np.linalg.norm(direction) * np.sign(direction.sum() or 1.0)
+    shift = rng.uniform(10, 18) * direction * (1 if img[mask].mean() < 128 else -1)
+    out = img.astype(np.float32)
+    out[mask] += shift.astype(np.float32)
+    return np.clip(out, 0, 255).round().astype(np.uint8), mask
+
+
+def small_spot(
+    rng: Rng, img: np.ndarray, obj: np.ndarray | None, **_: object
+) -> tuple[np.ndarray, np.ndarray]:
+    """Small: one to two high-contrast specks 3-6 px across (a few pixels at a 224-px evaluation size)."""
+    size = img.shape[0]
+
+    def make() -> np.ndarray:
+        spots = np.zeros((size, size), dtype=bool)
+        for _ in range(int(rng.integers(1, 3))):
+            spots |= _blob(rng, size, _centre(rng, size, obj), rng.uniform(7, 28) * (size / 256) ** 2)
+        return spots
+
+    mask = _region(rng, size, obj, 0.0001, make)
+    level = 245.0 if img[mask].mean() < 128 else 15.0
+    out = img.astype(np.float32)
+    out[mask] = 0.15 * out[mask] + 0.85 * level
+    return out.round().astype(np.uint8), mask
+
+
 def cut_paste(
     rng: Rng, img: np.ndarray, obj: np.ndarray | None, *, donors: list[str], **_: object
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -371,4 +451,6 @@ DEFECTS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "blotch": blotch,
     "perlin": perlin,
     "missing": missing,
+    "faint_stain": faint_stain,
+    "small_spot": small_spot,
 }

@@ -54,7 +54,11 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--methods", default="patchead", show_default=True, help="Comma-separated method names.")
+@click.option(
+    "--methods",
+    default=None,
+    help="Comma-separated method names [default: patchead; with --demo, the dataset's demo grid].",
+)
 @click.option("--datasets", default="synthetic", show_default=True, help="Comma-separated dataset names.")
 @click.option(
     "--root", "roots", multiple=True, help="Dataset root: PATH, or NAME=PATH with several datasets."
@@ -77,7 +81,9 @@ def cli() -> None:
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
-    "--demo", is_flag=True, help="Use backbones that need no download (efficientnet-lite0, tiny random)."
+    "--demo",
+    is_flag=True,
+    help="Run the built-in demo grid (no download); with --methods, swap in backbones that need no download.",
 )
 @click.option("--force", is_flag=True, help="Recompute jobs that already have a record.")
 @click.option("--retrain", is_flag=True, help="Refit trained methods instead of reusing a cached fit.")
@@ -112,7 +118,7 @@ def run(
 
     ds = _csv(datasets) or ["synthetic"]
     spec = RunSpec(
-        methods=_csv(methods) or [],
+        methods=_csv(methods) or ([] if demo else ["patchead"]),
         datasets=ds,
         roots=_roots(roots, ds),
         categories=_csv(categories),

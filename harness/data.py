@@ -25,18 +25,24 @@ from .paths import data_root
 
 @dataclass(frozen=True)
 class Sample:
-    """One image of a category. ``mask_path`` is None for normal images and mask-less datasets."""
+    """One image of a category. ``mask_path`` is None for normal images and mask-less datasets.
+
+    ``anomaly_type`` groups defects for per-type results ("structural", "logical", ...) where a
+    dataset declares it; None for normal images and datasets that do not.
+    """
 
     id: str
     image_path: Path
     label: int
     defect_type: str = "good"
     mask_path: Path | None = None
+    anomaly_type: str | None = None
 
 
 @dataclass
 class Category:
-    """A category's splits. ``has_masks`` says whether pixel metrics are defined for it."""
+    """A category's splits. ``has_masks`` says whether pixel metrics are defined for it;
+    ``difficulty`` is the dataset's own label for it, where it declares one."""
 
     name: str
     train: list[Sample]
@@ -49,6 +55,7 @@ class Category:
     def __post_init__(self) -> None:
         if not self.object_name:
             self.object_name = self.name.replace("_", " ")
+    difficulty: str | None = None
 
     @property
     def num_anomalous(self) -> int:
@@ -79,6 +86,8 @@ class Dataset(ABC):
     #: Category -> the object it shows, in words, for text prompts ("pcb1" -> "printed circuit board").
     #: Lists every published category, so name-aware methods can be checked without the data.
     object_names: ClassVar[dict[str, str]] = {}
+    #: What ``adbench run --demo`` runs on this dataset (``adbench.demo.DemoConfig``s); empty for most.
+    demo: ClassVar[tuple] = ()
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root).expanduser() if root else self.default_root()

@@ -103,6 +103,19 @@ def image_auroc(labels: Any, scores: Any) -> float:
     return float(roc_auc_score(y, s)) if _both_classes(y) else math.nan
 
 
+def image_auroc_by_group(labels: Any, scores: Any, groups: Sequence[str | None]) -> dict[str, float]:
+    """Image AUROC of each anomaly group (e.g. "logical") against all normal images of the category:
+    normals vs that group's anomalies only, so a per-type breakdown is not diluted by the other types."""
+    y, s = _image_inputs(labels, scores)
+    kinds = np.asarray([g if g is not None else "" for g in groups], dtype=object)
+    normal = y == 0
+    out = {}
+    for group in sorted({str(g) for g, lab in zip(kinds, y) if lab == 1 and g}):
+        keep = normal | ((y == 1) & (kinds == group))
+        out[group] = image_auroc(y[keep], s[keep])
+    return out
+
+
 def image_ap(labels: Any, scores: Any) -> float:
     """Average precision (sklearn); NaN when only one class is present."""
     y, s = _image_inputs(labels, scores)

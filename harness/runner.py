@@ -26,6 +26,7 @@ from scipy import ndimage
 from . import __version__, metrics
 from .config import expand, stable_hash, to_dict
 from .data import Category, Dataset, load_images, load_masks
+from .demo import demo_grid
 from .errors import AdbenchError, WeightsNotFoundError
 from .methods import Method
 from .protocols import (
@@ -115,9 +116,12 @@ def variant_label(config: Any) -> str:
     return ",".join(diffs)
 
 
-def method_configs(method_cls: type[Method], spec: RunSpec) -> list[Any]:
-    """The grid of configs for one method: ``--set`` overrides, and demo backbones under ``--demo``."""
-    overrides = dict(spec.overrides.get(method_cls.name, {}))
+def method_configs(
+    method_cls: type[Method], spec: RunSpec, overrides: dict[str, list[str]] | None = None
+) -> list[Any]:
+    """The grid of configs for one method: ``--set`` overrides (or ``overrides``, one set of a demo
+    grid), and demo backbones under ``--demo`` for backbone fields left unset."""
+    overrides = dict(spec.overrides.get(method_cls.name, {}) if overrides is None else overrides)
     if spec.demo:
         for fld, backbone in method_cls.demo_backbones.items():
             overrides.setdefault(fld, [backbone])
@@ -250,15 +254,28 @@ class Runner:
                 pairs += [(aux, c) for c in self.dataset(aux).categories()]
         return pairs
 
+    def method_grid(self) -> list[tuple[str, list[dict[str, list[str]] | None]]]:
+        """(method, override sets) to expand: the datasets' declared demo grid under ``--demo``
+        without ``--methods``, else each named method with its ``--set`` values."""
+        if self.spec.demo and not self.spec.methods:
+            grid = demo_grid([self.dataset(d).demo for d in self.spec.datasets], self.spec.overrides)
+            if not grid:
+                raise AdbenchError(
+                    f"--demo: none of {', '.join(self.spec.datasets)} declares a demo grid; name --methods"
+                )
+            return grid
+        return [(m, [None]) for m in self.spec.methods]
+
     def plan(self) -> list[Job]:
         """Expand the grid; fails fast (before any work) on unknown names, bad options, missing weights."""
         self.check_categories_exist()
         jobs: list[Job] = []
-        for mname in self.spec.methods:
+        for mname, override_sets in self.method_grid():
             method_cls = self.registry.method(mname)
             protocol = self.spec.protocol or method_cls.default_protocol
             check_protocol(method_cls, protocol)
-            for config in method_configs(method_cls, self.spec):
+            configs = [c for sets in override_sets for c in method_configs(method_cls, self.spec, sets)]
+            for config in configs:
                 check_method(method_cls, config)
                 weights = backbone_identities(method_cls, config)
                 eval_size = self.spec.eval_size or int(config.image_size)
@@ -431,6 +448,7 @@ class Runner:
             labels, scores, masks.numpy() if masks is not None else None, maps if masks is not None else None
         )
         notes = list(category.notes) + notes
+        anomaly_types = np.array([s.anomaly_type or "" for s in category.test])
         self.store.write_predictions(
             job.key,
             scores=scores.astype(np.float32),
@@ -438,6 +456,7 @@ class Runner:
             maps=compact_maps(maps) if maps is not None else np.zeros((0,), np.float16),
             masks=masks.numpy().astype(np.uint8) if masks is not None else np.zeros((0,), np.uint8),
             ids=np.array([s.id for s in category.test]),
+            anomaly_types=anomaly_types,
         )
         return {
             **self.base_record(job),
@@ -445,6 +464,8 @@ class Runner:
             "error": None,
             "metrics": values,
             "metric_definitions": {k: metrics.METRIC_DEFINITIONS[k] for k in values},
+            "image_auroc_by_anomaly_type": metrics.image_auroc_by_group(labels, scores, anomaly_types),
+            "difficulty": category.difficulty,
             "notes": notes,
             "n_test": int(len(labels)),
             "n_anomalous": int(labels.sum()),
@@ -503,6 +524,10 @@ def rescore(store: ResultsStore) -> int:
             pred["maps"].astype(np.float32) if has_masks and pred["maps"].size else None,
         )
         rec["metrics"] = values
+        if "anomaly_types" in pred:
+            rec["image_auroc_by_anomaly_type"] = metrics.image_auroc_by_group(
+                pred["labels"], pred["scores"], pred["anomaly_types"]
+            )
         rec["metric_definitions"] = {k: metrics.METRIC_DEFINITIONS[k] for k in values}
         rec["notes"] = sorted(set(rec.get("notes", [])) | set(notes))
         rec["rescored"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -142,7 +142,8 @@ class ResultsStore:
         """One row per job: identity columns, one column per metric, weights flag, timings.
 
         Also ``error``, ``created``, ``dataset_task``, ``n_test``, ``n_anomalous``, ``train_on``,
-        ``backbone_names``, ``notes`` and one ``config.<field>`` column per method-config field.
+        ``backbone_names``, ``notes``, ``difficulty`` and ``anomaly_type_image_auroc`` (a dict, for
+        per-type breakdowns) and one ``config.<field>`` column per method-config field.
         """
         rows = []
         for rec in self.iter_records():
@@ -174,6 +175,8 @@ class ResultsStore:
             row["train_on"] = None if rec.get("train_on") is None else str(rec.get("train_on"))
             row["backbone_names"] = ",".join(sorted({str(v) for v in (rec.get("backbones") or {}).values()}))
             row["notes"] = tuple(rec.get("notes") or ())
+            row["difficulty"] = rec.get("difficulty")
+            row["anomaly_type_image_auroc"] = rec.get("image_auroc_by_anomaly_type") or {}
             for name, value in (rec.get("method_config") or {}).items():
                 row[f"config.{name}"] = tuple(value) if isinstance(value, list) else value
             rows.append(row)

@@ -16,6 +16,7 @@ import adbench
 from adbench.errors import AdbenchError
 from adbench.store import ResultsStore
 
+from . import breakdown
 from . import published as pub
 from .tables import (
     AVERAGE,
@@ -44,6 +45,7 @@ SECTION_TITLES = {
     "ablation": "Ablation (DMA-SAP Table 7 layout)",
     "published": "Published numbers",
     "categories": "Per-category results",
+    breakdown.SECTION: breakdown.TITLE,
 }
 
 
@@ -188,6 +190,7 @@ def build_report(
     tables.append(tuple_table(grid))
     if ablation:
         tables += ablation_tables(grid, ablation)
+    tables += breakdown.breakdown_tables(grid)
     if categories:
         tables += [category_table(grid, m) for m in grid.metrics]
     notes = [
