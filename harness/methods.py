@@ -45,13 +45,15 @@ class Method(ABC):
     """Base class of method plugins.
 
     Class attributes describe the method to the registry and the runner:
-    ``name``, ``description``, ``config_cls`` (a dataclass with the paper's defaults),
+    ``name``, ``title`` (display name), ``description``, ``config_cls`` (a dataclass with the paper's defaults),
     ``supports`` (protocols it can run), ``default_protocol``, ``trained``,
     ``backbone_fields`` (config fields holding backbone names) and ``demo_backbones``
     (the backbone each such field takes under ``adbench run --demo``).
     """
 
     name: ClassVar[str]
+    #: Display name as the paper prints it (e.g. "DMA-SAP"); reports show it via the records.
+    title: ClassVar[str] = ""
     description: ClassVar[str] = ""
     config_cls: ClassVar[type]
     supports: ClassVar[frozenset[str]] = frozenset({"zero_shot"})

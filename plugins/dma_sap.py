@@ -87,6 +87,7 @@ class DMASAP(Method):
     """CLIP + DINOv2 fusion (DMA) with stabilized attention pooling (SAP); trained on auxiliary data."""
 
     name = "dma_sap"
+    title = "DMA-SAP"
     description = (
         "CLIP ViT-L/14@336 + DINOv2 hierarchical fusion with Dual-Modality Attention and Stabilized "
         "Attention Pooling; learnable prompts, trained on an auxiliary dataset (Jiang et al. 2025)"

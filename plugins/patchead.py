@@ -113,6 +113,7 @@ class PatchEAD(Method):
     """Training-free cross-patch scoring on any frozen vision encoder (PatchEAD; PatchEAD+ options)."""
 
     name = "patchead"
+    title = "PatchEAD"
     description = (
         "PatchEAD: training-free patch-only cross-patch scoring (PatchEAD+ with align/foreground_mask)"
     )
