@@ -68,6 +68,7 @@ class JobRecord:
     dataset_variant: str = _f(SETTING, "")
     dataset_task: str | None = _f(META)
     dataset_title: str = _f(META, "")
+    dataset_n_categories: int | None = _f(META)  # categories the dataset has (a run may select fewer)
     dataset_fingerprint: str = _f(SETTING, "")
     eval_size: int | str | None = _f(SETTING)
     backbones: dict[str, str] = _f(SETTING, factory=dict)
@@ -157,3 +158,9 @@ def flat_settings(record: JobRecord) -> dict[str, Any]:
         else:
             out[name] = _hashable(value)
     return out
+
+
+def train_on_datasets(train_on: list[str]) -> list[str]:
+    """The auxiliary dataset names of a ``train_on`` list (``["visa/candle", ...]`` -> ``["visa"]``):
+    the same for every category of a column, whereas the category lists differ per fold."""
+    return sorted({str(item).split("/", 1)[0] for item in train_on})

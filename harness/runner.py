@@ -356,6 +356,7 @@ class Runner:
             trained=job.method_cls.trained,
             dataset=ds.name,
             dataset_title=getattr(ds, "title", "") or ds.name,
+            dataset_n_categories=len(ds.categories()),
             dataset_version=ds.version,
             dataset_variant=ds.variant,
             dataset_task=ds.task,

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import AdbenchError
-from .record import JobRecord, flat_settings
+from .record import JobRecord, flat_settings, train_on_datasets
 
 DEFAULT_RESULTS_DIR = "adbench-results"
 #: Columns printed first by ``adbench results`` and the order rows are sorted in.
@@ -176,6 +176,7 @@ class ResultsStore:
                 "created": rec.created,
                 "method_title": rec.method_title or "",
                 "dataset_title": rec.dataset_title or "",
+                "dataset_n_categories": rec.dataset_n_categories,
                 "dataset_task": rec.dataset_task,
                 "n_test": rec.n_test,
                 "n_anomalous": rec.n_anomalous,
@@ -187,7 +188,8 @@ class ResultsStore:
                 **{f"timing.{k}": v for k, v in dataclasses.asdict(rec.timing).items()},
             }
             row["random_weights"] = bool(rec.random_weights)
-            row["train_on"] = None if rec.train_on is None else str(rec.train_on)
+            # the auxiliary datasets (a column's categories each train on their own fold/list)
+            row["train_on"] = None if rec.train_on is None else ",".join(train_on_datasets(rec.train_on))
             for name, value in rec.metrics.items():
                 row[name] = float("nan") if value is None else float(value)
             row["images_per_s"] = rec.timing.images_per_s
