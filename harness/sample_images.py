@@ -24,7 +24,7 @@ def image_loader(
         except AdbenchError as exc:
             raise AdbenchError(
                 f"figures: cannot read the {dataset} images ({exc}); give --root {dataset}=PATH"
-            )
+            ) from exc
         return {
             i: (load_image(samples[i].image_path, size).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
             for i in ids
