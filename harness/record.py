@@ -5,6 +5,8 @@ Every field declares a ``role`` in its metadata, which is all the reports need t
 - ``cell``: where a number goes in a table (dataset, category, seed; shots is a setting);
 - ``setting``: a value that can change the numbers; columns are told apart by the settings that
   differ between records (derived from the records, never from a fixed list);
+- ``data``: the identity of the dataset's files (version, variant, fingerprint): it differs between
+  datasets by nature, so it tells columns apart only where it differs within one dataset;
 - ``result``: what the job measured (metrics, timing, notes, error, parameter counts);
 - ``meta``: bookkeeping (key, creation time, device string, platform).
 
@@ -22,7 +24,7 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
-CELL, SETTING, RESULT, META = "cell", "setting", "result", "meta"
+CELL, SETTING, DATA, RESULT, META = "cell", "setting", "data", "result", "meta"
 
 
 def _f(role: str, default: Any = None, factory: Any = None) -> Any:
@@ -64,17 +66,20 @@ class JobRecord:
     method_config: dict[str, Any] = _f(SETTING, factory=dict)
     method_config_hash: str = _f(META, "")
     trained: bool = _f(SETTING, False)
-    dataset_version: str = _f(SETTING, "")
-    dataset_variant: str = _f(SETTING, "")
+    dataset_version: str = _f(DATA, "")
+    dataset_variant: str = _f(DATA, "")
     dataset_task: str | None = _f(META)
     dataset_title: str = _f(META, "")
     dataset_n_categories: int | None = _f(META)  # categories the dataset has (a run may select fewer)
-    dataset_fingerprint: str = _f(SETTING, "")
+    dataset_fingerprint: str = _f(DATA, "")
     eval_size: int | str | None = _f(SETTING)
     backbones: dict[str, str] = _f(SETTING, factory=dict)
     weights: dict[str, str] = _f(SETTING, factory=dict)
     random_weights: bool = _f(SETTING, False)
-    train_on: list[str] | None = _f(SETTING)
+    #: The auxiliary ``dataset/category`` pairs of this job's fit (they differ per target category).
+    train_on: list[str] | None = _f(META)
+    #: What the run was asked to train on: ``--train-on`` names, or "default" (the paper's policy).
+    train_on_policy: str | None = _f(SETTING)
     precision: str | None = _f(SETTING)
     fit: dict[str, Any] | None = _f(META)
     device: str | None = _f(META)
@@ -119,9 +124,11 @@ class JobRecord:
 
 
 def role(name: str) -> str:
-    """The role of a top-level record field; unknown fields count as settings (never collapsed)."""
+    """The role of a record field (``config.x`` -> ``method_config``'s); unknown fields count as
+    settings (never collapsed)."""
+    top = "method_config" if name.startswith("config.") else name.split(".", 1)[0]
     for f in dataclasses.fields(JobRecord):
-        if f.name == name:
+        if f.name == top:
             return f.metadata["role"]
     return SETTING
 
@@ -149,7 +156,7 @@ def flat_settings(record: JobRecord) -> dict[str, Any]:
     data = dataclasses.asdict(record)
     data.update(data.pop("extra"))
     for name, value in data.items():
-        if role(name) != SETTING:
+        if role(name) not in (SETTING, DATA):
             continue
         prefix = "config" if name == "method_config" else name
         if isinstance(value, dict):

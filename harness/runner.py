@@ -370,6 +370,9 @@ class Runner:
             weights=job.weights,
             random_weights="random" in job.weights.values(),
             train_on=[f"{d}/{c}" for d, c in job.train_on] if job.train_on is not None else None,
+            train_on_policy=(
+                ",".join(self.spec.train_on or ["default"]) if job.train_on is not None else None
+            ),
             fit=dataclasses.asdict(fit) if fit is not None else None,
             device=str(self.device),
             platform=f"python {platform.python_version()}, torch {torch.__version__}",

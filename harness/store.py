@@ -188,7 +188,6 @@ class ResultsStore:
                 **{f"timing.{k}": v for k, v in dataclasses.asdict(rec.timing).items()},
             }
             row["random_weights"] = bool(rec.random_weights)
-            # the auxiliary datasets (a column's categories each train on their own fold/list)
             row["train_on"] = None if rec.train_on is None else ",".join(train_on_datasets(rec.train_on))
             for name, value in rec.metrics.items():
                 row[name] = float("nan") if value is None else float(value)

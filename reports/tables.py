@@ -19,6 +19,7 @@ import pandas as pd
 
 from adbench.errors import AdbenchError
 from adbench.metrics import mean_over_categories
+from adbench.record import DATA, role
 
 from . import published as pub
 
@@ -306,8 +307,7 @@ def _norm(value: object) -> object:
 def identity_fields(frame: pd.DataFrame) -> list[str]:
     """Settings whose value differs between records of the same dataset: they tell columns apart.
 
-    Derived from the records (never a fixed list): a field that is the same for every record of
-    a dataset (fingerprint, version) does not split columns; anything else that differs does.
+    Derived from the records (never a fixed list of columns).
     """
     fields = []
     for name in setting_columns(frame):
@@ -319,8 +319,12 @@ def identity_fields(frame: pd.DataFrame) -> list[str]:
 
 
 def column_key(row: pd.Series, fields: Sequence[str], varying: dict[str, set[str]]) -> tuple:
-    """A record's column: ``(field, value)`` of every identity field that varies within its dataset."""
-    return tuple((f, _norm(row[f])) for f in fields if f == "method" or row["dataset"] in varying.get(f, ()))
+    """A record's column: ``(field, value)`` of every identity field. A data-identity field (dataset
+    fingerprint, version) differs between datasets by nature: it counts only in the datasets where
+    it differs between records."""
+    return tuple(
+        (f, _norm(row[f])) for f in fields if role(f) != DATA or row["dataset"] in varying.get(f, ())
+    )
 
 
 @dataclass
