@@ -103,7 +103,10 @@ def category_figure(
     titles = (
         (["Image"] if pictures else []) + (["GT"] if len(masks) else []) + [grid.headers[c][0] for c in cols]
     )
-    tags = [""] * ((1 if pictures else 0) + (1 if len(masks) else 0)) + [grid.headers[c][1][0] for c in cols]
+    # the legend tag and protocol (the random-weights flag is in the caption)
+    tags = [""] * ((1 if pictures else 0) + (1 if len(masks) else 0)) + [
+        grid.headers[c][1][0].replace(" · random weights", "").replace(" · ", "\n") for c in cols
+    ]
     for r, i in enumerate(picked):
         panels: list[tuple[np.ndarray, str | None]] = []
         picture = pictures.get(ids[i])
@@ -121,7 +124,7 @@ def category_figure(
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(titles[a] + (f"\n{tags[a]}" if tags[a] else ""), fontsize=7)
+                ax.set_title(titles[a] + (f"\n{tags[a]}" if tags[a] else ""), fontsize=6.5)
         axes[r][0].set_ylabel(ids[i], fontsize=6)
     caption = f"{dataset_name(dataset)} / {category}: images where the maps disagree most"
     if images is None:

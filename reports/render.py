@@ -68,6 +68,7 @@ class Report:
     plots: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)  # qualitative figures (PNG; a PDF beside each)
+    legend: list[str] = field(default_factory=list)  # what each column tag (a), (b), ... stands for
     version: str = adbench.__version__
 
     def sections(self) -> list[tuple[str, list[Table]]]:
@@ -329,6 +330,7 @@ def build_report(
         banner=banner,
         plots=plot_files,
         figures=figure_files,
+        legend=list(grid.legend),
         notes=notes,
     )
 

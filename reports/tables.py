@@ -767,8 +767,15 @@ def _seed_note(grid: ReproducedGrid | PublishedGrid) -> list[str]:
     return [f"Mean ± sample std over seeds; seeds per column: {per}."]
 
 
-def _coverage_remark(grid: ReproducedGrid | PublishedGrid) -> list[str]:
+def _coverage_remark(grid: ReproducedGrid | PublishedGrid, rows: Sequence[Row] = ()) -> list[str]:
+    """How cells with different coverage are compared, when a row of the table has such a cell."""
     if not isinstance(grid, ReproducedGrid):
+        return []
+    if rows and not any(
+        c.suffix or any(not p.rankable and p.value is not None for p in c.parts)
+        for r in rows
+        for c in r.cells
+    ):
         return []
     if grid.coverage_mode == "shared":
         return [
@@ -838,7 +845,10 @@ def metric_table(
         rows=out_rows,
         subcolumns=["ours", "paper", "Δ"] if published is not None else [],
         footnotes=notes.texts,
-        remarks=list(getattr(grid, "legend", [])) + remarks + _coverage_remark(grid) + _seed_note(grid),
+        remarks=list(getattr(grid, "legend", []))
+        + remarks
+        + _coverage_remark(grid, out_rows)
+        + _seed_note(grid),
         info_header="|C|" if isinstance(grid, ReproducedGrid) else "",
         **_header_fields(grid),
     )
@@ -890,7 +900,7 @@ def tuple_table(
         rows=out_rows,
         footnotes=notes.texts,
         section="tuples",
-        remarks=list(getattr(grid, "legend", [])) + [remark] + _coverage_remark(grid),
+        remarks=list(getattr(grid, "legend", [])) + [remark] + _coverage_remark(grid, out_rows),
         info_header="|C|" if isinstance(grid, ReproducedGrid) else "",
         **_header_fields(grid),
     )
@@ -1012,7 +1022,7 @@ def ablation_tables(
         rows,
         footnotes=notes.texts,
         section="ablation",
-        remarks=_coverage_remark(sub),
+        remarks=_coverage_remark(sub, rows),
     )
     pair = [m for m in ("image_auroc", "image_ap") if m in sub.metrics]
     if not pair:
@@ -1066,7 +1076,7 @@ def ablation_tables(
         subcolumns=["ours", "paper"] if has_published else [],
         footnotes=notes2.texts,
         section="ablation",
-        remarks=_coverage_remark(sub),
+        remarks=_coverage_remark(sub, rows2),
     )
     return [first, second]
 
