@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from typing import Any
 
@@ -200,5 +201,12 @@ def ablation_value(method: str, value: str, dataset: str, metric_key: str) -> fl
         if rows.empty or set(rows["dataset"]) != ours:
             return None
         vals = [value_of(rows, d, metric_key) for d in sorted(ours)]
-        return round(sum(vals) / len(vals), 1) if all(v is not None for v in vals) else None
+        return mean_as_printed(vals) if all(v is not None for v in vals) else None
     return value_of(rows, dataset, metric_key)
+
+
+def mean_as_printed(values: list[float]) -> float:
+    """The mean of one-decimal numbers rounded half up to one decimal, as papers print averages
+    (95.85 -> 95.9; binary floats would give 95.8)."""
+    total = sum(Decimal(str(v)) for v in values) / len(values)
+    return float(total.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))

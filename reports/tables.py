@@ -1093,7 +1093,9 @@ def published_ablation_table(grid: PublishedGrid, *, table_id: str, title: str) 
             if d == AVERAGE:
                 vals = [[grid.stat(c, dd, m).mean for dd in grid.datasets] for m in pair]
                 stats = [
-                    Stat(sum(v) / len(v)) if all(x is not None for x in v) else Stat(notes=("incomplete",))
+                    Stat(pub.mean_as_printed(v))
+                    if all(x is not None for x in v)
+                    else Stat(notes=("incomplete",))
                     for v in vals
                 ]
             else:

@@ -197,7 +197,10 @@ def test_average_row_is_mean_over_shared_datasets_by_default_and_own_with_covera
     shared, everything = ReproducedGrid(frame), ReproducedGrid(frame, coverage="all")
     for c, (method, variant) in enumerate(cols):
         for metric in ("image_auroc", "pixel_aupro"):
-            per_ds = {d: expected_dataset_mean(records, method, variant, d, metric) for d in ("mvtec", "btad", "visa")}
+            per_ds = {
+                d: expected_dataset_mean(records, method, variant, d, metric)
+                for d in ("mvtec", "btad", "visa")
+            }
             own = [v for v in per_ds.values() if v is not None]
             # only patchead ran VisA: by default the Average compares every column on MVTec AD and BTAD
             assert shared.average(c, metric).mean == pytest.approx((per_ds["mvtec"] + per_ds["btad"]) / 2)
@@ -263,10 +266,7 @@ def test_ablation_table_rows_are_config_values(rendered):
         assert re.sub("<[^>]+>", "", row[0]).startswith(f"{want:.1f}")
     per_ds = html_table(rendered["html"], "ablation-dma_sap.variant-datasets")
     assert "MVTec AD" in per_ds and "Average" in per_ds
-    want = [
-        expected_dataset_mean(records, "dma_sap", "A", "mvtec", m)
-        for m in ("image_auroc", "image_ap")
-    ]
+    want = [expected_dataset_mean(records, "dma_sap", "A", "mvtec", m) for m in ("image_auroc", "image_ap")]
     assert text(html_row(per_ds, "A [random weights]")[0]).startswith(f"({want[0]:.1f}, {want[1]:.1f})")
     with pytest.raises(AdbenchError, match="no config field 'nope'"):
         render_report(
@@ -328,9 +328,7 @@ def test_few_shot_mean_and_std_over_seeds(tmp_path):
         for c in ("c1", "c2")
     ]
     store = write_store(tmp_path / "s", recs)
-    per_seed = [
-        100 * np.mean([r.metrics["image_auroc"] for r in recs if r.seed == s]) for s in (0, 1, 2)
-    ]
+    per_seed = [100 * np.mean([r.metrics["image_auroc"] for r in recs if r.seed == s]) for s in (0, 1, 2)]
     render_report(store, tmp_path / "o", ["html"], registry=REGISTRY)
     cell = html_row(
         html_table((tmp_path / "o" / "report.html").read_text(), "metric-image_auroc"), "MVTec AD"
@@ -359,7 +357,9 @@ def test_published_mode_needs_no_records(tmp_path):
 def test_failed_job_is_a_dash_with_its_error(tmp_path):
     rng = np.random.default_rng(2)
     recs = [make_record("winclip", "", d, "c1", rng) for d in ("mvtec", "visa")]
-    recs[1] = dataclasses.replace(recs[1], status="failed", error="CUDA out of memory\ntraceback...", metrics={})
+    recs[1] = dataclasses.replace(
+        recs[1], status="failed", error="CUDA out of memory\ntraceback...", metrics={}
+    )
     store = write_store(tmp_path / "s", recs)
     render_report(store, tmp_path / "o", ["html"], registry=REGISTRY)
     table = html_table((tmp_path / "o" / "report.html").read_text(), "metric-image_auroc")
