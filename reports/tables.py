@@ -397,8 +397,11 @@ class ReproducedGrid:
         settings behind each tag go in ``legend`` (one line per tag) instead of the header."""
         self.headers = []
         self.legend = []
+        #: Per column, the settings and tags spelled out (chart legends have room for them).
+        self.descriptions: list[list[str]] = []
         for key in self.keys:
             title, details, tags = self._header(key)
+            self.descriptions.append(details + tags)
             if details:
                 tag = f"({_letters(len(self.legend))})"
                 self.legend.append(f"{tag} {', '.join(details)}")
