@@ -93,6 +93,8 @@ class JobRecord:
     params_total: int | None = _f(RESULT)
     params_trainable: int | None = _f(RESULT)
     rescored: str | None = _f(META)
+    #: Where a number came from (code version, host, command line ...): never tells columns apart.
+    provenance: dict[str, Any] = _f(META, factory=dict)
     #: Fields unknown to this schema (newer writers, plugins): kept and written back as they were.
     extra: dict[str, Any] = field(default_factory=dict, metadata={"role": SETTING})
 

@@ -368,6 +368,7 @@ class ReproducedGrid:
         both.attrs["settings"] = list(dict.fromkeys(setting_columns(frame) + setting_columns(failed)))
         if "variant" in both:
             both["variant"] = both["variant"].fillna("").astype(str)
+        self.settings = setting_columns(both)
         self.identity = identity_fields(both)
         varying = {
             f: {d for d, s in both.groupby("dataset")[f] if len(set(s.map(_norm))) > 1} for f in self.identity
@@ -979,7 +980,7 @@ def ablation_frame(grid: ReproducedGrid, spec: str) -> tuple[pd.DataFrame, str, 
         raise AdbenchError(
             f"--ablation {spec!r}: no config field '{fld}' in {method} records (fields: {', '.join(fields)})"
         )
-    both.attrs["settings"] = [c for c in setting_columns(grid.frame) if c in both]
+    both.attrs["settings"] = [c for c in grid.settings if c in both]
     others = [f for f in identity_fields(both) if f not in ("method", col)]
     if others:
         what = "; ".join(
