@@ -338,7 +338,7 @@ class Runner:
             if record.ok:
                 summary.done += 1
             else:
-                summary.failed.append(f"{job.label}: {(record.error or '').splitlines()[0]}")
+                summary.failed.append(f"{job.label}: {((record.error or '').splitlines() or ['failed'])[0]}")
         return summary
 
     def base_record(self, job: Job) -> JobRecord:
