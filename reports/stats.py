@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from adbench.errors import AdbenchError
 from adbench.store import ResultsStore
 
 from .tables import Cell, Notes, Part, ReproducedGrid, Row, Table, dataset_name, fmt
@@ -70,11 +71,13 @@ def ci_table(grid: ReproducedGrid, store: ResultsStore) -> Table:
         cells = []
         for c in range(len(grid.keys)):
             stat = grid.stat(c, d, "image_auroc")
-            interval = dataset_interval(grid, store, c, d) if stat.ok else None
+            why = "single-class test set"
+            try:
+                interval = dataset_interval(grid, store, c, d) if stat.ok else None
+            except AdbenchError as exc:  # predictions deleted or never written: the value still shows
+                interval, why = None, str(exc)
             text = fmt(stat.mean) + (f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else "")
-            marks = notes.marks(
-                stat.notes if not stat.ok else ([] if interval else ["single-class test set"])
-            )
+            marks = notes.marks(stat.notes if not stat.ok else ([] if interval else [why]))
             cells.append(Cell([Part(text)], marks=marks))
         out_rows.append(Row(dataset_name(d), cells))
     return Table(

@@ -401,3 +401,57 @@ def test_banner_once_at_the_top_of_the_html(tmp_path):
     recs = [job_record("patchead", "mvtec", "c0", metrics=auroc(0.9), random_weights=True)]
     html, _ = render(tmp_path, recs)
     assert html.count("randomly initialised backbone weights") == 1
+
+
+def test_choose_methods_datasets_metrics_and_column_labels(tmp_path):
+    recs = [
+        job_record(m, d, "c0", metrics={"image_auroc": 0.9, "pixel_auroc": 0.8}, method_title=t)
+        for m, t in (("patchead", "PatchEAD"), ("winclip", "WinCLIP"))
+        for d in ("mvtec", "visa")
+    ]
+    html, _ = render(
+        tmp_path,
+        recs,
+        methods=["patchead"],
+        datasets=["visa"],
+        metrics=["image_auroc"],
+        labels={"PatchEAD zero-shot": "Ours"},
+    )
+    t = table(html, "metric-image_auroc")
+    assert [h.split()[0] for h in headers(t)] == ["Ours"] and "WinCLIP" not in html
+    assert "VisA" in t and "MVTec AD" not in t and 'id="metric-pixel_auroc"' not in html
+    for option, value, message in (
+        ("methods", ["clip"], "--methods 'clip': not in the store"),
+        ("metrics", ["image_aurc"], "--metrics 'image_aurc'"),
+        ("labels", {"nope": "x"}, "--label 'nope': no such column"),
+    ):
+        with pytest.raises(AdbenchError, match=re.escape(message)):
+            render(tmp_path / option, recs, **{option: value})
+
+
+def test_report_cli_options_and_one_line_errors(tmp_path, monkeypatch, capsys):
+    from adbench.cli import main
+
+    write_store(tmp_path / "store", batch_vs_few_shot())
+    args = [
+        "adbench",
+        "report",
+        "--results",
+        str(tmp_path / "store"),
+        "--format",
+        "csv",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    monkeypatch.setattr("sys.argv", [*args, "--coverage", "all", "--ci"])
+    main()  # no predictions stored: the intervals say so, the report is still written
+    assert (tmp_path / "o" / "report.csv").exists()
+    monkeypatch.setattr("sys.argv", [*args, "--paper", "nosuchpaper"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert (
+        exit_.value.code == 2
+        and err.startswith("error: --paper 'nosuchpaper'")
+        and len(err.splitlines()) == 1
+    )
