@@ -55,6 +55,7 @@ class Category:
     def __post_init__(self) -> None:
         if not self.object_name:
             self.object_name = self.name.replace("_", " ")
+
     difficulty: str | None = None
 
     @property

@@ -75,7 +75,7 @@ class Method(ABC):
     """Base class of method plugins.
 
     Class attributes describe the method to the registry and the runner:
-    ``name``, ``description``, ``config_cls`` (a dataclass with the paper's defaults),
+    ``name``, ``display_name``, ``description``, ``config_cls`` (a dataclass with the paper's defaults),
     ``supports`` (protocols it can run), ``default_protocol``, ``trained``,
     ``backbone_fields`` (config fields holding backbone names) and ``demo_backbones``
     (the backbone each such field takes under ``adbench run --demo``). ``config_cls`` subclasses :class:`MethodConfig`

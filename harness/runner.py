@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import platform
-import resource
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from .config import expand, stable_hash, to_dict
 from .data import Category, Dataset, load_images, load_masks
 from .demo import demo_grid
 from .errors import AdbenchError, WeightsNotFoundError
+from .measure import parameter_counts, peak_memory_mb, reset_peak_memory
 from .methods import Method
 from .protocols import (
     DEFAULT_FEW_SHOT_SEEDS,
@@ -38,6 +38,7 @@ from .protocols import (
     predict_category,
     two_fold_split,
 )
+from .record import JobRecord, Timing
 from .registry import Registry, get_registry
 from .seeding import seed_everything
 from .store import ResultsStore
@@ -315,6 +316,10 @@ class Runner:
         """One set-up (and, for trained methods, fitted) instance per config and training set."""
         ident = self.instance_id(job)
         if ident not in self._methods:
+            # one model at a time: earlier jobs' models never count in this job's peak memory
+            self._methods.clear()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
             method = job.method_cls(job.config, self.device)
             method.setup()
             if job.method_cls.trained:
@@ -345,8 +350,10 @@ class Runner:
         from .training import read_fit_log
 
         # per-epoch losses beside the records (the fit itself lives in the cache)
-        self.store.write_training_log(result.key, read_fit_log(job.method_cls.name, result.key))
-        return result
+        log = read_fit_log(job.method_cls.name, result.key)
+        self.store.write_training_log(result.key, log)
+        # training time of the fit (also when this run reused it from the cache)
+        return dataclasses.replace(result, seconds=log.get("seconds", result.seconds))
 
     def run(self) -> RunSummary:
         """Execute the planned jobs, skipping finished ones; failures are recorded, not fatal."""
@@ -370,50 +377,55 @@ class Runner:
                     job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
                 )
             self.store.write_record(record)
-            if record["status"] == "ok":
+            if record.ok:
                 summary.done += 1
             else:
-                summary.failed.append(f"{job.label}: {record['error'].splitlines()[0]}")
+                summary.failed.append(f"{job.label}: {((record.error or '').splitlines() or ['failed'])[0]}")
         return summary
 
-    def base_record(self, job: Job) -> dict[str, Any]:
+    def base_record(self, job: Job) -> JobRecord:
         ds = job.dataset
         fit = self._fits.get(self.instance_id(job))
-        return {
-            "key": job.key,
-            "adbench_version": __version__,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "method": job.method_cls.name,
-            "method_display": job.method_cls.display_name or job.method_cls.name,
-            "published_name": job.method_cls.published_name(job.config),
-            "variant": variant_label(job.config),
-            "method_config": to_dict(job.config),
-            "method_config_hash": stable_hash(to_dict(job.config)),
-            "trained": job.method_cls.trained,
-            "dataset": ds.name,
-            "dataset_title": ds.title or ds.name,
-            "dataset_group": ds.group,
-            "dataset_order": ds.order,
-            "dataset_version": ds.version,
-            "dataset_variant": ds.variant,
-            "dataset_task": ds.task,
-            "dataset_fingerprint": self.fingerprint(ds.name),
-            "category": job.category,
-            "protocol": job.protocol,
-            "shots": job.shots,
-            "seed": job.seed,
-            "eval_size": job.eval_size,
-            "backbones": {f: getattr(job.config, f) for f in job.method_cls.backbone_fields},
-            "weights": job.weights,
-            "random_weights": "random" in job.weights.values(),
-            "train_on": [f"{d}/{c}" for d, c in job.train_on] if job.train_on is not None else None,
-            "fit": dataclasses.asdict(fit) if fit is not None else None,
-            "device": str(self.device),
-            "platform": f"python {platform.python_version()}, torch {torch.__version__}",
-        }
+        return JobRecord(
+            key=job.key,
+            adbench_version=__version__,
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            method=job.method_cls.name,
+            method_title=job.method_cls.display_name or job.method_cls.name,
+            published_name=job.method_cls.published_name(job.config),
+            variant=variant_label(job.config),
+            method_config=to_dict(job.config),
+            method_config_hash=stable_hash(to_dict(job.config)),
+            trained=job.method_cls.trained,
+            dataset=ds.name,
+            dataset_title=ds.title or ds.name,
+            dataset_group=ds.group,
+            dataset_order=ds.order,
+            dataset_n_categories=len(ds.categories()),
+            dataset_version=ds.version,
+            dataset_variant=ds.variant,
+            dataset_task=ds.task,
+            dataset_fingerprint=self.fingerprint(ds.name),
+            category=job.category,
+            protocol=job.protocol,
+            shots=job.shots,
+            seed=job.seed,
+            eval_size=job.eval_size,
+            backbones={f: getattr(job.config, f) for f in job.method_cls.backbone_fields},
+            weights=job.weights,
+            random_weights="random" in job.weights.values(),
+            train_on=[f"{d}/{c}" for d, c in job.train_on] if job.train_on is not None else None,
+            train_on_policy=(
+                ",".join(self.spec.train_on or ["default"]) if job.train_on is not None else None
+            ),
+            fit=dataclasses.asdict(fit) if fit is not None else None,
+            device=str(self.device),
+            platform=f"python {platform.python_version()}, torch {torch.__version__}",
+            precision="bf16-autocast" if self.device.type == "cuda" else "fp32",
+        )
 
-    def failure_record(self, job: Job, error: str) -> dict[str, Any]:
-        return {**self.base_record(job), "status": "failed", "error": error, "metrics": {}}
+    def failure_record(self, job: Job, error: str) -> JobRecord:
+        return dataclasses.replace(self.base_record(job), status="failed", error=error)
 
     def test_split(self, job: Job, category: Category, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Test images and masks of a category; the last one is kept, since consecutive jobs
@@ -425,7 +437,7 @@ class Runner:
             self._split_cache = (ident, images, masks)
         return self._split_cache[1], self._split_cache[2]
 
-    def run_job(self, job: Job) -> dict[str, Any]:
+    def run_job(self, job: Job) -> JobRecord:
         seed_everything(job.seed)
         t0 = time.perf_counter()
         method = self.method_instance(job)
@@ -433,8 +445,7 @@ class Runner:
         images, masks = self.test_split(job, category, method.image_size)
         labels = np.array([s.label for s in category.test], dtype=np.int64)
         ctx = make_context(job.protocol, category, method.image_size, job.shots, job.seed)
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
+        mem_kind = reset_peak_memory(self.device)
         t1 = time.perf_counter()
         with (
             torch.inference_mode(),
@@ -458,26 +469,28 @@ class Runner:
             ids=np.array([s.id for s in category.test]),
             anomaly_types=anomaly_types,
         )
-        return {
-            **self.base_record(job),
-            "status": "ok",
-            "error": None,
-            "metrics": values,
-            "metric_definitions": {k: metrics.METRIC_DEFINITIONS[k] for k in values},
-            "image_auroc_by_anomaly_type": metrics.image_auroc_by_group(labels, scores, anomaly_types),
-            "difficulty": category.difficulty,
-            "notes": notes,
-            "n_test": int(len(labels)),
-            "n_anomalous": int(labels.sum()),
-            "timing": {
-                "wall_s": round(time.perf_counter() - t0, 3),
-                "predict_s": round(predict_s, 3),
-                "images_per_s": round(len(labels) / predict_s, 3) if predict_s > 0 else None,
-                "peak_mem_mb": peak_memory_mb(self.device),
-                "peak_mem_kind": "cuda_max_allocated" if self.device.type == "cuda" else "process_max_rss",
-            },
-            "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
-        }
+        fit = self._fits.get(self.instance_id(job))
+        params_total, params_trainable = parameter_counts(method)
+        return dataclasses.replace(
+            self.base_record(job),
+            metrics=values,
+            metric_definitions={k: metrics.METRIC_DEFINITIONS[k] for k in values},
+            notes=notes,
+            n_test=int(len(labels)),
+            n_anomalous=int(labels.sum()),
+            params_total=params_total,
+            params_trainable=params_trainable,
+            image_auroc_by_anomaly_type=metrics.image_auroc_by_group(labels, scores, anomaly_types),
+            difficulty=category.difficulty,
+            timing=Timing(
+                wall_s=round(time.perf_counter() - t0, 3),
+                predict_s=round(predict_s, 3),
+                images_per_s=round(len(labels) / predict_s, 3) if predict_s > 0 else None,
+                peak_mem_mb=peak_memory_mb(self.device),
+                peak_mem_kind=mem_kind,
+                train_s=round(fit.seconds, 3) if fit is not None else None,
+            ),
+        )
 
 
 def postprocess_maps(maps: torch.Tensor | None, size: int, sigma: float) -> np.ndarray | None:
@@ -500,13 +513,6 @@ def compact_maps(maps: np.ndarray) -> np.ndarray:
     if maps.size and np.isfinite(maps).all() and np.abs(maps).max() < 6e4:
         return maps.astype(np.float16)
     return maps.astype(np.float32)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak CUDA allocation of the job, or the process's peak resident set size on the CPU."""
-    if device.type == "cuda":
-        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def rescore(store: ResultsStore) -> int:

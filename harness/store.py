@@ -13,6 +13,7 @@ predictions' key, so ``adbench rescore`` recomputes metrics without running any 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -26,10 +27,13 @@ import numpy as np
 import pandas as pd
 
 from .errors import AdbenchError
+from .record import JobRecord, flat_settings, train_on_datasets
 
 DEFAULT_RESULTS_DIR = "adbench-results"
-#: Columns that identify a job in tables (everything else is a metric or metadata).
+#: Columns printed first by ``adbench results`` and the order rows are sorted in.
 ID_COLUMNS = ("method", "variant", "dataset", "category", "protocol", "shots", "seed")
+#: Sort order of job rows (``adbench run``/``results``, per-category CSV rows).
+SORT_COLUMNS = ("method", "dataset", "category", "shots", "seed")
 
 
 def _json_safe(obj: Any) -> Any:
@@ -98,9 +102,10 @@ class ResultsStore:
         except json.JSONDecodeError:
             return False
 
-    def write_record(self, record: dict[str, Any]) -> Path:
-        path = self.record_path(record["key"])
-        atomic_write_json(path, record)
+    def write_record(self, record: JobRecord | dict[str, Any]) -> Path:
+        data = record.to_dict() if isinstance(record, JobRecord) else JobRecord.from_dict(record).to_dict()
+        path = self.record_path(data["key"])
+        atomic_write_json(path, data)
         return path
 
     def read_record(self, key: str) -> dict[str, Any]:
@@ -138,46 +143,66 @@ class ResultsStore:
 
                 warnings.warn(f"skipping unreadable record {path}", stacklevel=2)
 
-    def frame(self, include_failed: bool = False) -> pd.DataFrame:
-        """One row per job: identity columns, one column per metric, weights flag, timings.
+    def records(self) -> Iterator[JobRecord]:
+        """Every readable record as the typed schema (any schema version)."""
+        for data in self.iter_records():
+            yield JobRecord.from_dict(data)
 
-        Also ``error``, ``created``, ``dataset_task``, ``n_test``, ``n_anomalous``, ``train_on``,
-        ``backbone_names``, ``notes``, ``difficulty`` and ``anomaly_type_image_auroc`` (a dict, for
-        per-type breakdowns) and one ``config.<field>`` column per method-config field.
+    def frame(self, include_failed: bool = False) -> pd.DataFrame:
+        """One row per job, sorted by method, dataset, category, shots, seed.
+
+        Columns: every setting of the record flattened (``config.<field>``, ``weights.<name>``,
+        unknown fields under their own name; ``frame.attrs["settings"]`` lists them), one column
+        per metric, timing and parameter counts, and ``key``, ``status``, ``error``, ``created``,
+        ``variant``, ``method_title``, ``dataset_title``, ``dataset_task``, ``n_test``,
+        ``n_anomalous``, ``backbone_names``, ``notes``, ``published_name``, ``dataset_group``,
+        ``dataset_order``, ``difficulty`` and ``anomaly_type_image_auroc`` (a dict, for per-type
+        breakdowns).
         """
         rows = []
-        for rec in self.iter_records():
-            if rec.get("status") != "ok" and not include_failed:
+        settings: dict[str, None] = {}
+        for rec in self.records():
+            if not rec.ok and not include_failed:
                 continue
+            flat = flat_settings(rec)
+            settings.update(dict.fromkeys(flat))
             row = {
-                "key": rec["key"],
-                "method": rec["method"],
-                "variant": rec.get("variant", ""),
-                "dataset": rec["dataset"],
-                "category": rec["category"],
-                "protocol": rec["protocol"],
-                "shots": rec.get("shots", 0),
-                "seed": rec.get("seed", 0),
-                "random_weights": bool(rec.get("random_weights", False)),
-                "status": rec.get("status", "ok"),
+                **flat,
+                "key": rec.key,
+                "variant": rec.variant or "",
+                "dataset": rec.dataset,
+                "category": rec.category,
+                "seed": rec.seed,
+                "status": rec.status,
+                "error": rec.error,
+                "created": rec.created,
+                "method_title": rec.method_title or "",
+                "published_name": rec.published_name,
+                "dataset_group": rec.dataset_group,
+                "dataset_order": rec.dataset_order,
+                "dataset_title": rec.dataset_title or "",
+                "dataset_n_categories": rec.dataset_n_categories,
+                "dataset_task": rec.dataset_task,
+                "n_test": rec.n_test,
+                "n_anomalous": rec.n_anomalous,
+                "backbone_names": ",".join(sorted({str(v) for v in rec.backbones.values()})),
+                "notes": tuple(rec.notes),
+                "params_total": rec.params_total,
+                "params_trainable": rec.params_trainable,
+                "device": rec.device,
+                **{f"timing.{k}": v for k, v in dataclasses.asdict(rec.timing).items()},
             }
-            for name, value in (rec.get("metrics") or {}).items():
+            row["random_weights"] = bool(rec.random_weights)
+            row["train_on"] = None if rec.train_on is None else ",".join(train_on_datasets(rec.train_on))
+            for name, value in rec.metrics.items():
                 row[name] = float("nan") if value is None else float(value)
-            timing = rec.get("timing") or {}
-            row["images_per_s"] = timing.get("images_per_s")
-            row["wall_s"] = timing.get("wall_s")
-            # Additive columns the reports need (footnotes, banners, ablations over config fields).
-            row["error"] = rec.get("error")
-            row["created"] = rec.get("created")
-            row["dataset_task"] = rec.get("dataset_task")
-            row["n_test"] = rec.get("n_test")
-            row["n_anomalous"] = rec.get("n_anomalous")
-            row["train_on"] = None if rec.get("train_on") is None else str(rec.get("train_on"))
-            row["backbone_names"] = ",".join(sorted({str(v) for v in (rec.get("backbones") or {}).values()}))
-            row["notes"] = tuple(rec.get("notes") or ())
-            row["difficulty"] = rec.get("difficulty")
-            row["anomaly_type_image_auroc"] = rec.get("image_auroc_by_anomaly_type") or {}
-            for name, value in (rec.get("method_config") or {}).items():
-                row[f"config.{name}"] = tuple(value) if isinstance(value, list) else value
+            row["images_per_s"] = rec.timing.images_per_s
+            row["wall_s"] = rec.timing.wall_s
+            row["difficulty"] = rec.difficulty
+            row["anomaly_type_image_auroc"] = rec.image_auroc_by_anomaly_type or {}
             rows.append(row)
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        if not frame.empty:
+            frame = frame.sort_values(list(SORT_COLUMNS), kind="stable", ignore_index=True)
+        frame.attrs["settings"] = list(settings)
+        return frame

@@ -14,7 +14,6 @@ import pandas as pd
 from adbench.metrics import mean_over_categories
 
 from .tables import (
-    COLUMN_KEYS,
     Notes,
     ReproducedGrid,
     Row,
@@ -36,8 +35,8 @@ def _collect(
     """(dataset, group) -> per column, the category values of that group."""
     out: dict[tuple[str, str], list[list[float]]] = defaultdict(lambda: [[] for _ in grid.keys])
     col_of = {key: i for i, key in enumerate(grid.keys)}
-    for row in frame.itertuples(index=False):
-        col = col_of[tuple(getattr(row, k) for k in COLUMN_KEYS)]
+    for col_key, row in zip(frame["_col"], frame.itertuples(index=False), strict=True):
+        col = col_of[col_key]
         for group, value in groups_of(row):
             out[(row.dataset, group)][col].append(value)
     return out

@@ -7,6 +7,7 @@ clash with TeX braces. Best values are bold and second-best underlined in every 
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def html_cell(cell: Cell) -> Markup:
     out = Markup(", ").join(parts)
     if cell.is_tuple:
         out = Markup("({})").format(out)
+    if cell.suffix:
+        out += Markup(' <span class="cov">{}</span>').format(cell.suffix)
     if cell.marks:
         out += Markup("<sup>{}</sup>").format(",".join(map(str, cell.marks)))
     return out
@@ -45,7 +48,13 @@ def html_cell(cell: Cell) -> Markup:
 def html_environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=_LOADER, autoescape=jinja2.select_autoescape(["html", "html.j2"]))
     env.filters["cell"] = html_cell
+    env.filters["datauri"] = data_uri
     return env
+
+
+def data_uri(path: Path) -> str:
+    """A PNG embedded as a data: URI, so the HTML is one self-contained file."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
 def render_html(report: Report, out_dir: Path) -> list[Path]:
@@ -103,6 +112,8 @@ def latex_cell(cell: Cell) -> Tex:
     out = ", ".join(parts)
     if cell.is_tuple:
         out = f"({out})"
+    if cell.suffix:
+        out += rf" {{\footnotesize {escape_latex(cell.suffix)}}}"
     if cell.marks:
         out += f"$^{{{','.join(map(str, cell.marks))}}}$"
     return Tex(out)
@@ -140,12 +151,26 @@ def latex_environment() -> jinja2.Environment:
 
 
 def render_latex(report: Report, out_dir: Path) -> list[Path]:
-    path = Path(out_dir) / "report.tex"
-    text = (
-        latex_environment().get_template("report.tex.j2").render(report=report, long_sections={"categories"})
-    )
-    path.write_text(text, encoding="utf-8")
-    return [path]
+    """One ``tables/<id>.tex`` per table (booktabs, ready to ``\\input``) and ``report.tex``, a
+    standalone document that inputs them all."""
+    env = latex_environment()
+    table_dir = Path(out_dir) / "tables"
+    table_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    template = env.get_template("table.tex.j2")
+    for t in report.tables:
+        path = table_dir / f"{env.filters['label'](t.id)}.tex"
+        path.write_text(
+            template.render(report=report, t=t, long=t.section in LONG_SECTIONS), encoding="utf-8"
+        )
+        paths.append(path)
+    main = Path(out_dir) / "report.tex"
+    main.write_text(env.get_template("report.tex.j2").render(report=report), encoding="utf-8")
+    return [main, *paths]
+
+
+#: Sections set as longtables (they can run over several pages).
+LONG_SECTIONS = {"categories"}
 
 
 # --------------------------------------------------------------------------- Markdown and CSV
@@ -162,6 +187,7 @@ def markdown_cell(cell: Cell) -> str:
         parts.append(f"**{text}**" if part.rank == 1 else f"<u>{text}</u>" if part.rank == 2 else text)
     out = ", ".join(parts)
     out = f"({out})" if cell.is_tuple else out
+    out += f" {escape_markdown(cell.suffix)}" if cell.suffix else ""
     return out + (f"<sup>{','.join(map(str, cell.marks))}</sup>" if cell.marks else "")
 
 

@@ -39,7 +39,7 @@ def bar_charts(grid: ReproducedGrid, out_dir: Path) -> list[Path]:
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     n = len(grid.columns)
-    labels = [legend_label(name, details) for name, details in grid.headers]
+    labels = [legend_label(name, details) for (name, _), details in zip(grid.headers, grid.descriptions)]
     hatches = ["///" if grid.is_random(k) else None for k in grid.keys]
     random = any(hatches)
     colors = plt.get_cmap("tab10" if n <= 10 else "tab20").colors

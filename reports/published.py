@@ -8,7 +8,9 @@ comparison always names the one source it used.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from typing import Any
 
@@ -133,14 +135,20 @@ def setting_matches(protocol: str, setting: str) -> bool:
     return prefix is not None and setting.startswith(prefix)
 
 
+def matches_paper(source: str, paper: str | None) -> bool:
+    """Whether a CSV source belongs to the paper named by ``--paper`` (a substring, any case)."""
+    return paper is None or paper.lower() in source.lower()
+
+
 @functools.cache
-def lookup(name: str, protocol: str) -> tuple[str | None, pd.DataFrame]:
+def lookup(name: str, protocol: str, paper: str | None = None) -> tuple[str | None, pd.DataFrame]:
     """The one source used for a method under a protocol, and its rows (empty when none).
 
-    The method's own paper wins; otherwise the first paper of ``SOURCE_PRIORITY`` reporting it.
-    Cached: treat the returned frame as read-only.
+    The method's own paper wins; otherwise the first paper of ``SOURCE_PRIORITY`` reporting it;
+    ``paper`` restricts the sources to one paper. Cached: treat the returned frame as read-only.
     """
     table = load_published()
+    table = table[table["source"].map(lambda s: matches_paper(s, paper))]
     rows = table[(table["method"] == name) & table["setting"].map(lambda s: setting_matches(protocol, s))]
     if rows.empty:
         return None, rows
@@ -172,3 +180,33 @@ def average_row_for(rows: pd.DataFrame, metric_key: str, datasets: set[str]) -> 
         if avg in set(sel["dataset"]) and covered and covered == datasets:
             return avg
     return None
+
+
+def published_shots(setting: str) -> int | None:
+    """The k of a few-shot setting (``few-shot (k=4)``, ``4-shot``), or None when the paper does not say."""
+    match = re.search(r"\bk\s*=\s*(\d+)|(\d+)-shot", setting)
+    return int(match.group(1) or match.group(2)) if match else None
+
+
+def ablation_value(method: str, value: str, dataset: str, metric_key: str) -> float | None:
+    """A published ablation number: rows named ``<method> ablation <value>. ...`` in an ablation source."""
+    table = load_published()
+    rows = table[
+        table["source"].str.contains("ablation")
+        & table["method"].str.startswith(f"{method} ablation {value}.")
+    ]
+    if dataset.startswith("__average__"):
+        # "__average__:mvtec,btad": the paper's Average, only when it covers exactly these datasets
+        ours = set(dataset.partition(":")[2].split(","))
+        if rows.empty or set(rows["dataset"]) != ours:
+            return None
+        vals = [value_of(rows, d, metric_key) for d in sorted(ours)]
+        return mean_as_printed(vals) if all(v is not None for v in vals) else None
+    return value_of(rows, dataset, metric_key)
+
+
+def mean_as_printed(values: list[float]) -> float:
+    """The mean of one-decimal numbers rounded half up to one decimal, as papers print averages
+    (95.85 -> 95.9; binary floats would give 95.8)."""
+    total = sum(Decimal(str(v)) for v in values) / len(values)
+    return float(total.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))

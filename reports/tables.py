@@ -13,16 +13,19 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
 from adbench.errors import AdbenchError
 from adbench.metrics import mean_over_categories
+from adbench.record import DATA, role
 
 from . import published as pub
 
 DASH = "—"
 AVERAGE = "__average__"
+AVERAGE_PREFIX = "average_"  # + a dataset group: the Average row of one group's table
 
 #: Paper order: the seven industrial sets, then the eight medical ones (the CSV's average groups).
 DATASET_ORDER = [name for group in pub.AVERAGE_GROUPS.values() for name in group]
@@ -74,7 +77,6 @@ TUPLES = {
     "image": ("Image-level (AUROC, AP, F1)", ("image_auroc", "image_ap", "image_f1max")),
     "pixel": ("Pixel-level (AUROC, PRO, F1)", ("pixel_auroc", "pixel_aupro", "pixel_f1max")),
 }
-COLUMN_KEYS = ["method", "variant", "protocol", "shots"]
 PROTOCOL_NAMES = {"zero_shot": "zero-shot", "batch_zero_shot": "batch zero-shot", "few_shot": "few-shot"}
 CFLOW_NOTE = (
     "Published AUPRO of AnomalyCLIP-lineage papers follows the aupro_cflow definition; "
@@ -84,6 +86,24 @@ CFLOW_NOTE = (
 
 def dataset_name(name: str) -> str:
     return DATASET_NAMES.get(name, name)
+
+
+def dataset_group(name: str) -> str:
+    """``industrial``/``medical`` as the papers group datasets (their separate tables), else ``other``."""
+    for avg, members in pub.AVERAGE_GROUPS.items():
+        if name in members:
+            return avg[len(AVERAGE_PREFIX) :]
+    return "other"
+
+
+def group_datasets(datasets: Sequence[str], group: str) -> list[str]:
+    return [d for d in datasets if dataset_group(d) == group]
+
+
+def dataset_groups(datasets: Sequence[str]) -> list[str]:
+    """The groups present, in paper order (industrial, medical, then other)."""
+    present = {dataset_group(d) for d in datasets}
+    return [g for g in ("industrial", "medical", "other") if g in present]
 
 
 def metric_name(name: str) -> str:
@@ -132,6 +152,7 @@ class Part:
     text: str
     value: float | None = None
     rank: int | None = None
+    rankable: bool = True
 
 
 @dataclass
@@ -140,6 +161,7 @@ class Cell:
     is_tuple: bool = False
     marks: list[int] = field(default_factory=list)
     kind: str = "value"  # value | published | diff
+    suffix: str = ""  # shown after the value(s), e.g. the coverage "(2/6)"
 
 
 @dataclass
@@ -149,6 +171,7 @@ class Row:
     group: str | None = None
     group_start: bool = False
     rule_before: bool = False
+    info: str = ""  # the value of the table's info column (e.g. |C|, the category count)
 
 
 @dataclass
@@ -166,6 +189,8 @@ class Table:
     remarks: list[str] = field(default_factory=list)  # unnumbered notes under the table
     #: Per column, the smaller header lines under the short name (variant settings, protocol, flags).
     column_details: list[list[str]] = field(default_factory=list)
+    #: Header of an unranked column after the row labels (ViP2-CLIP's |C|), empty for none.
+    info_header: str = ""
 
     @property
     def n_data_columns(self) -> int:
@@ -206,7 +231,7 @@ def rank_parts(parts: Sequence[Part]) -> None:
 
     Second-best is marked only among three or more values: with two, it would just mark the worse.
     """
-    valued = [p for p in parts if p.value is not None and not math.isnan(p.value)]
+    valued = [p for p in parts if p.rankable and p.value is not None and not math.isnan(p.value)]
     if len(valued) < 2:
         return
     top = sorted({round(p.value, 1) for p in valued}, reverse=True)[: 2 if len(valued) > 2 else 1]
@@ -225,6 +250,10 @@ class Stat:
     mean: float | None = None
     std: float | None = None
     notes: tuple[str, ...] = ()
+    coverage: str = ""  # e.g. "2/6" when the value covers fewer categories (or datasets) than exist
+    diffable: bool = True  # a published value that may be subtracted from ours (same setting)
+    rankable: bool = True  # False: shown, but never marked best/second
+    n_seeds: int = 1
 
     @property
     def ok(self) -> bool:
@@ -254,87 +283,270 @@ def nan_reason(rows: pd.DataFrame, metric: str) -> str:
     return f"{metric} undefined (NaN in the record)"
 
 
-class ReproducedGrid:
-    """Store rows aggregated per column (method, variant, protocol, shots) × dataset × metric."""
+#: Setting fields shown as flags or in the protocol line of a header rather than as ``field=value``.
+_HEADER_SKIP = ("method", "protocol", "shots", "random_weights", "weights.", "backbones.")
+COVERAGES = ("shared", "all")
 
-    def __init__(self, frame: pd.DataFrame, failed: pd.DataFrame | None = None) -> None:
+
+def short_field(name: str) -> str:
+    """``config.variant`` -> ``variant``; other setting names unchanged."""
+    return name[len("config.") :] if name.startswith("config.") else name
+
+
+def setting_columns(frame: pd.DataFrame) -> list[str]:
+    """The setting columns of a store frame (``frame.attrs['settings']``, from the record schema)."""
+    names = frame.attrs.get("settings") or []
+    return [c for c in names if c in frame.columns]
+
+
+def _norm(value: object) -> object:
+    return None if not _present(value) else value
+
+
+def identity_fields(frame: pd.DataFrame) -> list[str]:
+    """Settings whose value differs between records of the same dataset: they tell columns apart.
+
+    Derived from the records (never a fixed list of columns).
+    """
+    fields = []
+    for name in setting_columns(frame):
+        values = frame[name].map(_norm)
+        per_dataset = values.groupby(frame["dataset"]).agg(lambda s: len(set(s)))
+        if (per_dataset > 1).any() or name == "method":
+            fields.append(name)
+    return fields
+
+
+def column_key(row: pd.Series, fields: Sequence[str], varying: dict[str, set[str]]) -> tuple:
+    """A record's column: ``(field, value)`` of every identity field. A data-identity field (dataset
+    fingerprint, version) differs between datasets by nature: it counts only in the datasets where
+    it differs between records."""
+    return tuple(
+        (f, _norm(row[f])) for f in fields if role(f) != DATA or row["dataset"] in varying.get(f, ())
+    )
+
+
+@dataclass
+class Coverage:
+    """Which categories of one dataset a column has (ok and failed) and how many there are."""
+
+    ok: frozenset[str]
+    failed: dict[str, str]  # category -> its own job's error (first line)
+    expected: int
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed and len(self.ok) >= self.expected
+
+    @property
+    def text(self) -> str:
+        return f"{len(self.ok)}/{self.expected}"
+
+
+class ReproducedGrid:
+    """Store rows aggregated per column × dataset × metric.
+
+    A column is every record sharing the values of the settings that differ between records
+    (method, protocol, shots, config fields, weights, train_on, eval size, precision, ...).
+    ``coverage="shared"`` (default) compares cells of a row over the categories every column ran
+    and the Average row over the datasets every column has; ``"all"`` shows each cell over its own
+    categories with its coverage in the cell. Cells with failed or missing categories never take
+    part in best/second marking.
+    """
+
+    def __init__(
+        self, frame: pd.DataFrame, failed: pd.DataFrame | None = None, coverage: str = "shared"
+    ) -> None:
         if frame.empty:
             raise AdbenchError("the results store has no finished records; run `adbench run` first")
-        frame = frame.copy()
-        frame["variant"] = frame["variant"].fillna("").astype(str)
-        if "created" in frame:  # a re-run replaces the older record of the same job
-            frame = frame.sort_values("created", na_position="first")
-        ids = ["method", "variant", "dataset", "category", "protocol", "shots", "seed"]
-        self.n_duplicates = int(frame.duplicated(ids, keep="last").sum())
-        self.frame = frame.drop_duplicates(ids, keep="last")
-        self.failed = failed if failed is not None else pd.DataFrame()
+        if coverage not in COVERAGES:
+            raise AdbenchError(f"--coverage {coverage!r}: expected one of {', '.join(COVERAGES)}")
+        self.coverage_mode = coverage
+        failed = failed if failed is not None and not failed.empty else frame.iloc[:0]
+        both = pd.concat([frame, failed], ignore_index=True)
+        both.attrs["settings"] = list(dict.fromkeys(setting_columns(frame) + setting_columns(failed)))
+        if "variant" in both:
+            both["variant"] = both["variant"].fillna("").astype(str)
+        self.settings = setting_columns(both)
+        self.identity = identity_fields(both)
+        varying = {
+            f: {d for d, s in both.groupby("dataset")[f] if len(set(s.map(_norm))) > 1} for f in self.identity
+        }
+        both["_col"] = [column_key(r, self.identity, varying) for _, r in both.iterrows()]
+        both = both.sort_values("created", na_position="first") if "created" in both else both
+        ok = both[both["status"] == "ok"]
+        cell_ids = ["_col", "dataset", "category", "seed"]
+        # Only records equal in every setting can supersede each other (a re-run of the same job).
+        self.n_duplicates = int(ok.duplicated(cell_ids, keep="last").sum())
+        self.frame = ok.drop_duplicates(cell_ids, keep="last")
+        self.failed = both[both["status"] != "ok"]
         self.metrics = metric_columns(self.frame)
-        keys = self.frame[COLUMN_KEYS].drop_duplicates().sort_values(COLUMN_KEYS)
-        self.keys: list[tuple] = [tuple(k) for k in keys.itertuples(index=False)]
-        failed_sets = set(self.failed["dataset"]) if "dataset" in self.failed else set()
-        self.datasets = sort_datasets(list(set(self.frame["dataset"]) | failed_sets))
-        self._groups = {k: g for k, g in self.frame.groupby(COLUMN_KEYS, sort=False)}
-        self._by_dataset = {k: g for k, g in self.frame.groupby([*COLUMN_KEYS, "dataset"], sort=False)}
-        self._memo: dict[tuple, tuple[pd.Series, list[str]]] = {}
-        multi_protocol = len({(k[2], k[3]) for k in self.keys}) > 1
-        self.columns = [self._label(k, multi_protocol) for k in self.keys]
-        #: Short table headers: (method, small lines with the variant settings, protocol and flags).
-        self.headers = [self._header(k) for k in self.keys]
+        cols = list(dict.fromkeys(both["_col"]))
+        self.keys: list[tuple] = sorted(cols, key=lambda k: [(f, str(v)) for f, v in k])
+        self._index = {k: i for i, k in enumerate(self.keys)}
+        self.datasets = sort_datasets(list(set(both["dataset"])))
+        self._by_dataset = {k: g for k, g in self.frame.groupby(["_col", "dataset"], sort=False)}
+        self._failed_by_dataset = {k: g for k, g in self.failed.groupby(["_col", "dataset"], sort=False)}
+        self._expected = self._expected_categories(both)
+        self._memo: dict[tuple, Any] = {}
+        self.labels: dict[str, str] = {}
+        self._set_headers()
 
-    def _label(self, key: tuple, with_protocol: bool) -> str:
-        method, variant, protocol, shots = key
-        label = method + (f" ({variant})" if variant else "")
-        if with_protocol:
-            label += f" [{PROTOCOL_NAMES.get(protocol, protocol)}"
-            label += f", k={shots}]" if protocol == "few_shot" else "]"
-        if self.is_random(key):
-            label += " [random weights]"
-        return label
+    def _set_headers(self) -> None:
+        """Two-line headers: the display name, then a legend tag, the protocol and flags; the
+        settings behind each tag go in ``legend`` (one line per tag) instead of the header."""
+        self.headers = []
+        self.legend = []
+        #: Per column, the settings and tags spelled out (chart legends have room for them).
+        self.descriptions: list[list[str]] = []
+        for key in self.keys:
+            title, details, tags = self._header(key)
+            self.descriptions.append(details + tags)
+            if details:
+                tag = f"({_letters(len(self.legend))})"
+                self.legend.append(f"{tag} {', '.join(details)}")
+                tags = [tag, *tags]
+            self.headers.append((title, [" · ".join(tags)]))
+        self.columns = [" ".join([name, *lines]) for name, lines in self.headers]
+        if self.labels:
+            self.headers = [
+                (self.labels.get(c, name), lines) for c, (name, lines) in zip(self.columns, self.headers)
+            ]
 
-    def _header(self, key: tuple) -> tuple[str, list[str]]:
-        method, variant, protocol, shots = key
+    def relabel(self, labels: dict[str, str]) -> None:
+        """User column labels (``--label``), keyed by the default column text, e.g. ``DMA-SAP (a) · zero-shot``."""
+        unknown = [k for k in labels if k not in self.columns]
+        if unknown:
+            raise AdbenchError(f"--label {unknown[0]!r}: no such column (columns: {'; '.join(self.columns)})")
+        self.labels = dict(labels)
+        self._set_headers()
+
+    # --- columns --------------------------------------------------------------------------
+    def setting(self, col: int, name: str, default: object = None) -> object:
+        value = dict(self.keys[col]).get(name, default)
+        if value is None and name not in dict(self.keys[col]):
+            rows = self._rows(col)
+            if name in rows and rows[name].notna().any():
+                return rows[name].dropna().iloc[0]
+        return default if value is None else value
+
+    def _rows(self, col: int) -> pd.DataFrame:
+        key = self.keys[col]
+        frame = self.frame if (self.frame["_col"] == key).any() else self.failed
+        return frame[frame["_col"] == key]
+
+    def method(self, col: int) -> str:
+        return str(dict(self.keys[col])["method"])
+
+    def protocol(self, col: int) -> tuple[str, int]:
+        rows = self._rows(col)
+        return str(rows["protocol"].iloc[0]), int(rows["shots"].iloc[0])
+
+    def title(self, col: int) -> str:
+        """The paper's display name of the column's method (from the method plugin, via records)."""
+        rows = self._rows(col)
+        titles = rows["method_title"].dropna() if "method_title" in rows else pd.Series(dtype=str)
+        titles = titles[titles != ""]
+        return str(titles.iloc[0]) if not titles.empty else self.method(col)
+
+    def _header(self, key: tuple) -> tuple[str, list[str], list[str]]:
+        col = self._index[key]
+        protocol, shots = self.protocol(col)
+        same_method = [k for k in self.keys if dict(k)["method"] == dict(key)["method"]]
+        details = []
+        for f, v in key:
+            if f.startswith(_HEADER_SKIP) or f in _HEADER_SKIP or v is None:
+                continue
+            if len({dict(k).get(f) for k in same_method}) > 1:
+                details.append(f"{short_field(f)}={_show(v)}")
         tags = [PROTOCOL_NAMES.get(protocol, protocol) + (f", k={shots}" if protocol == "few_shot" else "")]
-        if self.is_random(key):
+        if self.is_random(col):
             tags.append("random weights")
-        return method, variant_parts(variant) + [" · ".join(tags)]
+        return self.title(col), details, tags
 
-    def is_random(self, key: tuple) -> bool:
+    def is_random(self, col: int | tuple) -> bool:
         """Whether any record of this column ran on randomly initialised weights."""
-        return bool(self.rows(key)["random_weights"].any())
+        col = self._index[col] if isinstance(col, tuple) else col
+        return bool(self._rows(col)["random_weights"].astype(bool).any())
 
-    def rows(self, key: tuple) -> pd.DataFrame:
-        return self._groups[key]
-
-    def config(self, key: tuple) -> dict:
+    def config(self, col: int) -> dict:
         """The method-config values of a column (from its first record)."""
-        row = self.rows(key).iloc[0]
+        row = self._rows(col).iloc[0]
         return {
             c[len("config.") :]: row[c] for c in row.index if c.startswith("config.") and _present(row[c])
         }
 
-    def _seed_scores(self, key: tuple, dataset: str, metric: str) -> tuple[pd.Series, list[str]]:
-        """Dataset score per seed (mean over categories) and the notes about left-out categories."""
-        memo = (key, dataset, metric)
+    def settings_text(self, col: int) -> str:
+        """Every identifying setting of a column as ``field=value`` (for the CSV)."""
+        return ", ".join(f"{short_field(f)}={_show(v)}" for f, v in self.keys[col] if v is not None)
+
+    def n_seeds(self, col: int) -> int:
+        return int(self._rows(col)["seed"].nunique())
+
+    # --- coverage -------------------------------------------------------------------------
+    @staticmethod
+    def _expected_categories(both: pd.DataFrame) -> dict[str, int]:
+        """Per dataset: its category count as recorded, at least the categories seen in records."""
+        out = {}
+        for d, rows in both.groupby("dataset"):
+            seen = rows["category"].nunique()
+            recorded = pd.to_numeric(rows.get("dataset_n_categories"), errors="coerce").max()
+            out[d] = int(max(seen, recorded if _present(recorded) else 0))
+        return out
+
+    def coverage(self, col: int, dataset: str) -> Coverage | None:
+        memo = ("coverage", col, dataset)
         if memo not in self._memo:
-            self._memo[memo] = self._compute_seed_scores(key, dataset, metric)
+            self._memo[memo] = self._coverage(col, dataset)
         return self._memo[memo]
 
-    def _compute_seed_scores(self, key: tuple, dataset: str, metric: str) -> tuple[pd.Series, list[str]]:
-        rows = self._by_dataset.get((*key, dataset))
-        if rows is None:
-            return pd.Series(dtype=float), ["not run"]
-        if metric not in rows:
-            return pd.Series(dtype=float), [f"{metric} not computed by this method"]
+    def _coverage(self, col: int, dataset: str) -> Coverage | None:
+        key = self.keys[col]
+        ok = self._by_dataset.get((key, dataset))
+        bad = self._failed_by_dataset.get((key, dataset))
+        if ok is None and bad is None:
+            return None
+        ok_cats = frozenset(ok["category"]) if ok is not None else frozenset()
+        failed: dict[str, str] = {}
+        if bad is not None:
+            for cat, rows in bad.groupby("category"):
+                if cat in ok_cats:
+                    continue  # a later successful re-run of the same job
+                err = rows["error"].dropna()
+                failed[cat] = str(err.iloc[-1]).splitlines()[0] if not err.empty else "no error recorded"
+        return Coverage(ok_cats, failed, self._expected[dataset])
+
+    def shared_categories(self, dataset: str) -> frozenset[str] | None:
+        """The categories every column present in this dataset ran successfully (None: no column)."""
+        covs = [c for c in (self.coverage(i, dataset) for i in range(len(self.keys))) if c is not None]
+        if not covs:
+            return None
+        return frozenset.intersection(*[c.ok for c in covs])
+
+    def _row_union(self, dataset: str) -> frozenset[str]:
+        covs = [c for c in (self.coverage(i, dataset) for i in range(len(self.keys))) if c is not None]
+        return frozenset().union(*[c.ok | set(c.failed) for c in covs]) if covs else frozenset()
+
+    # --- values ---------------------------------------------------------------------------
+    def _seed_scores(
+        self, col: int, dataset: str, metric: str, cats: frozenset[str] | None
+    ) -> tuple[pd.Series, list[str]]:
+        """Dataset score per seed (mean over ``cats``, or all its categories) and notes on NaN categories."""
+        rows = self._by_dataset.get((self.keys[col], dataset))
+        if rows is None or metric not in rows:
+            return pd.Series(dtype=float), []
+        if cats is not None:
+            rows = rows[rows["category"].isin(cats)]
         notes = []
         nan_rows = rows[rows[metric].isna()]
         if not nan_rows.empty:
-            cats = sorted(nan_rows["category"].unique())
+            left = sorted(nan_rows["category"].unique())
             total = rows["category"].nunique()
             reason = nan_reason(nan_rows, metric)
-            if len(cats) < total:
+            if len(left) < total:
                 notes.append(
-                    f"{dataset_name(dataset)}: mean over {total - len(cats)} of {total} categories; "
-                    f"left out {', '.join(cats)} ({reason})"
+                    f"{dataset_name(dataset)}: mean over {total - len(left)} of {total} categories; "
+                    f"left out {', '.join(left)} ({reason})"
                 )
             else:
                 notes.append(reason)
@@ -342,56 +554,148 @@ class ReproducedGrid:
         return rows.groupby("seed")[metric].agg(mean_over_categories) * 100.0, notes
 
     def stat(self, col: int, dataset: str, metric: str) -> Stat:
-        key = self.keys[col]
         if dataset == AVERAGE:
             return self.average(col, metric)
-        if (*key, dataset) not in self._by_dataset:
-            return Stat(notes=(self._missing_reason(key, dataset),))
-        per_seed, notes = self._seed_scores(key, dataset, metric)
-        per_seed = per_seed.dropna()
-        if per_seed.empty:
-            return Stat(notes=tuple(notes))
-        std = float(per_seed.std()) if len(per_seed) > 1 else None
-        return Stat(float(per_seed.mean()), std, tuple(notes))
+        if dataset.startswith(AVERAGE_PREFIX):
+            return self.average(col, metric, group_datasets(self.datasets, dataset[len(AVERAGE_PREFIX) :]))
+        memo = (col, dataset, metric)
+        if memo not in self._memo:
+            self._memo[memo] = self._stat(col, dataset, metric)
+        return self._memo[memo]
 
-    def _missing_reason(self, key: tuple, dataset: str) -> str:
-        if not self.failed.empty:
-            sel = self.failed
-            for name, value in zip(COLUMN_KEYS, key):
-                sel = (
-                    sel[sel[name].fillna("").astype(str) == str(value)]
-                    if name == "variant"
-                    else sel[sel[name] == value]
-                )
-            sel = sel[sel["dataset"] == dataset]
-            if not sel.empty:
-                err = str(sel["error"].dropna().iloc[0]).splitlines()[0] if sel["error"].notna().any() else ""
-                return f"job failed{': ' + err if err else ''}"
-        return "not run"
+    def _stat(self, col: int, dataset: str, metric: str) -> Stat:
+        cov = self.coverage(col, dataset)
+        if cov is None:
+            return Stat(notes=("not run",), rankable=False)
+        notes = [
+            f"{dataset_name(dataset)}/{cat}: job failed: {err}" for cat, err in sorted(cov.failed.items())
+        ]
+        cats = None
+        shared = self.shared_categories(dataset)
+        if self.coverage_mode == "shared" and shared and shared != cov.ok:
+            cats = shared
+            notes.append(
+                f"{dataset_name(dataset)}: columns compared over the {len(shared)} categories all of them "
+                f"ran ({_short_list(sorted(shared))})"
+            )
+        if not cov.ok:
+            return Stat(notes=tuple(notes) or ("no successful job",), rankable=False)
+        per_seed, nan_notes = self._seed_scores(col, dataset, metric, cats)
+        notes += nan_notes
+        rows = self._by_dataset[(self.keys[col], dataset)]
+        if metric not in rows:
+            notes.append(f"{metric} not computed by this method")
+        per_seed = per_seed.dropna()
+        partial = not cov.complete
+        covered = cov.ok | set(cov.failed)
+        rankable = not cov.failed and covered >= self._row_union(dataset)
+        if self.coverage_mode == "shared" and not shared:
+            rankable = False
+            notes.append(f"{dataset_name(dataset)}: no category is shared by all columns; not ranked")
+        if partial:
+            notes.append(
+                f"{dataset_name(dataset)}: {cov.text} categories ran successfully"
+                + ("" if rankable else "; not ranked")
+            )
+        if per_seed.empty:
+            return Stat(notes=tuple(notes), coverage=cov.text if partial else "", rankable=False)
+        std = float(per_seed.std()) if len(per_seed) > 1 else None
+        return Stat(
+            float(per_seed.mean()),
+            std,
+            tuple(notes),
+            coverage=cov.text if partial else "",
+            rankable=rankable,
+            n_seeds=len(per_seed),
+        )
 
     def average(self, col: int, metric: str, datasets: Sequence[str] | None = None) -> Stat:
-        """Mean over the datasets with a value (per seed, then mean ± std over seeds)."""
-        key = self.keys[col]
+        """Mean over datasets (per seed, then mean ± std over seeds): in shared mode over the
+        datasets every column has a value for, else over this column's datasets with a value."""
+        names = list(datasets or self.datasets)
         per_dataset = {}
-        for d in datasets or self.datasets:
-            if (*key, d) in self._by_dataset:
-                s, _ = self._seed_scores(key, d, metric)
-                if not s.dropna().empty:
-                    per_dataset[d] = s
+        for d in names:
+            s = self.stat(col, d, metric)
+            if s.ok:
+                per_seed, _ = self._seed_scores(col, d, metric, self.categories_used(col, d))
+                per_dataset[d] = per_seed
+        notes: list[str] = []
+        with_value = [d for d in names if any(self.stat(c, d, metric).ok for c in range(len(self.keys)))]
+        shared = [d for d in with_value if all(self.stat(c, d, metric).ok for c in range(len(self.keys)))]
+        if self.coverage_mode == "shared" and shared:
+            if len(shared) < len(with_value):
+                notes.append(
+                    "Average over the datasets every column has: "
+                    + ", ".join(dataset_name(d) for d in shared)
+                )
+            per_dataset = {d: per_dataset[d] for d in shared}
         if not per_dataset:
-            return Stat(notes=("no dataset has a value",))
+            return Stat(notes=("no dataset has a value",), rankable=False)
         per_seed = pd.DataFrame(per_dataset).mean(axis=1, skipna=True).dropna()
-        notes = []
-        missing = [d for d in (datasets or self.datasets) if d not in per_dataset]
-        if missing:
+        used = list(per_dataset)
+        rankable = all(self.stat(col, d, metric).rankable for d in used) and (
+            set(used) >= set(shared if self.coverage_mode == "shared" and shared else with_value)
+        )
+        coverage = (
+            f"{len(used)}/{len(with_value)}"
+            if len(used) < len(with_value) and not (self.coverage_mode == "shared" and shared)
+            else ""
+        )
+        if coverage:
+            missing = [d for d in with_value if d not in per_dataset]
             notes.append(
-                f"Average over {len(per_dataset)} datasets; without {', '.join(dataset_name(d) for d in missing)}"
+                f"Average over {len(used)} of {len(with_value)} datasets; without "
+                f"{', '.join(dataset_name(d) for d in missing)}; not ranked"
+            )
+            rankable = False
+        partial = [d for d in used if self.stat(col, d, metric).coverage]
+        if partial and not coverage:
+            coverage = "partial"
+            notes.append(
+                f"Average includes datasets with missing categories: {', '.join(map(dataset_name, partial))}"
             )
         std = float(per_seed.std()) if len(per_seed) > 1 else None
-        return Stat(float(per_seed.mean()), std, tuple(notes))
+        return Stat(
+            float(per_seed.mean()),
+            std,
+            tuple(notes),
+            coverage=coverage,
+            rankable=rankable,
+            n_seeds=len(per_seed),
+        )
 
-    def datasets_with_value(self, col: int, metric: str) -> set[str]:
-        return {d for d in self.datasets if self.stat(col, d, metric).ok}
+    def categories_used(self, col: int, dataset: str) -> frozenset[str] | None:
+        """The categories a cell's value is computed over (None: all the column ran)."""
+        if self.coverage_mode != "shared":
+            return None
+        shared = self.shared_categories(dataset)
+        return shared or None
+
+    def datasets_with_value(self, col: int, metric: str, average: str = AVERAGE) -> set[str]:
+        """The datasets behind one Average row (all, or one group's) where this column has a value."""
+        names = self.datasets
+        if average.startswith(AVERAGE_PREFIX):
+            names = group_datasets(names, average[len(AVERAGE_PREFIX) :])
+        return {d for d in names if self.stat(col, d, metric).ok}
+
+    def n_categories(self, dataset: str) -> int:
+        """The dataset's category count (as recorded by the runner, at least those seen)."""
+        return self._expected[dataset]
+
+
+def _letters(i: int) -> str:
+    """Legend tags a, b, ..., z, aa, ab, ..."""
+    return _letters(i // 26 - 1) + chr(97 + i % 26) if i >= 26 else chr(97 + i)
+
+
+def _short_list(items: Sequence[str], limit: int = 6) -> str:
+    return ", ".join(items[:limit]) + (f", … (+{len(items) - limit})" if len(items) > limit else "")
+
+
+def _show(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def variant_parts(variant: str) -> list[str]:
@@ -448,10 +752,60 @@ StatFn = Callable[[int, str, str], Stat]
 
 def _value_cell(stat: Stat, notes: Notes, kind: str = "value") -> Cell:
     return Cell(
-        [Part(fmt(stat.mean, stat.std), stat.mean if stat.ok else None)],
+        [Part(fmt(stat.mean, stat.std), stat.mean if stat.ok else None, rankable=stat.rankable)],
         marks=notes.marks(stat.notes),
         kind=kind,
+        suffix=f"({stat.coverage})" if stat.coverage else "",
     )
+
+
+def _seed_note(grid: ReproducedGrid | PublishedGrid) -> list[str]:
+    """A remark giving the number of seeds per column when any column has more than one."""
+    if not isinstance(grid, ReproducedGrid):
+        return []
+    counts = [grid.n_seeds(c) for c in range(len(grid.keys))]
+    if max(counts, default=1) <= 1:
+        return []
+    per = ", ".join(f"{name} {n}" for name, n in zip(grid.columns, counts))
+    return [f"Mean ± sample std over seeds; seeds per column: {per}."]
+
+
+def _coverage_remark(grid: ReproducedGrid | PublishedGrid, rows: Sequence[Row] = ()) -> list[str]:
+    """How cells with different coverage are compared, when a row of the table has such a cell."""
+    if not isinstance(grid, ReproducedGrid):
+        return []
+    if rows and not any(
+        c.suffix or any(not p.rankable and p.value is not None for p in c.parts)
+        for r in rows
+        for c in r.cells
+    ):
+        return []
+    if grid.coverage_mode == "shared":
+        return [
+            "Cells of a row are compared over the categories all columns ran, the Average over the "
+            "datasets all columns have (footnotes say where that differs); (k/n) = a cell with k of n "
+            "categories; cells with failed or missing categories are not ranked."
+        ]
+    return [
+        "Each cell over its own categories; (k/n) = k of n categories (or datasets); partial cells are not ranked."
+    ]
+
+
+def row_names(grid: ReproducedGrid | PublishedGrid, group: str | None = None) -> list[str]:
+    """The dataset rows of one table and its Average row (per dataset group when grouped)."""
+    if group is None:
+        return list(grid.datasets) + [AVERAGE]
+    return group_datasets(grid.datasets, group) + [AVERAGE_PREFIX + group]
+
+
+def _row_label(name: str) -> str:
+    return "Average" if name == AVERAGE or name.startswith(AVERAGE_PREFIX) else dataset_name(name)
+
+
+def _n_categories(grid: ReproducedGrid | PublishedGrid, name: str) -> str:
+    if not isinstance(grid, ReproducedGrid) or name == AVERAGE or name.startswith(AVERAGE_PREFIX):
+        return ""
+    return str(grid.n_categories(name))
 
 
 def metric_table(
@@ -470,8 +824,8 @@ def metric_table(
     notes = Notes()
     remarks: list[str] = []
     out_rows = []
-    row_names = list(rows) if rows is not None else list(grid.datasets) + [AVERAGE]
-    for d in row_names:
+    row_list = list(rows) if rows is not None else row_names(grid)
+    for d in row_list:
         cells = []
         for c in range(len(grid.columns)):
             stat = grid.stat(c, d, metric)
@@ -480,10 +834,13 @@ def metric_table(
                 theirs, extra = published(c, d, metric)
                 cells.append(_value_cell(theirs, notes, kind="published"))
                 remarks += [r for r in extra if r not in remarks]
-                cells.append(Cell([Part(fmt_diff(stat.mean, theirs.mean))], kind="diff"))
+                diff = fmt_diff(stat.mean, theirs.mean) if theirs.diffable else DASH
+                cells.append(Cell([Part(diff)], kind="diff"))
         rank_parts([cell.parts[0] for cell in cells if cell.kind == "value"])
         is_avg = d == AVERAGE or d.startswith("average")
-        out_rows.append(Row(dataset_name(d), cells, rule_before=is_avg and d == row_names[-1]))
+        out_rows.append(
+            Row(_row_label(d), cells, rule_before=is_avg and d == row_list[-1], info=_n_categories(grid, d))
+        )
     return Table(
         id=table_id or f"metric-{metric}",
         title=title or metric_name(metric),
@@ -491,30 +848,52 @@ def metric_table(
         rows=out_rows,
         subcolumns=["ours", "paper", "Δ"] if published is not None else [],
         footnotes=notes.texts,
-        remarks=remarks,
+        remarks=list(getattr(grid, "legend", []))
+        + remarks
+        + _coverage_remark(grid, out_rows)
+        + _seed_note(grid),
+        info_header="|C|" if isinstance(grid, ReproducedGrid) else "",
         **_header_fields(grid),
     )
 
 
-def tuple_table(grid: ReproducedGrid | PublishedGrid, *, table_id: str = "tuples", title: str = "") -> Table:
+def tuple_table(
+    grid: ReproducedGrid | PublishedGrid,
+    *,
+    table_id: str = "tuples",
+    title: str = "",
+    group: str | None = None,
+) -> Table:
     """ViP2-CLIP Tables 1-2: one "(AUROC, AP, F1)" tuple per cell, image then pixel level."""
     notes = Notes()
     out_rows = []
-    for group, metrics in TUPLES.values():
+    for level, metrics in TUPLES.values():
         if not any(m in grid.metrics for m in metrics):
             continue
         first = True
-        for d in list(grid.datasets) + [AVERAGE]:
+        for d in row_names(grid, group):
             cells = []
             for c in range(len(grid.columns)):
                 stats = [grid.stat(c, d, m) for m in metrics]
-                parts = [Part(fmt(s.mean), s.mean if s.ok else None) for s in stats]
+                parts = [Part(fmt(s.mean), s.mean if s.ok else None, rankable=s.rankable) for s in stats]
                 texts = merged_notes([metric_name(m) for m in metrics], stats)
-                cells.append(Cell(parts, is_tuple=True, marks=notes.marks(texts)))
+                cov = next((s.coverage for s in stats if s.coverage), "")
+                cells.append(
+                    Cell(parts, is_tuple=True, marks=notes.marks(texts), suffix=f"({cov})" if cov else "")
+                )
             for i in range(len(metrics)):
                 rank_parts([cell.parts[i] for cell in cells])
-            rule = d == AVERAGE or (first and bool(out_rows))
-            out_rows.append(Row(dataset_name(d), cells, group=group, group_start=first, rule_before=rule))
+            rule = d == AVERAGE or d.startswith(AVERAGE_PREFIX) or (first and bool(out_rows))
+            out_rows.append(
+                Row(
+                    _row_label(d),
+                    cells,
+                    group=level,
+                    group_start=first,
+                    rule_before=rule,
+                    info=_n_categories(grid, d),
+                )
+            )
             first = False
     remark = "PRO = the official MVTec AD AUPRO (pixel_aupro); F1 = F1-max; ± std over seeds is in the per-metric tables."
     return Table(
@@ -524,7 +903,8 @@ def tuple_table(grid: ReproducedGrid | PublishedGrid, *, table_id: str = "tuples
         rows=out_rows,
         footnotes=notes.texts,
         section="tuples",
-        remarks=[remark],
+        remarks=list(getattr(grid, "legend", [])) + [remark] + _coverage_remark(grid, out_rows),
+        info_header="|C|" if isinstance(grid, ReproducedGrid) else "",
         **_header_fields(grid),
     )
 
@@ -540,24 +920,31 @@ def merged_notes(names: Sequence[str], stats: Sequence[Stat]) -> list[str]:
 
 
 def category_table(grid: ReproducedGrid, metric: str) -> Table:
-    """Per-category values of one metric: rows grouped by dataset, columns = methods."""
+    """Per-category values of one metric: rows grouped by dataset, columns = methods.
+
+    A failed job's cell quotes that job's own error; a category missing in a column is "not run".
+    """
     notes = Notes()
     out_rows = []
     frame = grid.frame
-    ids = [*COLUMN_KEYS, "dataset", "category"]
     # One groupby for the whole table (per-cell filtering is slow on large stores).
-    agg = frame.groupby(ids, sort=False)[metric].agg(["mean", "std", "count"]).to_dict("index")
+    agg = frame.groupby(["_col", "dataset", "category"], sort=False)[metric].agg(["mean", "std", "count"])
+    agg = agg.to_dict("index")
     for d in grid.datasets:
-        cats = sorted(frame.loc[frame["dataset"] == d, "category"].unique())
+        covs = [grid.coverage(c, d) for c in range(len(grid.keys))]
+        cats = sorted(set().union(*[(c.ok | set(c.failed)) for c in covs if c is not None]))
         for i, cat in enumerate(cats):
             cells = []
-            for key in grid.keys:
-                hit = agg.get((*key, d, cat))
+            for c, key in enumerate(grid.keys):
+                hit = agg.get((key, d, cat))
+                cov = covs[c]
                 if hit is None:
-                    stat = Stat(notes=(grid._missing_reason(key, d),))
+                    err = cov.failed.get(cat) if cov is not None else None
+                    stat = Stat(notes=(f"job failed: {err}" if err else "not run",))
                 elif hit["count"] == 0:
-                    rows = frame[(frame["dataset"] == d) & (frame["category"] == cat)]
-                    rows = rows[(rows[COLUMN_KEYS] == pd.Series(key, index=COLUMN_KEYS)).all(axis=1)]
+                    rows = frame[
+                        (frame["_col"] == key) & (frame["dataset"] == d) & (frame["category"] == cat)
+                    ]
                     stat = Stat(notes=(nan_reason(rows, metric),))
                 else:
                     std = hit["std"] * 100.0 if hit["count"] > 1 else None
@@ -572,36 +959,62 @@ def category_table(grid: ReproducedGrid, metric: str) -> Table:
         rows=out_rows,
         footnotes=notes.texts,
         section="categories",
+        remarks=list(grid.legend),
         **_header_fields(grid),
     )
 
 
-def ablation_tables(grid: ReproducedGrid, spec: str) -> list[Table]:
-    """DMA-SAP Table 7: rows = values of one config field (``method.field``), columns = metrics.
-
-    A second table gives the paper's own layout: (Image-AUROC, Image-AP) per dataset and Average.
-    """
+def ablation_frame(grid: ReproducedGrid, spec: str) -> tuple[pd.DataFrame, str, str]:
+    """The records of one ablation (``method.field``): refused when anything else differs."""
     if "." not in spec:
         raise AdbenchError(f"--ablation {spec!r}: expected method.field, e.g. dma_sap.variant")
     method, fld = spec.split(".", 1)
-    frame = grid.frame[grid.frame["method"] == method]
-    if frame.empty:
+    both = pd.concat([grid.frame, grid.failed], ignore_index=True)
+    both = both[both["method"] == method]
+    if both.empty:
         raise AdbenchError(f"--ablation {spec!r}: the store has no records of method '{method}'")
     col = f"config.{fld}"
-    if col not in frame or frame[col].isna().all():
-        fields = sorted(c[7:] for c in frame.columns if c.startswith("config.") and frame[c].notna().any())
+    if col not in both or both[col].isna().all():
+        fields = sorted(c[7:] for c in both.columns if c.startswith("config.") and both[c].notna().any())
         raise AdbenchError(
             f"--ablation {spec!r}: no config field '{fld}' in {method} records (fields: {', '.join(fields)})"
         )
-    frame = frame.copy()
-    frame["variant"] = frame[col].map(lambda v: f"{fld}={v}")
-    sub = ReproducedGrid(frame, grid.failed)
+    both.attrs["settings"] = [c for c in grid.settings if c in both]
+    others = [f for f in identity_fields(both) if f not in ("method", col)]
+    if others:
+        what = "; ".join(
+            f"{short_field(f)} ({', '.join(sorted({_show(v) for v in both[f].map(_norm)}))})" for f in others
+        )
+        raise AdbenchError(
+            f"--ablation {spec!r}: the {method} records also differ in {what}; an ablation holds every "
+            "other setting fixed (re-run the variants with the same settings, or use separate stores)"
+        )
+    return both, method, fld
+
+
+def ablation_tables(
+    grid: ReproducedGrid, spec: str, published: Callable[[str, str, str], float | None] | None = None
+) -> list[Table]:
+    """DMA-SAP Table 7: rows = values of one config field (``method.field``).
+
+    The first table averages every metric over datasets; the second is the paper's own layout,
+    (Image-AUROC, Image-AP) per dataset and Average, with the published row beside each reproduced
+    one when ``published(method, value, dataset|AVERAGE, metric)`` knows it (same orientation).
+    Columns are compared over the categories and datasets all variants share.
+    """
+    both, method, fld = ablation_frame(grid, spec)
+    col = f"config.{fld}"
+    frame = both[both["status"] == "ok"].copy()
+    failed = both[both["status"] != "ok"].copy()
+    for f in (frame, failed):
+        f.attrs["settings"] = ["method", col]
+    sub = ReproducedGrid(frame, failed, coverage=grid.coverage_mode)
+    values = [_show(sub.setting(c, col)) for c in range(len(sub.keys))]
     notes = Notes()
     rows = []
-    for c, (label, key) in enumerate(zip(sub.columns, sub.keys)):
-        cells = [_value_cell(sub.average(c, m), notes) for m in sub.metrics]
-        value = key[1].split("=", 1)[1]
-        rows.append(Row(value + label[len(f"{method} ({key[1]})") :], cells))
+    for c, value in enumerate(values):
+        label = value + (" [random weights]" if sub.is_random(c) else "")
+        rows.append(Row(label, [_value_cell(sub.average(c, m), notes) for m in sub.metrics]))
     for i in range(len(sub.metrics)):
         rank_parts([r.cells[i].parts[0] for r in rows])
     first = Table(
@@ -612,33 +1025,105 @@ def ablation_tables(grid: ReproducedGrid, spec: str) -> list[Table]:
         rows,
         footnotes=notes.texts,
         section="ablation",
+        remarks=_coverage_remark(sub, rows),
     )
     pair = [m for m in ("image_auroc", "image_ap") if m in sub.metrics]
+    if not pair:
+        return [first]
     notes2 = Notes()
     rows2 = []
-    for c in range(len(sub.columns)):
+    has_published = published is not None and any(
+        published(method, v, d, pair[0]) is not None for v in values for d in sub.datasets
+    )
+    for c, value in enumerate(values):
         cells = []
         for d in sub.datasets + [AVERAGE]:
             stats = [sub.stat(c, d, m) for m in pair]
+            cov = next((s.coverage for s in stats if s.coverage), "")
+            cells.append(
+                Cell(
+                    [Part(fmt(s.mean), s.mean if s.ok else None, rankable=s.rankable) for s in stats],
+                    is_tuple=True,
+                    marks=notes2.marks(merged_notes([metric_name(m) for m in pair], stats)),
+                    suffix=f"({cov})" if cov else "",
+                )
+            )
+            if has_published:
+                where = d if d != AVERAGE else f"{AVERAGE}:{','.join(sub.datasets)}"
+                theirs = [published(method, value, where, m) for m in pair]
+                cells.append(
+                    Cell(
+                        [Part(fmt(v), v) for v in theirs],
+                        is_tuple=True,
+                        kind="published",
+                        marks=[]
+                        if any(v is not None for v in theirs)
+                        else notes2.marks(["not in the paper"]),
+                    )
+                )
+        rows2.append(Row(rows[c].label, cells))
+    step = 2 if has_published else 1
+    for j in range(len(sub.datasets) + 1):
+        for i in range(len(pair)):
+            rank_parts([r.cells[j * step].parts[i] for r in rows2])
+            if has_published:
+                rank_parts([r.cells[j * step + 1].parts[i] for r in rows2])
+    names = ", ".join(metric_name(m) for m in pair)
+    second = Table(
+        f"ablation-{spec}-datasets",
+        f"Ablation over {spec} ({names}) per dataset"
+        + (", reproduced beside the paper" if has_published else ""),
+        fld,
+        [dataset_name(d) for d in sub.datasets + [AVERAGE]],
+        rows2,
+        subcolumns=["ours", "paper"] if has_published else [],
+        footnotes=notes2.texts,
+        section="ablation",
+        remarks=_coverage_remark(sub, rows2),
+    )
+    return [first, second]
+
+
+def published_ablation_table(grid: PublishedGrid, *, table_id: str, title: str) -> Table:
+    """A published ablation (DMA-SAP Table 7) in the paper's orientation, as the reproduced one:
+    rows = model configurations, columns = datasets then Average, (Image-AUROC, Image-AP) cells."""
+    pair = [m for m in ("image_auroc", "image_ap") if m in grid.metrics]
+    notes = Notes()
+    rows = []
+    for c, (method, _setting) in enumerate(grid.keys):
+        cells = []
+        for d in grid.datasets + [AVERAGE]:
+            if d == AVERAGE:
+                vals = [[grid.stat(c, dd, m).mean for dd in grid.datasets] for m in pair]
+                stats = [
+                    Stat(pub.mean_as_printed(v))
+                    if all(x is not None for x in v)
+                    else Stat(notes=("incomplete",))
+                    for v in vals
+                ]
+            else:
+                stats = [grid.stat(c, d, m) for m in pair]
             cells.append(
                 Cell(
                     [Part(fmt(s.mean), s.mean if s.ok else None) for s in stats],
                     is_tuple=True,
-                    marks=notes2.marks(merged_notes([metric_name(m) for m in pair], stats)),
+                    marks=notes.marks(merged_notes([metric_name(m) for m in pair], stats)),
                 )
             )
-        rows2.append(Row(rows[c].label, cells))
-    for j in range(len(sub.datasets) + 1):
+        label = method.split(" ablation ", 1)[1] if " ablation " in method else method
+        rows.append(Row(label, cells))
+    for j in range(len(grid.datasets) + 1):
         for i in range(len(pair)):
-            rank_parts([r.cells[j].parts[i] for r in rows2])
-    names = ", ".join(metric_name(m) for m in pair)
-    second = Table(
-        f"ablation-{spec}-datasets",
-        f"Ablation over {spec} ({names}) per dataset",
-        fld,
-        [dataset_name(d) for d in sub.datasets + [AVERAGE]],
-        rows2,
-        footnotes=notes2.texts,
-        section="ablation",
+            rank_parts([r.cells[j].parts[i] for r in rows])
+    return Table(
+        table_id,
+        title,
+        "Model configuration",
+        [dataset_name(d) for d in grid.datasets] + ["Average"],
+        rows,
+        footnotes=notes.texts,
+        section="published",
+        remarks=[
+            f"Cells: ({', '.join(metric_name(m) for m in pair)}); Average = mean of the datasets, as the paper prints it."
+        ],
     )
-    return [first, second] if pair else [first]

@@ -155,3 +155,39 @@ def test_categories_filter_across_datasets(tmp_path):
     spec.categories = ["gamma"]
     with pytest.raises(AdbenchError, match="gamma not in any of tiny, tiny2"):
         Runner(spec, store, reg).plan()
+
+
+def test_records_follow_the_schema_with_per_job_measurements(setup):
+    from adbench.record import SCHEMA_VERSION
+
+    tmp_path, store = setup
+    Runner(_spec(tmp_path), store, tiny_registry()).run()
+    recs = list(store.records())
+    assert {r.schema_version for r in recs} == {SCHEMA_VERSION}
+    rec = recs[0]
+    assert rec.method_title == "median_dev" and rec.dataset_n_categories == 2 and rec.params_total == 0
+    # CPU peak memory is reset per job on Linux, so earlier jobs' models do not count
+    assert rec.timing.peak_mem_kind in ("job_max_rss", "process_max_rss") and rec.timing.peak_mem_mb > 0
+    assert rec.train_on is None and rec.train_on_policy is None
+
+
+def test_parameter_counts_count_shared_parameters_once():
+    from adbench.measure import parameter_counts
+
+    class Fake(Method):
+        name = "fake"
+        trained = True
+
+        def __init__(self):
+            super().__init__(None)
+            self.backbone = torch.nn.Linear(4, 4)  # 20 parameters
+            self.head = torch.nn.Linear(4, 2)  # 10 parameters
+            self.parts = [self.backbone]  # held twice: counted once
+
+        def learnable_module(self):
+            return self.head
+
+        def predict(self, images, ctx):
+            raise NotImplementedError
+
+    assert parameter_counts(Fake()) == (30, 10)
