@@ -58,7 +58,9 @@ def image_bce(scores: torch.Tensor, labels: torch.Tensor, from_logits: bool = Fa
     return F.binary_cross_entropy(scores.float().clamp(_EPS, 1 - _EPS), labels)
 
 
-def normal_anomalous_map_loss(normal: torch.Tensor, anomalous: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def normal_anomalous_map_loss(
+    normal: torch.Tensor, anomalous: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """AnomalyCLIP-style local loss on a pair of maps (N, H, W): focal([M_n, M_a], mask) +
     dice(M_n, 1 - mask) + dice(M_a, mask); maps are resized to the mask when needed.
 

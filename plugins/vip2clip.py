@@ -126,7 +126,9 @@ class ViP2CLIP(Method):
         """Build the learnable parts for the given frozen CLIP (``setup`` builds it by name)."""
         cfg = self.config
         if not clip.has_text:
-            raise AdbenchError(f"vip2clip.clip_backbone={cfg.clip_backbone!r}: needs a CLIP model with a text tower")
+            raise AdbenchError(
+                f"vip2clip.clip_backbone={cfg.clip_backbone!r}: needs a CLIP model with a text tower"
+            )
         if cfg.n_conditioned > cfg.n_ctx:
             raise AdbenchError(
                 f"vip2clip.n_conditioned={cfg.n_conditioned}: must be <= n_ctx={cfg.n_ctx} (r of the 10 tokens)"

@@ -23,7 +23,9 @@ class MetaNet(nn.Module):
     def __init__(self, in_dim: int, hidden: int, width: int, tokens: int) -> None:
         super().__init__()
         self.tokens, self.width = tokens, width
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, tokens * width))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, tokens * width)
+        )
 
     def forward(self, image_embedding: torch.Tensor) -> torch.Tensor:
         return self.net(image_embedding).view(-1, self.tokens, self.width)
@@ -78,7 +80,9 @@ class ViPPromptLearner(nn.Module):
     def forward(self, encode: TextEncoder, image_embedding: torch.Tensor | None = None) -> torch.Tensor:
         """Text features (B, 2, C): B = N image-conditioned pairs with a Meta-Net and ``image_embedding``
         (N, C_in), else one static pair (B = 1)."""
-        offsets = self.meta(image_embedding) if self.meta is not None and image_embedding is not None else None
+        offsets = (
+            self.meta(image_embedding) if self.meta is not None and image_embedding is not None else None
+        )
         x = self.embeddings(offsets)
         b = x.shape[0]
         feats = encode(x.flatten(0, 1), self.eot.repeat(b))
@@ -160,4 +164,6 @@ class UTPAHead(nn.Module):
 
     def global_logits(self, text: torch.Tensor, image_embedding: torch.Tensor) -> torch.Tensor:
         """Dual-branch image logits (N, 2): the CLS embedding against the (pre-FGP) text features."""
-        return alignment_logits(image_embedding, text.expand(image_embedding.shape[0], -1, -1), self.temperature)
+        return alignment_logits(
+            image_embedding, text.expand(image_embedding.shape[0], -1, -1), self.temperature
+        )
