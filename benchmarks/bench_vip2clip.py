@@ -21,6 +21,7 @@ from adbench.training import train
 def make(backbone: str, size: int, epochs: int, ica: bool) -> ViP2CLIP:
     cfg = ViP2CLIPConfig(clip_backbone=backbone, image_size=size, epochs=epochs, ica=ica)
     method = ViP2CLIP(cfg, "cuda" if torch.cuda.is_available() else "cpu")
+    method.pretrained_backbones = False  # timing only: full-size backbones built randomly initialised
     torch.manual_seed(0)
     method.setup()
     return method
