@@ -213,3 +213,38 @@ def test_fit_loss_falls_and_save_load_gives_identical_scores(tiny_aux):
     after, want = fresh.predict(images, CTX), trained.predict(images, CTX)
     assert not torch.equal(before.scores, want.scores)
     assert torch.equal(after.scores, want.scores) and torch.equal(after.maps, want.maps)
+
+
+# --- published numbers: a reproduced vip2clip column pairs with the paper's ----------------------------
+def test_reproduced_records_pair_with_the_papers_columns(tmp_path):
+    import numpy as np
+
+    from adbench.reports import published, render_report
+    from adbench.store import ResultsStore
+    from tests.test_reports import REGISTRY, expected_dataset_mean, html_row, html_table, make_record
+
+    assert ViP2CLIP.published_name(ViP2CLIPConfig()) in set(published.load_published()["method"])
+    rng = np.random.default_rng(0)
+    records = [
+        make_record("vip2clip", "", d, c, rng, config={"utpa": True})
+        for d in ("mvtec", "visa")
+        for c in ("c1", "c2")
+    ]
+    store = ResultsStore(tmp_path / "store")
+    for rec in records:
+        store.write_record(rec)
+    render_report(store, tmp_path / "out", ["html"], published=True, registry=REGISTRY)
+    html = (tmp_path / "out" / "report.html").read_text()
+    for label, dataset, paper_value in (("MVTec AD", "mvtec", 91.2), ("VisA", "visa", 88.5)):
+        ours, theirs, diff = html_row(html_table(html, "metric-image_auroc"), label)[:3]
+        mean = expected_dataset_mean(records, "vip2clip", "", dataset, "image_auroc")
+        assert ours.startswith(f"{mean:.1f}") and theirs.startswith(f"{paper_value:.1f}")
+        assert diff == f"{round(mean, 1) - paper_value:+.1f}".replace("-", "−")
+
+    render_report(
+        ResultsStore(tmp_path / "none"), tmp_path / "pub", ["html"], mode="published", paper="vip2clip"
+    )
+    table = html_table(
+        (tmp_path / "pub" / "report.html").read_text(), "pub-vip2clip.txt (Tables 1-2)-image_auroc"
+    )
+    assert "91.2" in html_row(table, "MVTec AD")[-1]  # ViP2-CLIP is the last column of its Table 1
