@@ -248,3 +248,18 @@ def test_reproduced_records_pair_with_the_papers_columns(tmp_path):
         (tmp_path / "pub" / "report.html").read_text(), "pub-vip2clip.txt (Tables 1-2)-image_auroc"
     )
     assert "91.2" in html_row(table, "MVTec AD")[-1]  # ViP2-CLIP is the last column of its Table 1
+
+
+def test_without_clip_weights_the_run_stops_before_any_work(tmp_path, monkeypatch, capsys):
+    from adbench.cli import main
+
+    monkeypatch.setenv("ADBENCH_WEIGHTS", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("ADBENCH_OFFLINE", "1")
+    results = tmp_path / "results"
+    monkeypatch.setattr("sys.argv", ["adbench", "run", "--methods", "vip2clip", "--results", str(results)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no weights for backbone 'clip-vitl14-336'" in err
+    assert not any(results.rglob("*.json"))  # nothing was fitted or recorded
