@@ -67,3 +67,21 @@ def knowledge_margin_loss(
     """
     k, n, a = (F.normalize(t.float(), dim=-1) for t in (knowledge, normal, abnormal))
     return F.relu((k - a).norm(dim=-1) - (k - n).norm(dim=-1)).mean()
+
+
+def normal_anomalous_map_loss(
+    normal: torch.Tensor, anomalous: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """AnomalyCLIP-style local loss on a pair of maps (N, H, W): focal([M_n, M_a], mask) +
+    dice(M_n, 1 - mask) + dice(M_a, mask); maps are resized to the mask when needed.
+
+    The two-channel focal over the softmax pair equals the binary focal of M_a when M_n = 1 - M_a.
+    """
+    if anomalous.shape[-2:] != mask.shape[-2:]:
+        pair = torch.stack([normal, anomalous], 1)
+        pair = F.interpolate(pair, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+        normal, anomalous = pair[:, 0], pair[:, 1]
+    target = mask.to(anomalous.dtype)
+    pt = torch.where(target > 0.5, anomalous, normal)  # probability given to the true class
+    focal = focal_loss(pt, torch.ones_like(pt))
+    return focal + dice_loss(normal, 1 - target) + dice_loss(anomalous, target)
