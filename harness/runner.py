@@ -16,6 +16,7 @@ import resource
 import time
 import traceback
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,9 @@ from scipy import ndimage
 
 from . import __version__, metrics
 from .config import expand, stable_hash, to_dict
-from .data import Category, Dataset, load_images, load_masks
+from .data import Category, Dataset, load_images, load_masks, read_image_size
 from .errors import AdbenchError, WeightsNotFoundError
+from .evaluation import Evaluation, resolve_evaluation
 from .methods import Method
 from .protocols import (
     DEFAULT_FEW_SHOT_SEEDS,
@@ -59,7 +61,10 @@ class RunSpec:
     force: bool = False
     retrain: bool = False
     train_on: list[str] | None = None
-    eval_size: int | None = None
+    eval_protocol: str = "default"
+    eval_size: int | str | None = None  # None: the protocol's; "input", "original" or N px
+    mask_resize: str | None = None  # None: the protocol's
+    precision: str = "bf16"  # bf16 autocast on CUDA, or fp32
     batch_size: int = 16
     progress: bool = True
 
@@ -75,9 +80,10 @@ class Job:
     protocol: str
     shots: int
     seed: int
-    eval_size: int
+    evaluation: Evaluation
     weights: dict[str, str]
     train_on: list[tuple[str, str]] | None
+    precision_requested: str = "bf16"
     key: str = ""
 
     @property
@@ -166,7 +172,8 @@ def job_key(job: Job, fingerprint: str) -> str:
             "protocol": job.protocol,
             "shots": job.shots,
             "seed": job.seed,
-            "eval_size": job.eval_size,
+            "evaluation": dataclasses.asdict(job.evaluation),
+            "precision": job.precision_requested,
             "weights": job.weights,
             "train_on": job.train_on,
             "adbench": __version__,
@@ -253,10 +260,8 @@ class Runner:
             method_cls = self.registry.method(mname)
             protocol = self.spec.protocol or method_cls.default_protocol
             check_protocol(method_cls, protocol)
-            for config in method_configs(method_cls, self.spec):
-                check_method(method_cls, config)
-                weights = backbone_identities(method_cls, config)
-                eval_size = self.spec.eval_size or int(config.image_size)
+            for base_config in method_configs(method_cls, self.spec):
+                check_method(method_cls, base_config)
                 if protocol == "few_shot":
                     grid = [
                         (k, s) for k in self.spec.shots for s in (self.spec.seeds or DEFAULT_FEW_SHOT_SEEDS)
@@ -265,6 +270,17 @@ class Runner:
                     grid = [(0, s) for s in (self.spec.seeds or (0,))]
                 for dname in self.spec.datasets:
                     dataset = self.dataset(dname)
+                    config = method_cls.config_for_dataset(base_config, dname)
+                    if config is not base_config:
+                        check_method(method_cls, config)
+                    weights = backbone_identities(method_cls, config)
+                    evaluation = resolve_evaluation(
+                        self.spec.eval_protocol,
+                        int(config.image_size),
+                        method_cls.map_sigma(config),
+                        self.spec.eval_size,
+                        self.spec.mask_resize,
+                    )
                     for cat in self.selected_categories(dataset):
                         train_on = self.auxiliary(method_cls, dataset, cat)
                         for shots, seed in grid:
@@ -276,9 +292,10 @@ class Runner:
                                 protocol,
                                 shots,
                                 seed,
-                                eval_size,
+                                evaluation,
                                 weights,
                                 train_on,
+                                precision_requested=self.spec.precision,
                             )
                             job.key = job_key(job, self.fingerprint(dname))
                             jobs.append(job)
@@ -376,7 +393,7 @@ class Runner:
             "protocol": job.protocol,
             "shots": job.shots,
             "seed": job.seed,
-            "eval_size": job.eval_size,
+            **job.evaluation.record(),
             "backbones": {f: getattr(job.config, f) for f in job.method_cls.backbone_fields},
             "weights": job.weights,
             "random_weights": "random" in job.weights.values(),
@@ -389,13 +406,17 @@ class Runner:
     def failure_record(self, job: Job, error: str) -> dict[str, Any]:
         return {**self.base_record(job), "status": "failed", "error": error, "metrics": {}}
 
-    def test_split(self, job: Job, category: Category, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def test_split(
+        self, job: Job, category: Category, size: int
+    ) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor] | None]:
         """Test images and masks of a category; the last one is kept, since consecutive jobs
         (few-shot k and seeds, config variants) share it. One category at a time bounds memory."""
-        ident = (job.dataset.name, category.name, size, job.eval_size)
+        ev = job.evaluation
+        ident = (job.dataset.name, category.name, size, ev.size, ev.mask_resize)
         if self._split_cache is None or self._split_cache[0] != ident:
             images = load_images(category.test, size)
-            masks = load_masks(category.test, job.eval_size) if category.has_masks else None
+            mask_size = None if ev.size == "original" else int(ev.size)
+            masks = load_masks(category.test, mask_size, ev.mask_resize) if category.has_masks else None
             self._split_cache = (ident, images, masks)
         return self._split_cache[1], self._split_cache[2]
 
@@ -410,25 +431,37 @@ class Runner:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         t1 = time.perf_counter()
+        precision = job_precision(job.precision_requested, job.method_cls, self.device)
         with (
             torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"),
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16-autocast"),
         ):
             pred = predict_category(method, images.to(self.device), ctx, self.spec.batch_size)
         predict_s = time.perf_counter() - t1
         scores = pred.scores.detach().float().cpu().numpy()
-        maps = postprocess_maps(pred.maps, job.eval_size, job.method_cls.smoothing_sigma)
+        ev = job.evaluation
+        if masks is not None:
+            np_masks = [m.numpy() for m in masks] if isinstance(masks, list) else masks.numpy()
+            sizes = [m.shape for m in np_masks] if ev.size == "original" else [(ev.size, ev.size)] * len(labels)
+        else:
+            np_masks, sizes = None, None
+        if sizes is None and pred.maps is not None:
+            sizes = (
+                [read_image_size(s.image_path)[::-1] for s in category.test]
+                if ev.size == "original"
+                else [(ev.size, ev.size)] * len(labels)
+            )
+        maps = postprocess_maps(pred.maps, sizes, ev.smoothing_sigma) if sizes is not None else None
         values, notes = metrics.compute_metrics(
-            labels, scores, masks.numpy() if masks is not None else None, maps if masks is not None else None
+            labels, scores, np_masks, maps if np_masks is not None else None
         )
         notes = list(category.notes) + notes
         self.store.write_predictions(
             job.key,
             scores=scores.astype(np.float32),
             labels=labels,
-            maps=compact_maps(maps) if maps is not None else np.zeros((0,), np.float16),
-            masks=masks.numpy().astype(np.uint8) if masks is not None else np.zeros((0,), np.uint8),
             ids=np.array([s.id for s in category.test]),
+            **pack_pixels(maps, np_masks),
         )
         return {
             **self.base_record(job),
@@ -446,23 +479,64 @@ class Runner:
                 "peak_mem_mb": peak_memory_mb(self.device),
                 "peak_mem_kind": "cuda_max_allocated" if self.device.type == "cuda" else "process_max_rss",
             },
-            "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
+            "precision": precision,
         }
 
 
-def postprocess_maps(maps: torch.Tensor | None, size: int, sigma: float) -> np.ndarray | None:
-    """Resize anomaly maps to the evaluation size (bilinear) and Gaussian-smooth them (sigma px)."""
+def postprocess_maps(
+    maps: torch.Tensor | None, sizes: Sequence[tuple[int, int]], sigma: float
+) -> np.ndarray | list[np.ndarray] | None:
+    """Resize anomaly maps to the evaluation sizes (bilinear; one (h, w) per image) and Gaussian-smooth
+    them (sigma px at that size). One stacked array when all sizes agree, else a list per image."""
     if maps is None:
         return None
     maps = maps.detach().float().cpu()
-    if maps.shape[-2:] != (size, size):
-        maps = F.interpolate(maps[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
-    out = maps.numpy()
-    if sigma > 0:
-        out = ndimage.gaussian_filter(out, sigma=(0, sigma, sigma))
+    out: list[np.ndarray] = []
+    for i, size in enumerate(sizes):
+        m = maps[i : i + 1]
+        if tuple(m.shape[-2:]) != tuple(size):
+            m = F.interpolate(m[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+        arr = m[0].numpy()
+        if sigma > 0:
+            arr = ndimage.gaussian_filter(arr, sigma=sigma)
+        out.append(arr)
     # Maps are stored as float16 when their range allows; score the same rounded values so that
     # `adbench rescore` reproduces every record exactly.
-    return compact_maps(out).astype(np.float32)
+    if len({a.shape for a in out}) <= 1:
+        stacked = np.stack(out) if out else np.zeros((0, 0, 0), np.float32)
+        return compact_maps(stacked).astype(np.float32)
+    flat = compact_maps(np.concatenate([a.ravel() for a in out])).astype(np.float32)
+    return unpack_ragged(flat, np.array([a.shape for a in out]))
+
+
+def pack_pixels(
+    maps: np.ndarray | list[np.ndarray] | None, masks: np.ndarray | list[np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """Store arrays for maps and masks: stacked (N, H, W) when all images share a size, else flat
+    pixel arrays plus ``shapes`` (N, 2) (no pickled object arrays; ``unpack_ragged`` reverses it)."""
+    empty = {"maps": np.zeros((0,), np.float16), "masks": np.zeros((0,), np.uint8)}
+    if masks is None:
+        return empty
+    if not isinstance(masks, list):
+        return {"maps": compact_maps(maps) if maps is not None else empty["maps"], "masks": masks.astype(np.uint8)}
+    return {
+        "maps": compact_maps(np.concatenate([m.ravel() for m in maps])) if maps is not None else empty["maps"],
+        "masks": np.concatenate([m.ravel() for m in masks]).astype(np.uint8),
+        "shapes": np.array([m.shape for m in masks], dtype=np.int64),
+    }
+
+
+def unpack_ragged(flat: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
+    """Per-image arrays from flat pixels and their (N, 2) shapes."""
+    ends = np.cumsum([int(h) * int(w) for h, w in shapes])
+    return [p.reshape(int(h), int(w)) for p, (h, w) in zip(np.split(flat, ends[:-1]), shapes)]
+
+
+def job_precision(requested: str, method_cls: type[Method], device: torch.device | None = None) -> str:
+    """What prediction runs in: ``bf16-autocast`` on CUDA unless ``fp32`` is asked for; CPU is fp32."""
+    if device is not None and device.type != "cuda":
+        return "fp32"
+    return "fp32" if requested == "fp32" else "bf16-autocast"
 
 
 def compact_maps(maps: np.ndarray) -> np.ndarray:
@@ -487,11 +561,15 @@ def rescore(store: ResultsStore) -> int:
             continue
         pred = store.read_predictions(rec["key"])
         has_masks = pred["masks"].size > 0
+        masks, maps = pred["masks"], pred["maps"].astype(np.float32)
+        if "shapes" in pred:  # per-image sizes (--eval-size original)
+            masks = unpack_ragged(masks, pred["shapes"])
+            maps = unpack_ragged(maps, pred["shapes"]) if maps.size else maps
         values, notes = metrics.compute_metrics(
             pred["labels"],
             pred["scores"],
-            pred["masks"] if has_masks else None,
-            pred["maps"].astype(np.float32) if has_masks and pred["maps"].size else None,
+            masks if has_masks else None,
+            maps if has_masks and pred["maps"].size else None,
         )
         rec["metrics"] = values
         rec["metric_definitions"] = {k: metrics.METRIC_DEFINITIONS[k] for k in values}
