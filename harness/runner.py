@@ -15,8 +15,8 @@ import platform
 import resource
 import time
 import traceback
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -442,7 +442,9 @@ class Runner:
         ev = job.evaluation
         if masks is not None:
             np_masks = [m.numpy() for m in masks] if isinstance(masks, list) else masks.numpy()
-            sizes = [m.shape for m in np_masks] if ev.size == "original" else [(ev.size, ev.size)] * len(labels)
+            sizes = (
+                [m.shape for m in np_masks] if ev.size == "original" else [(ev.size, ev.size)] * len(labels)
+            )
         else:
             np_masks, sizes = None, None
         if sizes is None and pred.maps is not None:
@@ -518,9 +520,14 @@ def pack_pixels(
     if masks is None:
         return empty
     if not isinstance(masks, list):
-        return {"maps": compact_maps(maps) if maps is not None else empty["maps"], "masks": masks.astype(np.uint8)}
+        return {
+            "maps": compact_maps(maps) if maps is not None else empty["maps"],
+            "masks": masks.astype(np.uint8),
+        }
     return {
-        "maps": compact_maps(np.concatenate([m.ravel() for m in maps])) if maps is not None else empty["maps"],
+        "maps": compact_maps(np.concatenate([m.ravel() for m in maps]))
+        if maps is not None
+        else empty["maps"],
         "masks": np.concatenate([m.ravel() for m in masks]).astype(np.uint8),
         "shapes": np.array([m.shape for m in masks], dtype=np.int64),
     }

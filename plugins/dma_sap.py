@@ -87,7 +87,9 @@ class DMASAPConfig(TrainedConfig):
     temperature: float = setting(0.07, gt=0)
     cls_weight: float = setting(0.2, ge=0)
     dice_weight: float = setting(1.0, ge=0, doc="lambda_dice of L_seg (not given in the paper)")
-    normal_map_dice: bool = setting(False, doc="AnomalyCLIP's extra dice on the normal map (not in the paper)")
+    normal_map_dice: bool = setting(
+        False, doc="AnomalyCLIP's extra dice on the normal map (not in the paper)"
+    )
     lr: float = setting(1e-3, gt=0)
     batch_size: int = setting(8, ge=1)
     epochs: int = setting(10, ge=0)

@@ -259,10 +259,14 @@ class FusionHead(nn.Module):
         fusion, levels = self.fuse(clip, dino, text)
         n, h, w, c = fusion.shape
         f_self = resize_grid(f_self, (h, w))
-        grids = [*levels, fusion, f_self] if self.seg_maps == "levels" and len(levels) > 1 else [fusion, f_self]
+        grids = (
+            [*levels, fusion, f_self] if self.seg_maps == "levels" and len(levels) > 1 else [fusion, f_self]
+        )
         maps = torch.stack([anomaly_map(g, text, self.temperature) for g in grids], 1)
         feature = cls
         if self.sap is not None:
-            pooled = self.sap(fusion.reshape(n, h * w, c), maps.reshape(n, maps.shape[1], h * w).to(fusion.dtype))
+            pooled = self.sap(
+                fusion.reshape(n, h * w, c), maps.reshape(n, maps.shape[1], h * w).to(fusion.dtype)
+            )
             feature = cls + pooled if self.image_feature == "cls_sap" else pooled
         return maps, image_logits(feature, text, self.temperature)

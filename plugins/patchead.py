@@ -282,7 +282,9 @@ class PatchEAD(Method):
                 feats[i], refs, groups, k, self.config.max_chunk_elements, self.config.alignment_merge
             )
             keep = k if self.config.few_shot_references == "all" else 1
-            scores.append(aggregate_references(dist, keep, "closest" if keep == 1 else self.config.reference_rule))
+            scores.append(
+                aggregate_references(dist, keep, "closest" if keep == 1 else self.config.reference_rule)
+            )
         return torch.stack(scores)
 
 

@@ -201,7 +201,9 @@ def test_vv_blocks_default_is_anomalyclip_dpam_layer_20():
 
     clip = build_backbone("tiny-clip", pretrained=False)
     n = clip.num_blocks
-    tokens = clip.forward_tokens(torch.rand(1, 3, 56, 56), list(range(1, n + 1)), project=True, vv_blocks=n - 1)
+    tokens = clip.forward_tokens(
+        torch.rand(1, 3, 56, 56), list(range(1, n + 1)), project=True, vv_blocks=n - 1
+    )
     assert sorted(tokens.vv) == list(range(2, n + 1))  # the last n-1 blocks carry the V-V path, not the first
 
 
