@@ -174,6 +174,8 @@ class ResultsStore:
             row["train_on"] = None if rec.get("train_on") is None else str(rec.get("train_on"))
             row["backbone_names"] = ",".join(sorted({str(v) for v in (rec.get("backbones") or {}).values()}))
             row["notes"] = tuple(rec.get("notes") or ())
+            for name in ("eval_protocol", "eval_size", "mask_resize", "smoothing_sigma", "precision"):
+                row[name] = rec.get(name)
             for name, value in (rec.get("method_config") or {}).items():
                 row[f"config.{name}"] = tuple(value) if isinstance(value, list) else value
             rows.append(row)

@@ -152,7 +152,7 @@ class PatchEAD(Method):
     name = "patchead"
     display_name = "PatchEAD"
     description = (
-        "PatchEAD: training-free patch-only cross-patch scoring (PatchEAD+ with align/foreground_mask)"
+        "PatchEAD: training-free patch-only cross-patch scoring (PatchEAD+: plus=true, Sec. 4.2 presets)"
     )
     config_cls = PatchEADConfig
     supports = frozenset({"batch_zero_shot", "few_shot"})

@@ -170,3 +170,20 @@ def test_cflow_nan_on_a_perfect_two_level_map_gets_a_note():
     assert np.isnan(values["pixel_aupro_cflow"]) and values["pixel_aupro"] == pytest.approx(1.0)
     assert any(n.startswith("pixel_aupro_cflow undefined") for n in notes)
     assert "float32" in metrics.METRIC_DEFINITIONS["pixel_aupro_cflow"]
+
+
+def test_report_footnotes_name_the_evaluation_protocol(tmp_path):
+    from adbench.reports.render import build_report
+
+    _write_mixed_sizes(tmp_path / "data")
+    store = ResultsStore(tmp_path / "results")
+    base = dict(
+        methods=["median_dev"], datasets=["tiny"], roots={"tiny": str(tmp_path / "data")}, progress=False
+    )
+    Runner(RunSpec(**base, eval_protocol="original"), store, tiny_registry()).run()
+    report = build_report(store, tmp_path / "report", plots=False)
+    assert any(
+        "Evaluation protocol original: pixel metrics at original px, masks resized nearest, Gaussian sigma 4.0"
+        in note
+        for note in report.notes
+    )
