@@ -431,7 +431,7 @@ class Runner:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         t1 = time.perf_counter()
-        precision = job_precision(job.precision_requested, job.method_cls, self.device)
+        precision = job_precision(job.precision_requested, self.device)
         with (
             torch.inference_mode(),
             torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16-autocast"),
@@ -440,20 +440,12 @@ class Runner:
         predict_s = time.perf_counter() - t1
         scores = pred.scores.detach().float().cpu().numpy()
         ev = job.evaluation
+        np_masks = None
         if masks is not None:
             np_masks = [m.numpy() for m in masks] if isinstance(masks, list) else masks.numpy()
-            sizes = (
-                [m.shape for m in np_masks] if ev.size == "original" else [(ev.size, ev.size)] * len(labels)
-            )
-        else:
-            np_masks, sizes = None, None
-        if sizes is None and pred.maps is not None:
-            sizes = (
-                [read_image_size(s.image_path)[::-1] for s in category.test]
-                if ev.size == "original"
-                else [(ev.size, ev.size)] * len(labels)
-            )
-        maps = postprocess_maps(pred.maps, sizes, ev.smoothing_sigma) if sizes is not None else None
+        maps = None
+        if pred.maps is not None:
+            maps = postprocess_maps(pred.maps, eval_sizes(ev, category.test, np_masks), ev.smoothing_sigma)
         values, notes = metrics.compute_metrics(
             labels, scores, np_masks, maps if np_masks is not None else None
         )
@@ -483,6 +475,18 @@ class Runner:
             },
             "precision": precision,
         }
+
+
+def eval_sizes(
+    ev: Evaluation, samples: Sequence[Any], masks: np.ndarray | list[np.ndarray] | None
+) -> list[tuple[int, int]]:
+    """(h, w) each map is scored at: the square evaluation size, or under ``original`` each mask's
+    size (each image's, read from its header, for datasets without masks)."""
+    if ev.size != "original":
+        return [(int(ev.size), int(ev.size))] * len(samples)
+    if masks is not None:
+        return [tuple(m.shape) for m in masks]
+    return [read_image_size(s.image_path)[::-1] for s in samples]
 
 
 def postprocess_maps(
@@ -516,21 +520,19 @@ def pack_pixels(
 ) -> dict[str, np.ndarray]:
     """Store arrays for maps and masks: stacked (N, H, W) when all images share a size, else flat
     pixel arrays plus ``shapes`` (N, 2) (no pickled object arrays; ``unpack_ragged`` reverses it)."""
-    empty = {"maps": np.zeros((0,), np.float16), "masks": np.zeros((0,), np.uint8)}
-    if masks is None:
-        return empty
-    if not isinstance(masks, list):
-        return {
-            "maps": compact_maps(maps) if maps is not None else empty["maps"],
-            "masks": masks.astype(np.uint8),
-        }
-    return {
-        "maps": compact_maps(np.concatenate([m.ravel() for m in maps]))
-        if maps is not None
-        else empty["maps"],
-        "masks": np.concatenate([m.ravel() for m in masks]).astype(np.uint8),
-        "shapes": np.array([m.shape for m in masks], dtype=np.int64),
-    }
+    out = {"maps": np.zeros((0,), np.float16), "masks": np.zeros((0,), np.uint8)}
+    if not (isinstance(maps, list) or isinstance(masks, list)):
+        if maps is not None:
+            out["maps"] = compact_maps(maps)
+        if masks is not None:
+            out["masks"] = masks.astype(np.uint8)
+        return out
+    if maps is not None:
+        out["maps"] = compact_maps(np.concatenate([m.ravel() for m in maps]))
+    if masks is not None:
+        out["masks"] = np.concatenate([m.ravel() for m in masks]).astype(np.uint8)
+    out["shapes"] = np.array([m.shape for m in (masks if masks is not None else maps)], dtype=np.int64)
+    return out
 
 
 def unpack_ragged(flat: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
@@ -539,11 +541,9 @@ def unpack_ragged(flat: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
     return [p.reshape(int(h), int(w)) for p, (h, w) in zip(np.split(flat, ends[:-1]), shapes)]
 
 
-def job_precision(requested: str, method_cls: type[Method], device: torch.device | None = None) -> str:
+def job_precision(requested: str, device: torch.device) -> str:
     """What prediction runs in: ``bf16-autocast`` on CUDA unless ``fp32`` is asked for; CPU is fp32."""
-    if device is not None and device.type != "cuda":
-        return "fp32"
-    return "fp32" if requested == "fp32" else "bf16-autocast"
+    return "fp32" if requested == "fp32" or device.type != "cuda" else "bf16-autocast"
 
 
 def compact_maps(maps: np.ndarray) -> np.ndarray:

@@ -187,3 +187,19 @@ def test_report_footnotes_name_the_evaluation_protocol(tmp_path):
         in note
         for note in report.notes
     )
+
+
+def test_precision_is_recorded_and_keys_the_job(tmp_path):
+    from adbench.runner import job_precision
+
+    assert job_precision("bf16", torch.device("cuda")) == "bf16-autocast"
+    assert job_precision("fp32", torch.device("cuda")) == "fp32"
+    assert job_precision("bf16", torch.device("cpu")) == "fp32"
+    _write_mixed_sizes(tmp_path / "data")
+    base = dict(
+        methods=["median_dev"], datasets=["tiny"], roots={"tiny": str(tmp_path / "data")}, progress=False
+    )
+    store = ResultsStore(tmp_path / "results")
+    bf16 = Runner(RunSpec(**base), store, tiny_registry()).plan()
+    fp32 = Runner(RunSpec(**base, precision="fp32"), store, tiny_registry()).plan()
+    assert {j.key for j in bf16}.isdisjoint({j.key for j in fp32})
