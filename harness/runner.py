@@ -83,7 +83,7 @@ class Job:
     evaluation: Evaluation
     weights: dict[str, str]
     train_on: list[tuple[str, str]] | None
-    precision_requested: str = "bf16"
+    precision: str = "fp32"  # what prediction runs in: "bf16-autocast" or "fp32"
     key: str = ""
 
     @property
@@ -173,7 +173,7 @@ def job_key(job: Job, fingerprint: str) -> str:
             "shots": job.shots,
             "seed": job.seed,
             "evaluation": dataclasses.asdict(job.evaluation),
-            "precision": job.precision_requested,
+            "precision": job.precision,
             "weights": job.weights,
             "train_on": job.train_on,
             "adbench": __version__,
@@ -295,7 +295,7 @@ class Runner:
                                 evaluation,
                                 weights,
                                 train_on,
-                                precision_requested=self.spec.precision,
+                                precision=job_precision(self.spec.precision, self.device),
                             )
                             job.key = job_key(job, self.fingerprint(dname))
                             jobs.append(job)
@@ -394,6 +394,7 @@ class Runner:
             "shots": job.shots,
             "seed": job.seed,
             **job.evaluation.record(),
+            "precision": job.precision,
             "backbones": {f: getattr(job.config, f) for f in job.method_cls.backbone_fields},
             "weights": job.weights,
             "random_weights": "random" in job.weights.values(),
@@ -431,10 +432,9 @@ class Runner:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         t1 = time.perf_counter()
-        precision = job_precision(job.precision_requested, self.device)
         with (
             torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16-autocast"),
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=job.precision == "bf16-autocast"),
         ):
             pred = predict_category(method, images.to(self.device), ctx, self.spec.batch_size)
         predict_s = time.perf_counter() - t1
@@ -473,7 +473,6 @@ class Runner:
                 "peak_mem_mb": peak_memory_mb(self.device),
                 "peak_mem_kind": "cuda_max_allocated" if self.device.type == "cuda" else "process_max_rss",
             },
-            "precision": precision,
         }
 
 
