@@ -84,6 +84,7 @@ class Job:
     weights: dict[str, str]
     train_on: list[tuple[str, str]] | None
     precision: str = "fp32"  # what prediction runs in: "bf16-autocast" or "fp32"
+    variant: str = ""  # the label of the config asked for (before a per-dataset preset), one report column
     key: str = ""
 
     @property
@@ -296,6 +297,7 @@ class Runner:
                                 weights,
                                 train_on,
                                 precision=job_precision(self.spec.precision, self.device),
+                                variant=variant_label(base_config),
                             )
                             job.key = job_key(job, self.fingerprint(dname))
                             jobs.append(job)
@@ -377,7 +379,7 @@ class Runner:
             "method": job.method_cls.name,
             "method_display": job.method_cls.display_name or job.method_cls.name,
             "published_name": job.method_cls.published_name(job.config),
-            "variant": variant_label(job.config),
+            "variant": job.variant,
             "method_config": to_dict(job.config),
             "method_config_hash": stable_hash(to_dict(job.config)),
             "trained": job.method_cls.trained,

@@ -209,6 +209,8 @@ def test_plus_run_plans_each_dataset_with_its_preset(tmp_path):
     jobs = Runner(spec, ResultsStore(tmp_path)).plan()
     assert jobs and all(j.config.align and j.config.foreground_mask for j in jobs)
     assert all(j.config.plus for j in jobs)
+    # one report column whatever each dataset's preset: the label is the config asked for
+    assert {j.variant for j in jobs} == {"backbone=tiny-dinov2,plus=True"}
 
 
 def test_few_shot_nearest_takes_the_nearest_reference():
