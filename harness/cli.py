@@ -89,7 +89,28 @@ def cli() -> None:
 @click.option("--retrain", is_flag=True, help="Refit trained methods instead of reusing a cached fit.")
 @click.option("--train-on", default=None, help="Auxiliary dataset(s) for trained methods.")
 @click.option(
-    "--eval-size", type=int, default=None, help="Mask/map resolution for pixel metrics (default: input size)."
+    "--eval-protocol",
+    default="default",
+    show_default=True,
+    help="Named evaluation protocol (adbench list eval-protocols): size, mask resize and sigma.",
+)
+@click.option(
+    "--eval-size",
+    default=None,
+    help="Pixel-metric resolution: input, original or N px (overrides the protocol's).",
+)
+@click.option(
+    "--mask-resize",
+    type=click.Choice(["nearest", "bilinear"]),
+    default=None,
+    help="How masks are resized to the eval size (bilinear: then > 0.5); overrides the protocol's.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["bf16", "fp32"]),
+    default="bf16",
+    show_default=True,
+    help="Prediction precision on CUDA: bf16 autocast, or fp32 throughout (CPU always runs fp32).",
 )
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
@@ -108,14 +129,20 @@ def run(
     force,
     retrain,
     train_on,
+    eval_protocol,
     eval_size,
+    mask_resize,
+    precision,
     batch_size,
     no_progress,
     results_dir,
 ) -> None:
     """Evaluate METHODS on DATASETS and write one record per job to the results store."""
+    from .evaluation import eval_protocol as check_eval_protocol
+    from .evaluation import parse_eval_size
     from .runner import Runner, RunSpec
 
+    check_eval_protocol(eval_protocol)
     ds = _csv(datasets) or ["synthetic"]
     spec = RunSpec(
         methods=_csv(methods) or ([] if demo else ["patchead"]),
@@ -131,7 +158,10 @@ def run(
         force=force,
         retrain=retrain,
         train_on=_csv(train_on),
-        eval_size=eval_size,
+        eval_protocol=eval_protocol,
+        eval_size=parse_eval_size(eval_size),
+        mask_resize=mask_resize,
+        precision=precision,
         batch_size=batch_size,
         progress=not no_progress,
     )
@@ -292,11 +322,18 @@ def report(
 
 
 @cli.command(name="list")
-@click.argument("kind", type=click.Choice(["methods", "datasets", "backbones", "report-formats"]))
+@click.argument(
+    "kind", type=click.Choice(["methods", "datasets", "backbones", "report-formats", "eval-protocols"])
+)
 def list_(kind: str) -> None:
-    """List the methods, datasets, backbones or report formats that installed plugins provide."""
+    """List the methods, datasets, backbones or report formats that installed plugins provide, or the
+    named evaluation protocols."""
+    from .evaluation import describe_protocols
     from .listing import describe_entries
 
+    if kind == "eval-protocols":
+        click.echo(describe_protocols())
+        return
     click.echo(describe_entries(get_registry(), kind))
 
 

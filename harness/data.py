@@ -3,7 +3,8 @@
 A dataset has categories; a category has a train split (normal images only) and a test split of
 samples with a label (0 normal, 1 anomalous), a defect type and, where the dataset has them, a
 binary pixel mask aligned with the image. Images are read with Pillow in RGB; masks are
-binarised with ``> 0`` and resized with nearest-neighbour so they stay binary.
+binarised with ``> 0`` and resized nearest-neighbour (stays binary) or bilinearly then > 0.5
+(the AnomalyCLIP lineage), or kept at their own resolution (``adbench.evaluation``).
 """
 
 from __future__ import annotations
@@ -161,20 +162,41 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).clamp_(0, 1)
 
 
-def load_mask(path: str | Path | None, size: int) -> torch.Tensor:
-    """A binary mask (size, size) as uint8: ``> 0`` of any channel, nearest-neighbour resize.
+def load_mask(
+    path: str | Path | None, size: int | None, resize: str = "nearest", image_path: str | Path | None = None
+) -> torch.Tensor:
+    """A binary mask as uint8: ``> 0`` of any channel, resized to (size, size) or kept at its own
+    resolution when ``size`` is None.
 
-    ``None`` (a normal image) gives an all-zero mask.
+    ``resize`` ``nearest`` keeps it binary; ``bilinear`` resizes the 0/255 mask bilinearly (PIL, as
+    torchvision's Resize in the AnomalyCLIP lineage) and thresholds at 0.5. ``None`` (a normal image)
+    gives an all-zero mask, of ``image_path``'s size when ``size`` is None.
     """
     if path is None:
+        if size is None:
+            if image_path is None:
+                raise ValueError("load_mask: a normal image at its own size needs image_path")
+            w, h = read_image_size(image_path)
+            return torch.zeros(h, w, dtype=torch.uint8)
         return torch.zeros(size, size, dtype=torch.uint8)
     try:
         with Image.open(path) as img:
             arr = np.asarray(img.convert("L"))
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise AdbenchError(f"cannot read mask {path}: {exc.__class__.__name__}: {exc}") from None
-    binary = Image.fromarray(((arr > 0) * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
-    return torch.from_numpy((np.asarray(binary) > 0).astype(np.uint8))
+    binary = Image.fromarray(((arr > 0) * 255).astype(np.uint8))
+    if size is not None:
+        binary = binary.resize((size, size), Image.BILINEAR if resize == "bilinear" else Image.NEAREST)
+    return torch.from_numpy((np.asarray(binary) > 127).astype(np.uint8))
+
+
+def read_image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file without decoding it; one-line error naming the file."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise AdbenchError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
 
 
 def load_images(samples: Sequence[Sample], size: int) -> torch.Tensor:
@@ -186,10 +208,15 @@ def load_images(samples: Sequence[Sample], size: int) -> torch.Tensor:
     )
 
 
-def load_masks(samples: Sequence[Sample], size: int) -> torch.Tensor:
-    """Stack the masks of several samples into (N, size, size) uint8."""
+def load_masks(
+    samples: Sequence[Sample], size: int | None, resize: str = "nearest"
+) -> torch.Tensor | list[torch.Tensor]:
+    """Stack the masks of several samples into (N, size, size) uint8; with ``size`` None, a list of
+    each mask at its own resolution (sizes may differ, non-square kept)."""
+    if size is None:
+        return [load_mask(s.mask_path, None, resize, s.image_path) for s in samples]
     return (
-        torch.stack([load_mask(s.mask_path, size) for s in samples])
+        torch.stack([load_mask(s.mask_path, size, resize) for s in samples])
         if samples
         else torch.empty(0, size, size, dtype=torch.uint8)
     )

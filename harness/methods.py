@@ -112,6 +112,16 @@ class Method(ABC):
         return cls.display_name or None
 
     @classmethod
+    def config_for_dataset(cls, config: Any, dataset: str) -> Any:
+        """The config a job on ``dataset`` runs with (a paper's per-dataset preset); by default ``config``."""
+        return config
+
+    @classmethod
+    def map_sigma(cls, config: Any) -> float:
+        """Gaussian sigma for the maps: the config's ``smoothing_sigma`` when it declares one, else the class's."""
+        return float(getattr(config, "smoothing_sigma", cls.smoothing_sigma))
+
+    @classmethod
     def backbone_requirements(cls, config: Any) -> dict[str, frozenset[str]]:
         """Config field -> backbone capabilities (``adbench.backbones.CAPABILITIES``) the method calls
         under ``config``; the runner checks them at plan time, before building anything."""

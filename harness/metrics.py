@@ -39,8 +39,10 @@ METRIC_DEFINITIONS: dict[str, str] = {
         "all 8-connected gt regions, global FPR on normal pixels, FPR <= 0.3 interpolated, /0.3"
     ),
     "pixel_aupro_cflow": (
-        "aupro_cflow: CFLOW-AD/AnomalyCLIP/MuSc cal_pro_score, 200 even thresholds in [min, max), "
-        "points with FPR < 0.3, FPRs min-max rescaled to [0, 1], sklearn auc"
+        "aupro_cflow: CFLOW-AD/AnomalyCLIP/MuSc cal_pro_score, np.arange(min, max, (max-min)/200) "
+        "thresholds built in the maps' dtype (float32, as AnomalyCLIP: rounding can give 201 instead of "
+        "200), points with FPR < 0.3, FPRs min-max rescaled to [0, 1], sklearn auc; NaN (dropped from "
+        "dataset means, with a note) for a constant map or fewer than two distinct FPRs below 0.3"
     ),
 }
 
@@ -69,8 +71,16 @@ def _scores(x: Any) -> np.ndarray:
     return arr
 
 
-def _pixel_inputs(masks: Any, maps: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Binary masks (N,H,W) as bool and maps (N,H,W) as float; ValueError on a shape mismatch."""
+def _pixel_inputs(masks: Any, maps: Any) -> tuple[Any, Any]:
+    """Binary masks (N,H,W) as bool and maps (N,H,W) as float; ValueError on a shape mismatch.
+
+    Lists of per-image (H_i, W_i) arrays (images at their own sizes) give lists of checked arrays.
+    """
+    if isinstance(masks, list) or isinstance(maps, list):
+        if len(masks) != len(maps):
+            raise ValueError(f"{len(masks)} masks but {len(maps)} maps")
+        pairs = [_pixel_inputs(_numpy(m)[None], _scores(a)[None]) for m, a in zip(masks, maps)]
+        return [m[0] for m, _ in pairs], [a[0] for _, a in pairs]
     m = _numpy(masks)
     a = _scores(maps)
     if m.shape != a.shape:
@@ -146,9 +156,12 @@ class _Pixels(NamedTuple):
 def _pixels(masks: Any, maps: Any) -> _Pixels:
     """Checked inputs split into sorted normal / gt scores with each gt pixel's 8-connected region."""
     m, a = _pixel_inputs(masks, maps)
-    normal = a[~m]
+    if isinstance(m, list):  # images of different sizes: pool their pixels
+        normal = np.concatenate([ai[~mi] for mi, ai in zip(m, a)]) if m else np.zeros(0, np.float32)
+        gt = np.concatenate([ai[mi] for mi, ai in zip(m, a)]) if m else np.zeros(0, np.float32)
+    else:
+        normal, gt = a[~m], a[m]
     normal.sort()
-    gt = a[m]
     order = np.argsort(gt, kind="stable")
     region_ids, areas = _regions(m)
     return _Pixels(normal, gt[order], region_ids[order], areas)
@@ -210,13 +223,13 @@ def pixel_f1_max(masks: Any, maps: Any) -> float:
 # ---------------------------------------------------------------- AUPRO
 
 
-def _regions(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _regions(masks: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Global region id (0-based) of every gt pixel, in ``masks[masks]`` order, and each region's area.
 
     Regions are the 8-connected components of each image's mask (scipy.ndimage.label, 3x3 ones),
     numbered consecutively across images.
     """
-    ids = np.empty(int(np.count_nonzero(masks)), dtype=np.int64)
+    ids = np.empty(sum(int(np.count_nonzero(m)) for m in masks), dtype=np.int64)
     start = offset = 0
     for mask in masks:  # a loop over images (not thresholds): labelling is per image
         labelled, n = ndimage.label(mask, structure=_EIGHT_CONNECTED)

@@ -77,7 +77,11 @@ class JobRecord:
     dataset_order: int = _f(META, 1000)  # the papers' row order, from the dataset plugin
     dataset_n_categories: int | None = _f(META)  # categories the dataset has (a run may select fewer)
     dataset_fingerprint: str = _f(DATA, "")
+    #: The named evaluation protocol and what it resolved to (``adbench.evaluation``).
+    eval_protocol: str | None = _f(SETTING)
     eval_size: int | str | None = _f(SETTING)
+    mask_resize: str | None = _f(SETTING)
+    smoothing_sigma: float | None = _f(SETTING)
     backbones: dict[str, str] = _f(SETTING, factory=dict)
     weights: dict[str, str] = _f(SETTING, factory=dict)
     random_weights: bool = _f(SETTING, False)

@@ -14,6 +14,7 @@ import datetime as dt
 import platform
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +25,10 @@ from scipy import ndimage
 
 from . import __version__, metrics
 from .config import expand, stable_hash, to_dict
-from .data import Category, Dataset, load_images, load_masks
+from .data import Category, Dataset, load_images, load_masks, read_image_size
 from .demo import demo_grid
 from .errors import AdbenchError, WeightsNotFoundError
+from .evaluation import Evaluation, resolve_evaluation
 from .measure import parameter_counts, peak_memory_mb, reset_peak_memory
 from .methods import Method
 from .protocols import (
@@ -61,7 +63,10 @@ class RunSpec:
     force: bool = False
     retrain: bool = False
     train_on: list[str] | None = None
-    eval_size: int | None = None
+    eval_protocol: str = "default"
+    eval_size: int | str | None = None  # None: the protocol's; "input", "original" or N px
+    mask_resize: str | None = None  # None: the protocol's
+    precision: str = "bf16"  # bf16 autocast on CUDA, or fp32
     batch_size: int = 16
     progress: bool = True
 
@@ -77,9 +82,11 @@ class Job:
     protocol: str
     shots: int
     seed: int
-    eval_size: int
+    evaluation: Evaluation
     weights: dict[str, str]
     train_on: list[tuple[str, str]] | None
+    precision: str = "fp32"  # what prediction runs in: "bf16-autocast" or "fp32"
+    variant: str = ""  # the label of the config asked for (before a per-dataset preset), one report column
     key: str = ""
     #: ``Method.key_material`` for the target and auxiliary object names (e.g. a knowledge hash).
     key_extra: dict[str, Any] = field(default_factory=dict)
@@ -173,7 +180,8 @@ def job_key(job: Job, fingerprint: str) -> str:
             "protocol": job.protocol,
             "shots": job.shots,
             "seed": job.seed,
-            "eval_size": job.eval_size,
+            "evaluation": dataclasses.asdict(job.evaluation),
+            "precision": job.precision,
             "weights": job.weights,
             "train_on": job.train_on,
             "adbench": __version__,
@@ -276,10 +284,8 @@ class Runner:
             protocol = self.spec.protocol or method_cls.default_protocol
             check_protocol(method_cls, protocol)
             configs = [c for sets in override_sets for c in method_configs(method_cls, self.spec, sets)]
-            for config in configs:
-                check_method(method_cls, config)
-                weights = backbone_identities(method_cls, config)
-                eval_size = self.spec.eval_size or int(config.image_size)
+            for base_config in configs:
+                check_method(method_cls, base_config)
                 if protocol == "few_shot":
                     grid = [
                         (k, s) for k in self.spec.shots for s in (self.spec.seeds or DEFAULT_FEW_SHOT_SEEDS)
@@ -288,6 +294,17 @@ class Runner:
                     grid = [(0, s) for s in (self.spec.seeds or (0,))]
                 for dname in self.spec.datasets:
                     dataset = self.dataset(dname)
+                    config = method_cls.config_for_dataset(base_config, dname)
+                    if config is not base_config:
+                        check_method(method_cls, config)
+                    weights = backbone_identities(method_cls, config)
+                    evaluation = resolve_evaluation(
+                        self.spec.eval_protocol,
+                        int(config.image_size),
+                        method_cls.map_sigma(config),
+                        self.spec.eval_size,
+                        self.spec.mask_resize,
+                    )
                     for cat in self.selected_categories(dataset):
                         train_on = self.auxiliary(method_cls, dataset, cat)
                         for shots, seed in grid:
@@ -299,9 +316,11 @@ class Runner:
                                 protocol,
                                 shots,
                                 seed,
-                                eval_size,
+                                evaluation,
                                 weights,
                                 train_on,
+                                precision=job_precision(self.spec.precision, self.device),
+                                variant=variant_label(base_config),
                             )
                             names = [dataset.object_name(cat)] + [
                                 self.dataset(d).object_name(c) for d, c in train_on or []
@@ -393,7 +412,7 @@ class Runner:
             method=job.method_cls.name,
             method_title=job.method_cls.display_name or job.method_cls.name,
             published_name=job.method_cls.published_name(job.config),
-            variant=variant_label(job.config),
+            variant=job.variant,
             method_config=to_dict(job.config),
             method_config_hash=stable_hash(to_dict(job.config)),
             trained=job.method_cls.trained,
@@ -410,7 +429,7 @@ class Runner:
             protocol=job.protocol,
             shots=job.shots,
             seed=job.seed,
-            eval_size=job.eval_size,
+            **job.evaluation.record(),
             backbones={f: getattr(job.config, f) for f in job.method_cls.backbone_fields},
             weights=job.weights,
             random_weights="random" in job.weights.values(),
@@ -421,19 +440,23 @@ class Runner:
             fit=dataclasses.asdict(fit) if fit is not None else None,
             device=str(self.device),
             platform=f"python {platform.python_version()}, torch {torch.__version__}",
-            precision="bf16-autocast" if self.device.type == "cuda" else "fp32",
+            precision=job.precision,
         )
 
     def failure_record(self, job: Job, error: str) -> JobRecord:
         return dataclasses.replace(self.base_record(job), status="failed", error=error)
 
-    def test_split(self, job: Job, category: Category, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def test_split(
+        self, job: Job, category: Category, size: int
+    ) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor] | None]:
         """Test images and masks of a category; the last one is kept, since consecutive jobs
         (few-shot k and seeds, config variants) share it. One category at a time bounds memory."""
-        ident = (job.dataset.name, category.name, size, job.eval_size)
+        ev = job.evaluation
+        ident = (job.dataset.name, category.name, size, ev.size, ev.mask_resize)
         if self._split_cache is None or self._split_cache[0] != ident:
             images = load_images(category.test, size)
-            masks = load_masks(category.test, job.eval_size) if category.has_masks else None
+            mask_size = None if ev.size == "original" else int(ev.size)
+            masks = load_masks(category.test, mask_size, ev.mask_resize) if category.has_masks else None
             self._split_cache = (ident, images, masks)
         return self._split_cache[1], self._split_cache[2]
 
@@ -449,14 +472,20 @@ class Runner:
         t1 = time.perf_counter()
         with (
             torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"),
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=job.precision == "bf16-autocast"),
         ):
             pred = predict_category(method, images.to(self.device), ctx, self.spec.batch_size)
         predict_s = time.perf_counter() - t1
         scores = pred.scores.detach().float().cpu().numpy()
-        maps = postprocess_maps(pred.maps, job.eval_size, job.method_cls.smoothing_sigma)
+        ev = job.evaluation
+        np_masks = None
+        if masks is not None:
+            np_masks = [m.numpy() for m in masks] if isinstance(masks, list) else masks.numpy()
+        maps = None
+        if pred.maps is not None:
+            maps = postprocess_maps(pred.maps, eval_sizes(ev, category.test, np_masks), ev.smoothing_sigma)
         values, notes = metrics.compute_metrics(
-            labels, scores, masks.numpy() if masks is not None else None, maps if masks is not None else None
+            labels, scores, np_masks, maps if np_masks is not None else None
         )
         notes = list(category.notes) + notes
         anomaly_types = np.array([s.anomaly_type or "" for s in category.test])
@@ -464,10 +493,9 @@ class Runner:
             job.key,
             scores=scores.astype(np.float32),
             labels=labels,
-            maps=compact_maps(maps) if maps is not None else np.zeros((0,), np.float16),
-            masks=masks.numpy().astype(np.uint8) if masks is not None else np.zeros((0,), np.uint8),
             ids=np.array([s.id for s in category.test]),
             anomaly_types=anomaly_types,
+            **pack_pixels(maps, np_masks),
         )
         fit = self._fits.get(self.instance_id(job))
         params_total, params_trainable = parameter_counts(method)
@@ -493,19 +521,73 @@ class Runner:
         )
 
 
-def postprocess_maps(maps: torch.Tensor | None, size: int, sigma: float) -> np.ndarray | None:
-    """Resize anomaly maps to the evaluation size (bilinear) and Gaussian-smooth them (sigma px)."""
+def eval_sizes(
+    ev: Evaluation, samples: Sequence[Any], masks: np.ndarray | list[np.ndarray] | None
+) -> list[tuple[int, int]]:
+    """(h, w) each map is scored at: the square evaluation size, or under ``original`` each mask's
+    size (each image's, read from its header, for datasets without masks)."""
+    if ev.size != "original":
+        return [(int(ev.size), int(ev.size))] * len(samples)
+    if masks is not None:
+        return [tuple(m.shape) for m in masks]
+    return [read_image_size(s.image_path)[::-1] for s in samples]
+
+
+def postprocess_maps(
+    maps: torch.Tensor | None, sizes: Sequence[tuple[int, int]], sigma: float
+) -> np.ndarray | list[np.ndarray] | None:
+    """Resize anomaly maps to the evaluation sizes (bilinear; one (h, w) per image) and Gaussian-smooth
+    them (sigma px at that size). One stacked array when all sizes agree, else a list per image."""
     if maps is None:
         return None
     maps = maps.detach().float().cpu()
-    if maps.shape[-2:] != (size, size):
-        maps = F.interpolate(maps[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
-    out = maps.numpy()
-    if sigma > 0:
-        out = ndimage.gaussian_filter(out, sigma=(0, sigma, sigma))
+    out: list[np.ndarray] = []
+    for i, size in enumerate(sizes):
+        m = maps[i : i + 1]
+        if tuple(m.shape[-2:]) != tuple(size):
+            m = F.interpolate(m[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+        arr = m[0].numpy()
+        if sigma > 0:
+            arr = ndimage.gaussian_filter(arr, sigma=sigma)
+        out.append(arr)
     # Maps are stored as float16 when their range allows; score the same rounded values so that
     # `adbench rescore` reproduces every record exactly.
-    return compact_maps(out).astype(np.float32)
+    if len({a.shape for a in out}) <= 1:
+        stacked = np.stack(out) if out else np.zeros((0, 0, 0), np.float32)
+        return compact_maps(stacked).astype(np.float32)
+    flat = compact_maps(np.concatenate([a.ravel() for a in out])).astype(np.float32)
+    return unpack_ragged(flat, np.array([a.shape for a in out]))
+
+
+def pack_pixels(
+    maps: np.ndarray | list[np.ndarray] | None, masks: np.ndarray | list[np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """Store arrays for maps and masks: stacked (N, H, W) when all images share a size, else flat
+    pixel arrays plus ``shapes`` (N, 2) (no pickled object arrays; ``unpack_ragged`` reverses it)."""
+    out = {"maps": np.zeros((0,), np.float16), "masks": np.zeros((0,), np.uint8)}
+    if not (isinstance(maps, list) or isinstance(masks, list)):
+        if maps is not None:
+            out["maps"] = compact_maps(maps)
+        if masks is not None:
+            out["masks"] = masks.astype(np.uint8)
+        return out
+    if maps is not None:
+        out["maps"] = compact_maps(np.concatenate([m.ravel() for m in maps]))
+    if masks is not None:
+        out["masks"] = np.concatenate([m.ravel() for m in masks]).astype(np.uint8)
+    out["shapes"] = np.array([m.shape for m in (masks if masks is not None else maps)], dtype=np.int64)
+    return out
+
+
+def unpack_ragged(flat: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
+    """Per-image arrays from flat pixels and their (N, 2) shapes."""
+    ends = np.cumsum([int(h) * int(w) for h, w in shapes])
+    return [p.reshape(int(h), int(w)) for p, (h, w) in zip(np.split(flat, ends[:-1]), shapes)]
+
+
+def job_precision(requested: str, device: torch.device) -> str:
+    """What prediction runs in: ``bf16-autocast`` on CUDA unless ``fp32`` is asked for; CPU is fp32."""
+    return "fp32" if requested == "fp32" or device.type != "cuda" else "bf16-autocast"
 
 
 def compact_maps(maps: np.ndarray) -> np.ndarray:
@@ -523,11 +605,15 @@ def rescore(store: ResultsStore) -> int:
             continue
         pred = store.read_predictions(rec["key"])
         has_masks = pred["masks"].size > 0
+        masks, maps = pred["masks"], pred["maps"].astype(np.float32)
+        if "shapes" in pred:  # per-image sizes (--eval-size original)
+            masks = unpack_ragged(masks, pred["shapes"])
+            maps = unpack_ragged(maps, pred["shapes"]) if maps.size else maps
         values, notes = metrics.compute_metrics(
             pred["labels"],
             pred["scores"],
-            pred["masks"] if has_masks else None,
-            pred["maps"].astype(np.float32) if has_masks and pred["maps"].size else None,
+            masks if has_masks else None,
+            maps if has_masks and pred["maps"].size else None,
         )
         rec["metrics"] = values
         if "anomaly_types" in pred:

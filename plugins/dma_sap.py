@@ -14,15 +14,30 @@ Choices where the paper is silent or contradicts itself (all are config values):
   the text space (as AnomalyCLIP), so DMA works at the joint width C (768 for ViT-L); ``dino_proj`` maps
   layer-normalised DINO tokens to C. The values DMA aggregates are the level's hierarchical fusion
   CLIP + dino_proj(DINO) (variant B's features); DMA's ``proj`` starts as the identity.
-* A_clip's query is the mean of the normalised normal/anomalous text features (the "object" class
-  embedding, category-agnostic); A_fused rows are resized bilinearly to the CLIP grid and renormalised.
+* A_clip (Sec. 3.3.1, Eq. for A_clip = Softmax(Q_clip K_dino^T / sqrt(D))): the query is the mean of
+  the normalised normal/anomalous text features (the "object" class embedding, category-agnostic);
+  Q = W_q LN(query), K = W_k LN(dino_proj tokens) with W_q, W_k learnable and starting as the identity,
+  so the attention is sqrt(D) x cosine at the start and peaks on patches that match the text. A_fused
+  rows are resized bilinearly to the CLIP grid and renormalised.
 * ``theta_init`` 1.0, ``level_weights_init`` (1, 1, 1) (the paper reports convergence to 0.5, 0.5, 1.0),
   SAP ``gate_init`` 0 (sigma = 0.5), ``n_ctx`` 12 prompt tokens (AnomalyCLIP's length), temperature 0.07.
-* F_self = CLIP's V-V attention path in the last ``vv_blocks`` = 20 blocks (AnomalyCLIP's DPAM), read at
-  the deepest tap. The M maps of SAP and the segmentation loss are those of F_fusion and F_self; the
-  output map is their mean; L_seg sums focal + ``dice_weight`` (1) x dice over the M maps.
-* Image score: variant D uses SAP's f_out; A-C (no SAP) use CLIP's CLS embedding. Variant A fuses the
-  deepest taps only, without level weights.
+* F_self = CLIP's V-V attention path in the last ``vv_blocks`` = 19 blocks, read at the deepest tap:
+  AnomalyCLIP's DPAM with its default ``DPAM_layer=20`` (its ``DAPM_replace`` loops
+  ``range(1, DPAM_layer)`` over ``resblocks[-i]``, i.e. the last 19 of 24 blocks).
+* ``seg_maps``: SAP takes "multi-scale anomaly heatmaps {A_m}" (Sec. 3.3.3, W = Softmax(1/M sum A_m)):
+  ``levels`` (default) gives one map per fused level, plus F_fusion's and F_self's (Sec. 3.3: the
+  local embeddings F_fusion and F_self are for segmentation); ``fusion`` keeps F_fusion's and F_self's
+  only (the earlier form). SAP's W, L_seg and the output map (their mean) all use the same M maps.
+* ``image_feature``: phi(I) is "the global image feature enhanced by the stabilized attention pooling
+  module" (Sec. 3.3.4, L_cls), the global feature being CLIP's [CLS] (Sec. 3.3). Default ``cls_sap``:
+  phi(I) = CLS + f_out in variant D (SAP adds to C's feature rather than replacing it); ``sap`` scores
+  with f_out alone (the earlier form). A-C (no SAP) use the CLS embedding. Variant A fuses the deepest
+  taps only, without level weights.
+* L_seg = L_focal + ``dice_weight`` x L_dice (Sec. 3.3.4, lambda_dice not given: 1) on each anomaly map.
+  ``normal_map_dice`` (off) adds AnomalyCLIP's second dice term on the normal map (1 - A vs 1 - mask),
+  which the paper does not have.
+* ``betas``: the paper says Adam with lr 1e-3 and no betas; torch's defaults (0.9, 0.999) are used
+  (AnomalyCLIP's code uses (0.5, 0.999); set ``--set dma_sap.betas=0.5,0.999`` for that).
 * Taps are given for the paper's depths (CLIP 24, DINOv2 12 blocks) and scale proportionally on other
   depths (the 4-block tiny demo backbones tap 1/3/4).
 """
@@ -39,7 +54,7 @@ from torch import nn
 from adbench import hookimpl
 from adbench.config import setting
 from adbench.errors import AdbenchError
-from adbench.losses import image_cross_entropy, segmentation_loss
+from adbench.losses import dice_loss, image_cross_entropy, segmentation_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
 from .dma_sap_modules import FusionHead, PromptLearner
@@ -58,18 +73,23 @@ class DMASAPConfig(TrainedConfig):
     variant: Literal["A", "B", "C", "D"] = "D"
     clip_layers: tuple[int, ...] = (8, 16, 24)
     dino_layers: tuple[int, ...] = (4, 8, 12)
-    vv_blocks: int = setting(20, ge=0)
+    vv_blocks: int = setting(19, ge=0, doc="V-V blocks for F_self; AnomalyCLIP DPAM_layer=20 is 19 blocks")
     delta: float = setting(3.0, gt=0)
     eps: float = setting(1.2, gt=0)
     theta_init: float = 1.0
     level_weights_init: tuple[float, ...] = (1.0, 1.0, 1.0)
     gate_init: float = 0.0
+    image_feature: Literal["cls_sap", "sap"] = "cls_sap"
+    seg_maps: Literal["levels", "fusion"] = "levels"
     n_ctx: int = setting(12, ge=1)
     normal_words: str = "object"
     anomalous_words: str = "damaged object"
     temperature: float = setting(0.07, gt=0)
     cls_weight: float = setting(0.2, ge=0)
-    dice_weight: float = setting(1.0, ge=0)
+    dice_weight: float = setting(1.0, ge=0, doc="lambda_dice of L_seg (not given in the paper)")
+    normal_map_dice: bool = setting(
+        False, doc="AnomalyCLIP's extra dice on the normal map (not in the paper)"
+    )
     lr: float = setting(1e-3, gt=0)
     batch_size: int = setting(8, ge=1)
     epochs: int = setting(10, ge=0)
@@ -80,6 +100,13 @@ def scale_taps(taps: tuple[int, ...], paper_depth: int, depth: int) -> tuple[int
     if depth == paper_depth:
         return tuple(taps)
     return tuple(min(depth, max(1, round(t * depth / paper_depth))) for t in taps)
+
+
+def normal_map_dice(prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Dice of the normal map (1 - prob) against the normal pixels (1 - mask), resized to the mask."""
+    if prob.shape[-2:] != mask.shape[-2:]:
+        prob = F.interpolate(prob[:, None], size=mask.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return dice_loss(1 - prob, 1 - mask.to(prob.dtype))
 
 
 class DMASAP(Method):
@@ -145,6 +172,8 @@ class DMASAP(Method):
                     level_weights_init=cfg.level_weights_init,
                     gate_init=cfg.gate_init,
                     temperature=cfg.temperature,
+                    image_feature=cfg.image_feature,
+                    seg_maps=cfg.seg_maps,
                 ),
             }
         ).to(self.device)
@@ -198,7 +227,10 @@ class DMASAP(Method):
         self, features: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
         maps, logits = self.forward_head(features)  # segmentation_loss resizes each map to the masks
-        seg = sum(segmentation_loss(maps[:, m], masks, self.config.dice_weight) for m in range(maps.shape[1]))
+        cfg = self.config
+        seg = sum(segmentation_loss(maps[:, m], masks, cfg.dice_weight) for m in range(maps.shape[1]))
+        if cfg.normal_map_dice:
+            seg = seg + sum(normal_map_dice(maps[:, m], masks) for m in range(maps.shape[1]))
         cls = image_cross_entropy(logits, labels)
         loss = seg + self.config.cls_weight * cls
         return loss, {"seg": float(seg.detach()), "cls": float(cls.detach())}

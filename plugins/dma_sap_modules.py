@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 VARIANTS = ("A", "B", "C", "D")
+IMAGE_FEATURES = ("cls_sap", "sap")
+SEG_MAPS = ("levels", "fusion")
 
 
 def dino_self_attention(f: torch.Tensor, delta: float = 3.0, eps: float = 1.2) -> torch.Tensor:
@@ -70,25 +72,46 @@ def image_logits(feature: torch.Tensor, text: torch.Tensor, temperature: float =
     return (F.normalize(feature, dim=-1) @ F.normalize(text, dim=-1).T / temperature).float()
 
 
+def _identity_linear(dim: int) -> nn.Linear:
+    """A ``dim -> dim`` linear layer that starts as the identity (an untrained layer changes nothing)."""
+    layer = nn.Linear(dim, dim)
+    nn.init.eye_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 class DMA(nn.Module):
     """Dual-Modality Attention of one level: DINO self-similarity plus CLIP-text-guided attention
-    (A_fused = A_dino + theta * A_clip) aggregates the values, then a projection ``proj``."""
+    (A_fused = A_dino + theta * A_clip) aggregates the values, then a projection ``proj``.
+
+    A_clip = softmax(Q K^T / sqrt(D)) with Q = W_q LN(text query), K = W_k LN(projected DINO tokens):
+    layer-normalised inputs have unit variance per channel, so Q K^T / sqrt(D) = sqrt(D) x cosine at
+    the identity start, and patches that match the text get a peaked weight (a mean of unit text
+    features against raw tokens gives logits of ~1/sqrt(D) and an almost uniform A_clip).
+    """
 
     def __init__(self, dim: int, delta: float = 3.0, eps: float = 1.2, theta_init: float = 1.0) -> None:
         super().__init__()
         self.delta, self.eps = delta, eps
         self.theta = nn.Parameter(torch.tensor(float(theta_init)))
-        self.proj = nn.Linear(dim, dim)
-        # choice: identity start, so an untrained DMA passes the aggregated features through unchanged
-        nn.init.eye_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False)
+        # choice: identity starts, so an untrained DMA attends by cosine and passes the values through
+        self.q_proj = _identity_linear(dim)
+        self.k_proj = _identity_linear(dim)
+        self.proj = _identity_linear(dim)
+
+    def clip_attention(self, dino: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """A_clip (N, 1, L') of the text ``query`` (D,) or (N, D) over DINO tokens (N, h', w', D)."""
+        n, h, w, d = dino.shape
+        keys = self.k_proj(self.norm(dino.reshape(n, h * w, d)))
+        return clip_guided_attention(self.q_proj(self.norm(query)), keys)
 
     def attention(self, dino: torch.Tensor, query: torch.Tensor, dst: tuple[int, int]) -> torch.Tensor:
         """A_fused (N, L_dst, L_dst) from projected DINO tokens (N, h', w', D) and the text query (D,)."""
         n, h, w, d = dino.shape
         flat = dino.reshape(n, h * w, d)
         a_dino = dino_self_attention(flat, self.delta, self.eps)
-        a_clip = clip_guided_attention(query, flat)  # (N, 1, L'): same for every query position
+        a_clip = self.clip_attention(dino, query)  # (N, 1, L'): same for every query position
         fused = a_dino + self.theta * a_clip
         return resize_attention(fused, (h, w), dst)
 
@@ -175,11 +198,18 @@ class FusionHead(nn.Module):
         level_weights_init: Sequence[float] = (1.0, 1.0, 1.0),
         gate_init: float = 0.0,
         temperature: float = 0.07,
+        image_feature: str = "cls_sap",
+        seg_maps: str = "levels",
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+        if image_feature not in IMAGE_FEATURES:
+            raise ValueError(f"image_feature {image_feature!r}: expected one of {', '.join(IMAGE_FEATURES)}")
+        if seg_maps not in SEG_MAPS:
+            raise ValueError(f"seg_maps {seg_maps!r}: expected one of {', '.join(SEG_MAPS)}")
         self.variant = variant
+        self.image_feature, self.seg_maps = image_feature, seg_maps
         self.temperature = temperature
         self.levels = 1 if variant == "A" else levels
         self.dino_norm = nn.LayerNorm(dino_dim, elementwise_affine=False)
@@ -195,8 +225,9 @@ class FusionHead(nn.Module):
 
     def fuse(
         self, clip: Sequence[torch.Tensor], dino: Sequence[torch.Tensor], text: torch.Tensor
-    ) -> torch.Tensor:
-        """F_fusion (N, h, w, C) from CLIP levels and DINO levels (shallow -> deep; A uses the deepest)."""
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """F_fusion (N, h, w, C) and each fused level (shallow -> deep) from CLIP and DINO levels
+        (A fuses the deepest only)."""
         if self.variant == "A":
             clip, dino = clip[-1:], dino[-1:]
         grid = tuple(clip[0].shape[1:3])
@@ -207,8 +238,8 @@ class FusionHead(nn.Module):
             values = c + resize_grid(d, grid)  # hierarchical fusion of the level (B)
             fused.append(self.dma[i](values, d, query) if self.dma else values)
         if self.variant == "A":
-            return fused[0]
-        return sum(wt * f for wt, f in zip(self.level_weights, fused, strict=True))
+            return fused[0], fused
+        return sum(wt * f for wt, f in zip(self.level_weights, fused, strict=True)), fused
 
     def forward(
         self,
@@ -218,20 +249,24 @@ class FusionHead(nn.Module):
         cls: torch.Tensor,
         text: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token-grid anomaly maps (N, M, h, w) of F_fusion and F_self, and image logits (N, 2).
+        """Token-grid anomaly maps (N, M, h, w) and image logits (N, 2).
 
-        Variant D takes the image feature from SAP over F_fusion; A-C from the CLIP CLS embedding.
+        ``seg_maps="levels"``: M = one map per fused level (when there are several), F_fusion's and
+        F_self's (SAP's multi-scale {A_m}); ``"fusion"``: F_fusion's and F_self's only. The image
+        feature phi(I) is CLIP's CLS embedding, enhanced by SAP in variant D: CLS + f_out
+        (``image_feature="cls_sap"``) or f_out alone (``"sap"``).
         """
-        fusion = self.fuse(clip, dino, text)
+        fusion, levels = self.fuse(clip, dino, text)
         n, h, w, c = fusion.shape
         f_self = resize_grid(f_self, (h, w))
-        maps = torch.stack(
-            [anomaly_map(fusion, text, self.temperature), anomaly_map(f_self, text, self.temperature)], 1
+        grids = (
+            [*levels, fusion, f_self] if self.seg_maps == "levels" and len(levels) > 1 else [fusion, f_self]
         )
+        maps = torch.stack([anomaly_map(g, text, self.temperature) for g in grids], 1)
+        feature = cls
         if self.sap is not None:
-            feature = self.sap(
+            pooled = self.sap(
                 fusion.reshape(n, h * w, c), maps.reshape(n, maps.shape[1], h * w).to(fusion.dtype)
             )
-        else:
-            feature = cls
+            feature = cls + pooled if self.image_feature == "cls_sap" else pooled
         return maps, image_logits(feature, text, self.temperature)

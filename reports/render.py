@@ -89,6 +89,26 @@ class ReportFormat:
     description: str = ""
 
 
+def evaluation_notes(frame: pd.DataFrame) -> list[str]:
+    """One footnote per evaluation setting found in the records: protocol, map size, mask resize,
+    Gaussian sigma and precision, with the methods scored under it (numbers under different settings
+    are not comparable)."""
+    cols = ["eval_protocol", "eval_size", "mask_resize", "smoothing_sigma", "precision"]
+    if frame.empty or "eval_protocol" not in frame or frame["eval_protocol"].isna().all():
+        return []
+    keyed = frame.assign(**{c: frame[c].astype(str) for c in cols if c in frame})
+    out = []
+    for values, rows in keyed.groupby([c for c in cols if c in keyed], sort=True):
+        setting = dict(zip([c for c in cols if c in keyed], values, strict=True))
+        methods = ", ".join(sorted(rows["method"].unique()))
+        out.append(
+            f"Evaluation protocol {setting.get('eval_protocol')}: pixel metrics at "
+            f"{setting.get('eval_size')} px, masks resized {setting.get('mask_resize')}, "
+            f"Gaussian sigma {setting.get('smoothing_sigma')}, {setting.get('precision')} ({methods})."
+        )
+    return out
+
+
 def random_banner(frame: pd.DataFrame) -> str | None:
     """The warning every output shows when any record ran on randomly initialised weights."""
     rand = frame[frame["random_weights"].astype(bool)]
@@ -315,6 +335,7 @@ def build_report(
     ]
     if grid.n_duplicates:
         notes.append(f"{grid.n_duplicates} older record(s) of re-run jobs were superseded by newer ones.")
+    notes += evaluation_notes(frame)
     plot_files: list[Path] = []
     if plots:
         from .plots import bar_charts  # matplotlib is imported only when plotting

@@ -96,7 +96,8 @@ def test_fusion_head_shapes_for_any_grid(variant):
         clip = [torch.randn(2, *grid, 16) for _ in range(n_levels)]
         dino = [torch.randn(2, *dgrid, 24) for _ in range(n_levels)]
         maps, logits = head(clip, dino, torch.randn(2, *grid, 16), torch.randn(2, 16), torch.randn(2, 16))
-        assert maps.shape == (2, 2, *grid)
+        # one map per fused level (several levels only), then F_fusion's and F_self's
+        assert maps.shape == (2, 2 if variant == "A" else 5, *grid)
         assert logits.shape == (2, 2)
     assert (head.sap is not None) == (variant == "D")
     assert len(head.dma) == (3 if variant in "CD" else 0)
@@ -144,3 +145,75 @@ def test_variant_a_taps_only_the_deepest_layers():
     method = tiny_method(variant="A")
     assert method.clip_taps == (4,) and method.dino_taps == (4,)
     assert set(method.frozen_features(torch.rand(1, 3, 56, 56))) == {"clip0", "dino0", "self", "cls"}
+
+
+# --- fidelity to the paper (issue 8) --------------------------------------------------------------------
+def test_a_clip_is_peaked_when_patches_correlate_with_the_text():
+    torch.manual_seed(0)
+    dim, grid = 64, (6, 6)
+    text = torch.nn.functional.normalize(torch.randn(2, dim), dim=-1)
+    query = torch.nn.functional.normalize(text, dim=-1).mean(0)  # the class embedding the head passes
+    dino = torch.randn(1, *grid, dim)
+    dino[0, 2, 3] = 5 * query / query.norm() + 0.1 * torch.randn(dim)  # one patch carries the text direction
+    a = DMA(dim).clip_attention(dino, query)[0, 0]
+    assert a.argmax() == 2 * grid[1] + 3
+    assert a.max() / a.min() > 50  # the old query/key path gave max/min ~ 1.1 (near uniform)
+    flat = clip_guided_attention(query, dino.reshape(1, -1, dim))[0, 0]
+    assert flat.max() / flat.min() < 2  # what the unprojected, unnormalised path gives
+
+
+def test_sap_weights_see_every_level_map():
+    head = FusionHead(16, 24, levels=3, variant="D")
+    clip = [torch.randn(1, 4, 4, 16) for _ in range(3)]
+    dino = [torch.randn(1, 4, 4, 24) for _ in range(3)]
+    captured = {}
+    head.sap.register_forward_hook(lambda m, args, out: captured.setdefault("maps", args[1]))
+    maps, _ = head(clip, dino, torch.randn(1, 4, 4, 16), torch.randn(1, 16), torch.randn(2, 16))
+    assert captured["maps"].shape == (1, 5, 16)
+    fused = head.fuse(clip, dino, torch.randn(2, 16))[1]
+    assert len(fused) == 3
+    old = FusionHead(16, 24, levels=3, variant="D", seg_maps="fusion")
+    assert old(clip, dino, torch.randn(1, 4, 4, 16), torch.randn(1, 16), torch.randn(2, 16))[0].shape[1] == 2
+
+
+def test_variant_d_image_feature_is_cls_enhanced_by_sap():
+    torch.manual_seed(0)
+    head = FusionHead(16, 24, levels=3, variant="D", temperature=1.0)
+    clip = [torch.randn(2, 4, 4, 16) for _ in range(3)]
+    dino = [torch.randn(2, 4, 4, 24) for _ in range(3)]
+    f_self, cls, text = torch.randn(2, 4, 4, 16), torch.randn(2, 16), torch.randn(2, 16)
+    captured = {}
+    head.sap.register_forward_hook(lambda m, args, out: captured.__setitem__("f_out", out))
+    _, logits = head(clip, dino, f_self, cls, text)
+    from adbench.plugins.dma_sap_modules import image_logits
+
+    torch.testing.assert_close(logits, image_logits(cls + captured["f_out"], text, 1.0))
+    head.image_feature = "sap"
+    _, logits_sap = head(clip, dino, f_self, cls, text)
+    torch.testing.assert_close(logits_sap, image_logits(captured["f_out"], text, 1.0))
+    assert not torch.allclose(logits, logits_sap)
+
+
+def test_vv_blocks_default_is_anomalyclip_dpam_layer_20():
+    # AnomalyCLIP's DAPM_replace(DPAM_layer=20) replaces resblocks[-i] for i in range(1, 20): 19 blocks
+    assert DMASAPConfig().vv_blocks == len(range(1, 20)) == 19
+    from adbench.backbones import build_backbone
+
+    clip = build_backbone("tiny-clip", pretrained=False)
+    n = clip.num_blocks
+    tokens = clip.forward_tokens(
+        torch.rand(1, 3, 56, 56), list(range(1, n + 1)), project=True, vv_blocks=n - 1
+    )
+    assert sorted(tokens.vv) == list(range(2, n + 1))  # the last n-1 blocks carry the V-V path, not the first
+
+
+def test_normal_map_dice_is_an_option_off_by_default():
+    assert DMASAPConfig().normal_map_dice is False
+    method = tiny_method()
+    feats = method.frozen_features(torch.rand(2, 3, 56, 56))
+    masks = torch.zeros(2, 56, 56, dtype=torch.uint8)
+    masks[1, 10:30, 10:30] = 1
+    labels = torch.tensor([0, 1])
+    base = method.training_loss(feats, masks, labels)[0]
+    method.config.normal_map_dice = True
+    assert method.training_loss(feats, masks, labels)[0] > base

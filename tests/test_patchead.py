@@ -153,3 +153,80 @@ def test_alignment_adds_references_and_keeps_shapes():
     imgs = _batch_with_defect(4)
     pred = _method(align=True).predict(imgs, Context("batch_zero_shot", "c"))
     assert pred.scores.shape == (4,) and torch.isfinite(pred.scores).all()
+
+
+# --- fidelity to the paper (issue 8) --------------------------------------------------------------------
+def test_alignment_variants_are_averaged_as_the_paper_says():
+    # one reference sample with three variants (original, aligned, aligned rotated 180 deg) whose nearest
+    # patches are at cosine distances 0.2, 0.5 and 1.1 from the query patch: Sec. 4.2 averages them
+    e = torch.eye(3)
+    q = e[:1]
+    variants = torch.stack(
+        [0.8 * e[0] + 0.6 * e[1], 0.5 * e[0] + (0.75**0.5) * e[1], -0.1 * e[0] + (0.99**0.5) * e[2]]
+    )
+    refs = variants[:, None, :]  # three one-patch images
+    groups = torch.zeros(3, dtype=torch.long)
+    mean = cross_patch_distances(q, refs, groups, 1, merge="mean")
+    assert mean.item() == pytest.approx((0.2 + 0.5 + 1.1) / 3)
+    assert cross_patch_distances(q, refs, groups, 1, merge="min").item() == pytest.approx(0.2)
+    assert PatchEADConfig().alignment_merge == "mean"
+
+
+def test_alignment_merge_reaches_the_scores():
+    imgs = _batch_with_defect(4)
+    mean = _method(align=True).predict(imgs, Context("batch_zero_shot", "c"))
+    low = _method(align=True, alignment_merge="min").predict(imgs, Context("batch_zero_shot", "c"))
+    assert (low.maps <= mean.maps + 1e-6).all() and not torch.allclose(low.maps, mean.maps)
+
+
+@pytest.mark.parametrize(
+    "dataset,align,mask",
+    [
+        ("mvtec", True, True),
+        ("visa", True, True),
+        ("dtd_synthetic", True, True),
+        ("mpdd", False, True),
+        ("btad", False, True),
+    ],
+)
+def test_plus_applies_the_paper_preset_of_each_dataset(dataset, align, mask):
+    cfg = PatchEAD.config_for_dataset(PatchEADConfig(plus=True), dataset)
+    assert (cfg.align, cfg.foreground_mask) == (align, mask)
+    assert PatchEAD.published_name(cfg) == "PatchEAD+ (DINOv2)"
+    plain = PatchEADConfig(align=False)
+    assert PatchEAD.config_for_dataset(plain, dataset) is plain  # without plus nothing changes
+
+
+def test_plus_run_plans_each_dataset_with_its_preset(tmp_path):
+    from adbench.runner import Runner, RunSpec
+    from adbench.store import ResultsStore
+
+    spec = RunSpec(
+        methods=["patchead"],
+        datasets=["synthetic"],
+        overrides={"patchead": {"plus": ["true"], "backbone": ["tiny-dinov2"]}},
+    )
+    jobs = Runner(spec, ResultsStore(tmp_path)).plan()
+    assert jobs and all(j.config.align and j.config.foreground_mask for j in jobs)
+    assert all(j.config.plus for j in jobs)
+    # one report column whatever each dataset's preset: the label is the config asked for
+    assert {j.variant for j in jobs} == {"backbone=tiny-dinov2,plus=True"}
+
+
+def test_few_shot_nearest_takes_the_nearest_reference():
+    # per-reference distances 0.1 and 0.9 for one patch: "all" averages (paper's Eq. 3), "nearest" keeps 0.1
+    dist = torch.tensor([[0.1, 0.9]])
+    assert aggregate_references(dist, 2, "closest").item() == pytest.approx(0.5)
+    assert aggregate_references(dist, 1, "closest").item() == pytest.approx(0.1)
+    imgs = _batch_with_defect()
+    refs = imgs[[0, 1]].clone()
+    refs[1] = torch.rot90(refs[1], 1, dims=(1, 2))  # a badly posed second reference
+    ctx = Context("few_shot", "c", references=refs)
+    every = _method().predict(imgs[3:5], ctx)
+    nearest = _method(few_shot_references="nearest").predict(imgs[3:5], ctx)
+    assert (nearest.maps <= every.maps + 1e-6).all() and nearest.maps.mean() < every.maps.mean()
+
+
+def test_smoothing_sigma_is_a_recorded_config_value():
+    assert PatchEADConfig().smoothing_sigma == 4.0
+    assert PatchEAD.map_sigma(PatchEADConfig(smoothing_sigma=0.0)) == 0.0

@@ -188,20 +188,20 @@ def test_records_that_differ_in_any_setting_are_separate_columns(tmp_path):
             config={"variant": "D"},
             eval_size=256,
         ),
-        job_record("patchead", "mvtec", "c0", **base, extra={"eval_protocol": "official"}),
+        job_record("patchead", "mvtec", "c0", **base, extra={"tiling": "none"}),
         job_record(
             "patchead",
             "mvtec",
             "c0",
             metrics=auroc(0.6),
             created="2026-02-01T00:00:00Z",
-            extra={"eval_protocol": "anomalyclip"},
+            extra={"tiling": "sliding"},
         ),
     ]
     html, _ = render(tmp_path, recs)
     t = table(html, "metric-image_auroc")
     assert sorted(plain(c) for c in row(t, "MVTec AD")) == ["50.0", "60.0", "90.0", "90.0"]
-    assert "eval_size=256" in html and "eval_protocol=anomalyclip" in html
+    assert "eval_size=256" in html and "tiling=sliding" in html
     grid = ReproducedGrid(write_store(tmp_path / "s2", recs).frame())
     assert grid.n_duplicates == 0 and len(grid.keys) == 4
 

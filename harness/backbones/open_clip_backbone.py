@@ -120,7 +120,8 @@ class OpenCLIPBackbone(Backbone):
         ``vv_blocks`` blocks (CLIP Surgery / AnomalyCLIP DPAM: the V-V stream starts from the block
         input, adds each block's V-V self-attention of the original stream, skips the MLP);
         ``Tokens.vv[layer]`` then holds its tokens for tapped layers inside that range (AnomalyCLIP's
-        ``DPAM_layer=d`` is ``vv_blocks=d-1``). ``with_attention`` fills ``Tokens.attention`` with the
+        ``DPAM_layer=d`` is ``vv_blocks=d-1``: its ``DAPM_replace`` replaces ``resblocks[-i]`` for i in
+        ``range(1, d)``, so the default 20 covers blocks 6..24 of 24, ``vv_blocks=19``). ``with_attention`` fills ``Tokens.attention`` with the
         last block's CLS-to-patch attention. ``cls=False`` stops after the deepest block needed.
         """
         taps = self.layer_indices(layers)
