@@ -58,7 +58,9 @@ class AnomalyCLIPConfig(TrainedConfig):
     anomalous_words: str = "damaged object"
     deep_prompt_depth: int = setting(9, ge=1, doc="text layers 2..depth get learnable tokens")
     deep_prompt_length: int = setting(4, ge=1, doc="learnable tokens per text layer")
-    dpam_layer: int = setting(20, ge=1, doc="the code's DPAM_layer: V-V path in the last dpam_layer - 1 blocks")
+    dpam_layer: int = setting(
+        20, ge=1, doc="the code's DPAM_layer: V-V path in the last dpam_layer - 1 blocks"
+    )
     feature_layers: tuple[int, ...] = (6, 12, 18, 24)
     temperature: float = setting(0.07, gt=0)
     seg_weight: float = setting(4.0, ge=0, doc="weight of the segmentation losses (the code's lam)")
@@ -80,7 +82,9 @@ class DeepTextPrompts(nn.Module):
         )
         # Never called (see the module docstring): the official checkpoint layout and parameter count.
         self.unused_projections = (
-            nn.ModuleList([nn.Linear(width, unused_width) for _ in range(depth - 1)]) if unused_width else None
+            nn.ModuleList([nn.Linear(width, unused_width) for _ in range(depth - 1)])
+            if unused_width
+            else None
         )
 
     def forward(self) -> list[torch.Tensor]:
@@ -146,10 +150,14 @@ class AnomalyCLIP(Method):
     def _prompt_learner(self) -> PromptLearner:
         cfg = self.config
         placeholder = " ".join(["X"] * cfg.n_ctx)
-        tokens = self.clip.tokenize([f"{placeholder} {cfg.normal_words}.", f"{placeholder} {cfg.anomalous_words}."])
+        tokens = self.clip.tokenize(
+            [f"{placeholder} {cfg.normal_words}.", f"{placeholder} {cfg.anomalous_words}."]
+        )
         ctx_ids = tokens[:, 1 : 1 + cfg.n_ctx]
         if not bool((ctx_ids == ctx_ids[0, 0]).all()):
-            raise AdbenchError(f"anomalyclip.n_ctx={cfg.n_ctx}: the tokenizer did not give one token per placeholder")
+            raise AdbenchError(
+                f"anomalyclip.n_ctx={cfg.n_ctx}: the tokenizer did not give one token per placeholder"
+            )
         if cfg.deep_prompt_length > cfg.n_ctx + 1:
             raise AdbenchError("anomalyclip.deep_prompt_length must not exceed n_ctx + 1")
         with torch.no_grad():
@@ -195,7 +203,9 @@ class AnomalyCLIP(Method):
         maps = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear", align_corners=False)
         target = masks.float()
         seg = sum(
-            focal_loss(maps[:, i], target) + dice_loss(maps[:, i], target) + dice_loss(1 - maps[:, i], 1 - target)
+            focal_loss(maps[:, i], target)
+            + dice_loss(maps[:, i], target)
+            + dice_loss(1 - maps[:, i], 1 - target)
             for i in range(maps.shape[1])
         )
         cls = image_cross_entropy(logits, labels)

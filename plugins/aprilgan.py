@@ -140,7 +140,9 @@ class APRILGAN(Method):
         maps = self.stage_maps(features, self.text(TRAINING_NAME))
         maps = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear", align_corners=True)
         target = masks.float()
-        return sum(focal_loss(maps[:, i], target) + dice_loss(maps[:, i], target) for i in range(maps.shape[1]))
+        return sum(
+            focal_loss(maps[:, i], target) + dice_loss(maps[:, i], target) for i in range(maps.shape[1])
+        )
 
     def reference_memory(self, references: torch.Tensor) -> list[torch.Tensor]:
         """Raw stage tokens of the references flattened to (k*P, D) per stage, built once per job."""

@@ -52,7 +52,9 @@ class CLIPZeroShot(Method):
 
     name = "clip"
     display_name = "CLIP"
-    description = "plain CLIP zero-shot: 'a photo of a normal/damaged [class]' prompt ensemble (Radford et al. 2021)"
+    description = (
+        "plain CLIP zero-shot: 'a photo of a normal/damaged [class]' prompt ensemble (Radford et al. 2021)"
+    )
     config_cls = CLIPConfig
     supports = frozenset({"zero_shot"})
     default_protocol = "zero_shot"
@@ -83,7 +85,11 @@ class CLIPZeroShot(Method):
         if category not in self._text:
             with torch.no_grad():
                 self._text[category] = normal_anomalous_features(
-                    self.clip, class_name(category), CLIP_NORMAL_STATES, CLIP_ANOMALOUS_STATES, WINCLIP_TEMPLATES
+                    self.clip,
+                    class_name(category),
+                    CLIP_NORMAL_STATES,
+                    CLIP_ANOMALOUS_STATES,
+                    WINCLIP_TEMPLATES,
                 )
         return self._text[category]
 

@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 
 
-def nearest_cosine_distance(query: torch.Tensor, memory: torch.Tensor, max_elements: int = 2**25) -> torch.Tensor:
+def nearest_cosine_distance(
+    query: torch.Tensor, memory: torch.Tensor, max_elements: int = 2**25
+) -> torch.Tensor:
     """1 - the largest cosine similarity of each query feature (..., C) to any memory row (M, C); (...,).
 
     Query rows are processed in chunks so the similarity block stays under ``max_elements`` entries.

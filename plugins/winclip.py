@@ -59,7 +59,9 @@ def sliding_windows(grid: tuple[int, int], size: int, stride: int = 1) -> torch.
     """Flat (row-major) patch indices (W, size * size) of every ``size`` x ``size`` window on ``grid``."""
     h, w = grid
     if size > min(h, w):
-        raise AdbenchError(f"winclip.window_sizes: a {size}x{size} window does not fit the {h}x{w} patch grid")
+        raise AdbenchError(
+            f"winclip.window_sizes: a {size}x{size} window does not fit the {h}x{w} patch grid"
+        )
     index = torch.arange(h * w).view(h, w)
     win = index.unfold(0, size, stride).unfold(1, size, stride)  # (h', w', size, size)
     return win.reshape(-1, size * size)
@@ -75,7 +77,9 @@ def harmonic_aggregation(scores: torch.Tensor, windows: torch.Tensor, num_patche
     flat = windows.reshape(-1).to(scores.device)
     inv = (1.0 / scores.float().clamp_min(1e-12)).repeat_interleave(windows.shape[1], dim=1)
     total = torch.zeros(n, num_patches, device=scores.device).index_add_(1, flat, inv)
-    count = torch.zeros(num_patches, device=scores.device).index_add_(0, flat, torch.ones_like(flat, dtype=torch.float))
+    count = torch.zeros(num_patches, device=scores.device).index_add_(
+        0, flat, torch.ones_like(flat, dtype=torch.float)
+    )
     return torch.where(count > 0, count / total.clamp_min(1e-12), torch.zeros_like(total))
 
 
@@ -101,7 +105,9 @@ class WinCLIP(Method):
     def setup(self) -> None:
         from adbench.backbones import build_backbone
 
-        self.clip = build_backbone(self.config.backbone, device=self.device, pretrained=self.pretrained_backbones)
+        self.clip = build_backbone(
+            self.config.backbone, device=self.device, pretrained=self.pretrained_backbones
+        )
         self._weights = {self.config.backbone: self.clip.weights}
         self._text: dict[str, torch.Tensor] = {}
         self._windows: dict[tuple[int, int], list[torch.Tensor]] = {}
@@ -126,7 +132,9 @@ class WinCLIP(Method):
             self._windows[grid] = [sliding_windows(grid, s) for s in self.config.window_sizes]
         return self._windows[grid]
 
-    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], tuple[int, int]]:
+    def embed(
+        self, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], tuple[int, int]]:
         """Image embedding (N, C), projected patch tokens (N, P, C), window embeddings per scale (N, W, C), grid."""
         tokens = self.clip.forward_tokens(images, [-1], project=True)
         grid = tokens.grid
@@ -134,7 +142,11 @@ class WinCLIP(Method):
         return tokens.cls, tokens.patches[-1].flatten(1, 2), wins, grid
 
     def zero_shot(
-        self, image_emb: torch.Tensor, window_embs: list[torch.Tensor], text: torch.Tensor, grid: tuple[int, int]
+        self,
+        image_emb: torch.Tensor,
+        window_embs: list[torch.Tensor],
+        text: torch.Tensor,
+        grid: tuple[int, int],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Image scores (N,) and the harmonic multi-scale map (N, P)."""
         t = self.config.temperature
@@ -156,7 +168,11 @@ class WinCLIP(Method):
         return self._memory
 
     def few_shot(
-        self, patches: torch.Tensor, window_embs: list[torch.Tensor], references: torch.Tensor, grid: tuple[int, int]
+        self,
+        patches: torch.Tensor,
+        window_embs: list[torch.Tensor],
+        references: torch.Tensor,
+        grid: tuple[int, int],
     ) -> torch.Tensor:
         """The few-shot map (N, P): mean over scales of (1 - nearest cosine) / 2, windows aggregated harmonically."""
         patch_mem, window_mems = self.reference_memory(references)

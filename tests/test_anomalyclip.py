@@ -11,7 +11,9 @@ from adbench.plugins.anomalyclip import AnomalyCLIP, AnomalyCLIPConfig, DeepText
 from adbench.plugins.dma_sap_modules import PromptLearner
 
 
-def official_dpam_tokens(clip, images: torch.Tensor, dpam_layer: int, out_layers: list[int]) -> dict[int, torch.Tensor]:
+def official_dpam_tokens(
+    clip, images: torch.Tensor, dpam_layer: int, out_layers: list[int]
+) -> dict[int, torch.Tensor]:
     """AnomalyCLIP's visual forward written out from its paper/code: blocks -1..-(dpam_layer-1) carry two
     streams; q, k, v come from the original stream; the V-V stream adds softmax(v v^T * scale) v through
     the block's out-projection and skips the MLP; out_layers read the V-V stream where it exists."""
@@ -32,11 +34,10 @@ def official_dpam_tokens(clip, images: torch.Tensor, dpam_layer: int, out_layers
             qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
             q, k, v = qkv.view(n, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
             scale = (width // heads) ** -0.5
-            ori = ((q @ k.transpose(-2, -1)) * scale).softmax(-1) @ v
-            sur = ((v @ v.transpose(-2, -1)) * scale).softmax(-1) @ v
-            merge = lambda t: attn.out_proj(t.transpose(1, 2).reshape(n, length, width))  # noqa: E731
-            vv = (x if vv is None else vv) + merge(sur)
-            x = x + merge(ori)
+            ori = (((q @ k.transpose(-2, -1)) * scale).softmax(-1) @ v).transpose(1, 2)
+            sur = (((v @ v.transpose(-2, -1)) * scale).softmax(-1) @ v).transpose(1, 2)
+            vv = (x if vv is None else vv) + attn.out_proj(sur.reshape(n, length, width))
+            x = x + attn.out_proj(ori.reshape(n, length, width))
             x = x + block.mlp(block.ln_2(x))
         else:
             x = block(x)
@@ -56,7 +57,9 @@ def test_dpam_equals_the_backbone_vv_path(method):
     images = torch.rand(2, 3, 112, 112)
     # the tiny CLIP has 4 blocks: the official DPAM_layer=20 of 24 scales to 3 V-V blocks = DPAM_layer 4
     assert method.vv_blocks == 3 and method.taps == (1, 2, 3, 4)
-    expected = official_dpam_tokens(method.clip, images, dpam_layer=method.vv_blocks + 1, out_layers=[1, 2, 3, 4])
+    expected = official_dpam_tokens(
+        method.clip, images, dpam_layer=method.vv_blocks + 1, out_layers=[1, 2, 3, 4]
+    )
     feats = method.frozen_features(images)
     for i, layer in enumerate(method.taps):
         torch.testing.assert_close(feats[f"layer{i}"], expected[layer], rtol=1e-4, atol=1e-5)

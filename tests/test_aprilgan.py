@@ -26,7 +26,10 @@ def method():
 def test_prompt_ensemble_sizes():
     assert len(ensemble_sentences(APRILGAN_NORMAL_STATES, APRILGAN_TEMPLATES, "screw")) == 7 * 35
     assert len(ensemble_sentences(APRILGAN_ANOMALOUS_STATES, APRILGAN_TEMPLATES, "screw")) == 5 * 35
-    assert ensemble_sentences(APRILGAN_ANOMALOUS_STATES, APRILGAN_TEMPLATES, "screw")[35] == "a bad photo of a broken screw."
+    assert (
+        ensemble_sentences(APRILGAN_ANOMALOUS_STATES, APRILGAN_TEMPLATES, "screw")[35]
+        == "a bad photo of a broken screw."
+    )
 
 
 def test_stage_layout_and_full_size_count(method):

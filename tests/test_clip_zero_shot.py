@@ -33,7 +33,9 @@ def test_anomaly_probability_is_the_two_way_softmax():
     cos = F.normalize(feats, dim=-1) @ text.T
     expected = torch.exp(cos[:, 1] / 0.07) / torch.exp(cos / 0.07).sum(-1)
     torch.testing.assert_close(anomaly_probability(feats, text, 0.07), expected)
-    torch.testing.assert_close(anomaly_probability(text[1:] * 3, text, 0.01), torch.ones(1), atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        anomaly_probability(text[1:] * 3, text, 0.01), torch.ones(1), atol=1e-3, rtol=0
+    )
 
 
 def test_requirements_follow_the_vv_option():
