@@ -112,6 +112,7 @@ class WinCLIP(Method):
         self._text: dict[str, torch.Tensor] = {}
         self._windows: dict[tuple[int, int], list[torch.Tensor]] = {}
         self._memory: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+        self._memory_of: torch.Tensor | None = None
 
     def text(self, category: str) -> torch.Tensor:
         """(2, C) normal / anomalous ensemble features of the category (cached)."""
