@@ -52,12 +52,11 @@ class Category:
     notes: list[str] = field(default_factory=list)
     #: The object shown, in words, for text prompts; the runner sets the dataset's ``object_name``.
     object_name: str = ""
+    difficulty: str | None = None
 
     def __post_init__(self) -> None:
         if not self.object_name:
             self.object_name = self.name.replace("_", " ")
-
-    difficulty: str | None = None
 
     @property
     def num_anomalous(self) -> int:

@@ -42,6 +42,7 @@ CAPABILITIES: dict[str, str] = {
     "projection": "patch tokens projected into the joint image-text space (forward_tokens project=True)",
     "vv": "V-V attention path in the last blocks (forward_tokens vv_blocks=n; CLIP Surgery / DPAM)",
     "cls_attention": "last block's CLS-to-patch attention (forward_tokens with_attention=True)",
+    "windows": "image embedding of the vision tower run on subsets of patch tokens (encode_windows; WinCLIP)",
 }
 CLIP_CAPABILITIES = frozenset(CAPABILITIES)
 VIT_CAPABILITIES = frozenset({"cls_attention"})

@@ -102,6 +102,37 @@ class OpenCLIPBackbone(Backbone):
         visual = self.model.visual
         return visual.ln_post(tokens) @ visual.proj
 
+    def _embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """CLS + patch embeddings with position embeddings (N, 1 + h*w, D), before ``ln_pre``, and the grid."""
+        visual = self.model.visual
+        x = visual.conv1(self.normalize(images).to(visual.conv1.weight.dtype))
+        grid = (x.shape[-2], x.shape[-1])
+        x = x.flatten(2).transpose(1, 2)
+        x = torch.cat([visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
+        return x + self.pos_embed(grid).to(x.dtype), grid
+
+    def encode_windows(self, images: torch.Tensor, windows: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """Projected image embeddings (N, W, output_dim) of the vision tower run on each window alone.
+
+        ``windows`` (W, k) holds flat patch indices (row-major on the patch grid); each window's
+        sequence is the CLS token plus its k patch tokens, with their position embeddings, through every
+        block, then ``ln_post`` and the projection of the CLS output (WinCLIP's window embeddings).
+        ``chunk`` bounds the sequences run at once.
+        """
+        visual = self.model.visual
+        with self.autocast(images.device):
+            x, _ = self._embed(images)
+            index = torch.cat([windows.new_zeros(windows.shape[0], 1), windows + 1], dim=1).to(x.device)
+            seqs = x[:, index].flatten(0, 1)  # (N * W, 1 + k, D)
+            out = []
+            for part in seqs.split(chunk):
+                part = visual.ln_pre(part)
+                for block in visual.transformer.resblocks:
+                    part = block(part)
+                out.append(self.project_tokens(part[:, 0]))
+            pooled = torch.cat(out).float()
+        return pooled.unflatten(0, (images.shape[0], windows.shape[0]))
+
     def forward_tokens(
         self,
         images: torch.Tensor,
@@ -132,11 +163,8 @@ class OpenCLIPBackbone(Backbone):
         depth = self.num_blocks if (cls or with_attention) else max(taps.values(), default=0)
         device = images.device
         with self.autocast(device):
-            x = visual.conv1(self.normalize(images).to(visual.conv1.weight.dtype))
-            grid = (x.shape[-2], x.shape[-1])
-            x = x.flatten(2).transpose(1, 2)
-            x = torch.cat([visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
-            x = visual.ln_pre(visual.patch_dropout(x + self.pos_embed(grid).to(x.dtype)))
+            x, grid = self._embed(images)
+            x = visual.ln_pre(visual.patch_dropout(x))
             stream: dict[int, torch.Tensor] = {}
             vv_stream: dict[int, torch.Tensor] = {}
             attention = None

@@ -1,0 +1,223 @@
+"""anomalyclip: object-agnostic prompt learning with DPAM (AnomalyCLIP), trained on auxiliary data.
+
+Paper: Zhou et al., "AnomalyCLIP: Object-agnostic Prompt Learning for Zero-shot Anomaly Detection",
+ICLR 2024; official code github.com/zqhang/AnomalyCLIP (``train.py``, ``test.py``,
+``prompt_ensemble.py``, ``AnomalyCLIP_lib/AnomalyCLIP.py``). Frozen CLIP ViT-L/14@336 (OpenAI) at
+518 px. Learnable: two object-agnostic contexts of 12 tokens before "object." / "damaged object.";
+learnable text tokens (length 4) replacing the 4 tokens after SOS at the input of text layers 2..9
+(``deep_prompt_depth`` 9 as in the code: depth - 1 = 8 token sets); DPAM: the V-V attention path in
+the last ``dpam_layer - 1`` = 19 visual blocks (the code's ``DPAM_layer=20`` replaces blocks -1..-19;
+the V-V stream adds each block's V-V attention of the original stream and skips the MLP), whose tokens
+are read at layers 6, 12, 18, 24, projected by ``ln_post`` + projection. Each layer's map is the
+softmax over cosine similarities / 0.07 with the two text features; loss = 4 x sum over layers of
+(focal + dice(anomalous, mask) + dice(normal, 1 - mask)) + image CE on the class embedding; Adam lr
+1e-3, betas (0.5, 0.999), batch 8, 15 epochs. Inference: image score = P(anomalous) of the class
+embedding; map = sum over layers of P(anomalous), Gaussian sigma 4.
+
+Choices (config values where they are settings):
+* ``unused_projections`` true: the official prompt learner also holds 8 ``Linear(768, 896)`` layers
+  (``compound_prompt_projections``, left from MaPLe) that its forward never uses; they are kept so the
+  learnable state has the official layout and the trainable count matches the published 5.56 M
+  (43 k parameters without them). They receive no gradient; false drops them (same outputs).
+* The image embedding is CLIP's usual one (``ln_post`` + projection of the CLS token); the official
+  code projects the CLS token without ``ln_post``.
+* Position embeddings at 518 px are resampled bicubically by the shared backbone (the code: bilinear).
+* Layers and ``dpam_layer`` are given for 24 visual blocks, ``deep_prompt_depth`` for 12 text layers;
+  they scale proportionally on other depths (tiny demo backbones); a tapped layer before the DPAM range reads the original stream, as in the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adbench import hookimpl
+from adbench.config import setting
+from adbench.errors import AdbenchError
+from adbench.losses import dice_loss, focal_loss, image_cross_entropy
+from adbench.methods import Context, Method, Prediction, TrainedConfig
+
+from .dma_sap import scale_taps
+from .dma_sap_modules import PromptLearner
+
+CLIP_DEPTH = 24
+TEXT_DEPTH = 12
+
+
+@dataclass
+class AnomalyCLIPConfig(TrainedConfig):
+    """anomalyclip settings; defaults are the official code's (train.py / test.py)."""
+
+    backbone: str = "clip-vitl14-336"
+    image_size: int = setting(518, ge=14, le=4096)
+    n_ctx: int = setting(12, ge=1, doc="learnable context tokens per prompt")
+    normal_words: str = "object"
+    anomalous_words: str = "damaged object"
+    deep_prompt_depth: int = setting(9, ge=1, doc="text layers 2..depth get learnable tokens")
+    deep_prompt_length: int = setting(4, ge=1, doc="learnable tokens per text layer")
+    dpam_layer: int = setting(
+        20, ge=1, doc="the code's DPAM_layer: V-V path in the last dpam_layer - 1 blocks"
+    )
+    feature_layers: tuple[int, ...] = (6, 12, 18, 24)
+    temperature: float = setting(0.07, gt=0)
+    seg_weight: float = setting(4.0, ge=0, doc="weight of the segmentation losses (the code's lam)")
+    unused_projections: bool = True
+    projection_width: int = setting(896, ge=1, doc="output width of the unused official projections")
+    lr: float = setting(1e-3, gt=0)
+    betas: tuple[float, ...] = setting((0.5, 0.999), ge=0, lt=1)
+    batch_size: int = setting(8, ge=1)
+    epochs: int = setting(15, ge=0)
+
+
+class DeepTextPrompts(nn.Module):
+    """Learnable text tokens for text layers 2..depth; optionally the official unused projections."""
+
+    def __init__(self, depth: int, length: int, width: int, unused_width: int | None, init_std: float = 0.02):
+        super().__init__()
+        self.tokens = nn.ParameterList(
+            [nn.Parameter(torch.randn(length, width) * init_std) for _ in range(depth - 1)]
+        )
+        # Never called (see the module docstring): the official checkpoint layout and parameter count.
+        self.unused_projections = (
+            nn.ModuleList([nn.Linear(width, unused_width) for _ in range(depth - 1)])
+            if unused_width
+            else None
+        )
+
+    def forward(self) -> list[torch.Tensor]:
+        return list(self.tokens)
+
+
+class AnomalyCLIP(Method):
+    """Object-agnostic learnable prompts + DPAM over frozen CLIP; trained on auxiliary data."""
+
+    name = "anomalyclip"
+    display_name = "AnomalyCLIP"
+    description = (
+        "AnomalyCLIP: object-agnostic learnable prompts, learnable text tokens and DPAM (V-V attention) "
+        "over frozen CLIP ViT-L/14@336, trained on an auxiliary dataset (Zhou et al., ICLR 2024)"
+    )
+    config_cls = AnomalyCLIPConfig
+    supports = frozenset({"zero_shot"})
+    default_protocol = "zero_shot"
+    trained = True
+    demo_backbones = {"backbone": "tiny-clip"}
+    smoothing_sigma = 4.0
+
+    @classmethod
+    def backbone_requirements(cls, config: AnomalyCLIPConfig) -> dict[str, frozenset[str]]:
+        """Prompt learning through the text tower (with deep tokens), projected tokens, the V-V path."""
+        return {"backbone": frozenset({"text", "deep_text_prompts", "projection", "vv"})}
+
+    def setup(self) -> None:
+        from adbench.backbones import build_backbone
+
+        clip = build_backbone(self.config.backbone, device=self.device, pretrained=self.pretrained_backbones)
+        self._weights = {self.config.backbone: clip.weights}
+        self.attach(clip)
+
+    def attach(self, clip: nn.Module) -> None:
+        """Build the learnable parts for a frozen CLIP (``setup`` builds it by name)."""
+        cfg = self.config
+        text_depth = len(clip.text_transformer.resblocks)
+        deep_sets = cfg.deep_prompt_depth - 1
+        if text_depth != TEXT_DEPTH:  # scaled like the visual taps (tiny demo towers)
+            deep_sets = min(text_depth - 1, round(deep_sets * text_depth / TEXT_DEPTH))
+        if deep_sets > text_depth - 1:
+            raise AdbenchError(
+                f"anomalyclip.deep_prompt_depth={cfg.deep_prompt_depth}: the text tower has {text_depth} layers"
+            )
+        self.clip = clip
+        self.taps = scale_taps(cfg.feature_layers, CLIP_DEPTH, clip.num_blocks)
+        self.vv_blocks = min(clip.num_blocks, round((cfg.dpam_layer - 1) * clip.num_blocks / CLIP_DEPTH))
+        width = int(clip.token_embedding.weight.shape[1])
+        self.learnable = nn.ModuleDict(
+            {
+                "prompts": self._prompt_learner(),
+                "deep": DeepTextPrompts(
+                    deep_sets + 1,
+                    cfg.deep_prompt_length,
+                    width,
+                    cfg.projection_width if cfg.unused_projections else None,
+                ),
+            }
+        ).to(self.device)
+        self.learnable.eval()
+
+    def _prompt_learner(self) -> PromptLearner:
+        cfg = self.config
+        placeholder = " ".join(["X"] * cfg.n_ctx)
+        tokens = self.clip.tokenize(
+            [f"{placeholder} {cfg.normal_words}.", f"{placeholder} {cfg.anomalous_words}."]
+        )
+        ctx_ids = tokens[:, 1 : 1 + cfg.n_ctx]
+        if not bool((ctx_ids == ctx_ids[0, 0]).all()):
+            raise AdbenchError(
+                f"anomalyclip.n_ctx={cfg.n_ctx}: the tokenizer did not give one token per placeholder"
+            )
+        if cfg.deep_prompt_length > cfg.n_ctx + 1:
+            raise AdbenchError("anomalyclip.deep_prompt_length must not exceed n_ctx + 1")
+        with torch.no_grad():
+            emb = self.clip.token_embedding(tokens)
+        return PromptLearner(tokens, emb, cfg.n_ctx)
+
+    # --- the trained-method hooks ------------------------------------------------------------
+    def learnable_module(self) -> nn.Module:
+        return self.learnable
+
+    def frozen_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """DPAM tokens of each tapped layer in the text space (the original stream before the DPAM
+        range) and the class embedding."""
+        tokens = self.clip.forward_tokens(images, self.taps, project=True, vv_blocks=self.vv_blocks)
+        feats = {f"layer{i}": tokens.vv.get(t, tokens.patches[t]) for i, t in enumerate(self.taps)}
+        feats["cls"] = tokens.cls
+        return feats
+
+    def text_features(self) -> torch.Tensor:
+        """(2, C) unit normal / anomalous text features from the learnable prompts and deep tokens."""
+        deep = self.learnable["deep"]()
+
+        def encode(embeddings: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+            return self.clip.encode_text_embeddings(embeddings, eot, deep_prompts=deep)
+
+        return F.normalize(self.learnable["prompts"](encode).float(), dim=-1)
+
+    def forward_head(self, feats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """P(anomalous) maps (N, L, h, w) per tapped layer and image logits (N, 2)."""
+        text = self.text_features()
+        t = self.config.temperature
+        maps = []
+        for i in range(len(self.taps)):
+            sims = F.normalize(feats[f"layer{i}"].float(), dim=-1) @ text.T
+            maps.append(torch.softmax(sims / t, dim=-1)[..., 1])
+        logits = F.normalize(feats["cls"].float(), dim=-1) @ text.T / t
+        return torch.stack(maps, dim=1), logits
+
+    def training_loss(
+        self, features: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        maps, logits = self.forward_head(features)
+        maps = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        target = masks.float()
+        seg = sum(
+            focal_loss(maps[:, i], target)
+            + dice_loss(maps[:, i], target)
+            + dice_loss(1 - maps[:, i], 1 - target)
+            for i in range(maps.shape[1])
+        )
+        cls = image_cross_entropy(logits, labels)
+        loss = self.config.seg_weight * seg + cls
+        return loss, {"seg": float(seg.detach()), "cls": float(cls.detach())}
+
+    def predict(self, images: torch.Tensor, ctx: Context) -> Prediction:
+        with torch.no_grad():
+            maps, logits = self.forward_head(self.frozen_features(images))
+        return Prediction(scores=torch.softmax(logits, dim=-1)[:, 1].float(), maps=maps.sum(1).float())
+
+
+@hookimpl
+def adbench_methods() -> list[type[Method]]:
+    return [AnomalyCLIP]

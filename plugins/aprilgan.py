@@ -1,0 +1,174 @@
+"""aprilgan: APRIL-GAN (VAND 2023 challenge), linear maps of CLIP patch tokens into the text space.
+
+Paper: Chen et al., "A Zero-/Few-Shot Anomaly Classification and Segmentation Method for CVPR 2023 VAND
+Workshop Challenge Tracks 1&2: 1st Place on Zero-shot AD and 4th Place on Few-shot AD", arXiv
+2305.17382; official code github.com/ByChelsea/VAND-APRIL-GAN (``train.py``, ``test.py``,
+``model.py``, ``prompt_ensemble.py``, ``few_shot.py``). Frozen CLIP ViT-L/14@336 (OpenAI) at 518 px.
+Learnable: one ``Linear(1024, 768)`` per tapped stage (blocks 6, 12, 18, 24) applied to the raw block
+outputs (no ``ln_post``), trained on auxiliary data with focal (two-way softmax) + dice (anomalous
+channel) per stage; Adam lr 1e-3, betas (0.5, 0.999), batch 8. Text: state-level x template-level
+ensemble around the class name (7 normal, 5 anomalous states x 35 templates), logit scale 100.
+Zero-shot: image score = P(anomalous) of the class embedding; map = sum over stages of P(anomalous).
+Few-shot (protocol ``few_shot``): a memory of the k reference images' raw tokens per stage; each query
+token scores 1 - its largest cosine similarity to the memory; the stage maps are summed and added to
+the zero-shot map; the image score is the mean of the zero-shot image score and the map's maximum.
+
+Choices (config values where they are settings):
+* ``epochs`` 15: the official script's setting when training on VisA (the fit used for MVTec); its
+  MVTec-trained fit (used for VisA) runs 3 epochs. The mosaic augmentation of the MVTec fit
+  (``aug_rate`` 0.2) is not reproduced.
+* Training prompts use the class-agnostic name "object": the training engine hands the method no
+  per-sample category (the code uses each training image's class name); inference uses the target's name.
+* Few-shot image score: the code min-max normalises the maps' maxima over the whole test split before
+  averaging; a method here sees query batches, so the maximum is divided by its upper bound
+  (stages x 3: a probability in [0, 1] plus a cosine distance in [0, 2] per stage) instead.
+* Stages are given for 24 blocks and scale proportionally on other depths (tiny demo backbones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adbench import hookimpl
+from adbench.config import setting
+from adbench.errors import AdbenchError
+from adbench.losses import dice_loss, focal_loss
+from adbench.methods import Context, Method, Prediction, TrainedConfig
+
+from .dma_sap import scale_taps
+from .patch_memory import nearest_cosine_distance
+from .prompt_ensemble import (
+    APRILGAN_ANOMALOUS_STATES,
+    APRILGAN_NORMAL_STATES,
+    APRILGAN_TEMPLATES,
+    class_name,
+    normal_anomalous_features,
+)
+
+CLIP_DEPTH = 24
+TRAINING_NAME = "object"
+
+
+@dataclass
+class APRILGANConfig(TrainedConfig):
+    """aprilgan settings; defaults are the official scripts' (train.sh / test_*.sh)."""
+
+    backbone: str = "clip-vitl14-336"
+    image_size: int = setting(518, ge=14, le=4096)
+    feature_layers: tuple[int, ...] = (6, 12, 18, 24)
+    temperature: float = setting(0.01, gt=0, doc="1 / the code's logit scale 100")
+    lr: float = setting(1e-3, gt=0)
+    betas: tuple[float, ...] = setting((0.5, 0.999), ge=0, lt=1)
+    batch_size: int = setting(8, ge=1)
+    epochs: int = setting(15, ge=0)
+
+
+class APRILGAN(Method):
+    """Per-stage linear projections of frozen CLIP patch tokens, scored against prompt ensembles."""
+
+    name = "aprilgan"
+    display_name = "APRIL-GAN"
+    description = (
+        "APRIL-GAN: learnable linear maps of CLIP ViT-L/14@336 stage tokens into the text space, trained "
+        "on an auxiliary dataset; few-shot memory branch (Chen et al., VAND 2023)"
+    )
+    config_cls = APRILGANConfig
+    supports = frozenset({"zero_shot", "few_shot"})
+    default_protocol = "zero_shot"
+    trained = True
+    demo_backbones = {"backbone": "tiny-clip"}
+    smoothing_sigma = 4.0
+
+    @classmethod
+    def backbone_requirements(cls, config: APRILGANConfig) -> dict[str, frozenset[str]]:
+        """The text tower (prompt ensembles); patch tokens come raw, the CLS embedding projected."""
+        return {"backbone": frozenset({"text"})}
+
+    def setup(self) -> None:
+        from adbench.backbones import build_backbone
+
+        clip = build_backbone(self.config.backbone, device=self.device, pretrained=self.pretrained_backbones)
+        self._weights = {self.config.backbone: clip.weights}
+        self.attach(clip)
+
+    def attach(self, clip: nn.Module) -> None:
+        """Build the per-stage linear layers for a frozen CLIP (``setup`` builds it by name)."""
+        self.clip = clip
+        self.taps = scale_taps(self.config.feature_layers, CLIP_DEPTH, clip.num_blocks)
+        self.learnable = nn.ModuleList(
+            [nn.Linear(int(clip.embed_dim), int(clip.output_dim)) for _ in self.taps]
+        ).to(self.device)
+        self.learnable.eval()
+        self._text: dict[str, torch.Tensor] = {}
+        self._memory: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+
+    def text(self, name: str) -> torch.Tensor:
+        """(2, C) unit normal / anomalous ensemble features for the object ``name`` (cached)."""
+        if name not in self._text:
+            with torch.no_grad():
+                self._text[name] = normal_anomalous_features(
+                    self.clip, name, APRILGAN_NORMAL_STATES, APRILGAN_ANOMALOUS_STATES, APRILGAN_TEMPLATES
+                )
+        return self._text[name]
+
+    # --- the trained-method hooks ------------------------------------------------------------
+    def learnable_module(self) -> nn.Module:
+        return self.learnable
+
+    def frozen_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw stage tokens (N, h, w, D) and the class embedding (N, C)."""
+        tokens = self.clip.forward_tokens(images, self.taps)
+        feats = {f"stage{i}": tokens.patches[t] for i, t in enumerate(self.taps)}
+        feats["cls"] = tokens.cls
+        return feats
+
+    def stage_maps(self, feats: dict[str, torch.Tensor], text: torch.Tensor) -> torch.Tensor:
+        """P(anomalous) (N, S, h, w) of each stage's projected tokens against the text features."""
+        maps = []
+        for i, layer in enumerate(self.learnable):
+            proj = F.normalize(layer(feats[f"stage{i}"].float()), dim=-1)
+            maps.append(torch.softmax(proj @ text.T / self.config.temperature, dim=-1)[..., 1])
+        return torch.stack(maps, dim=1)
+
+    def training_loss(
+        self, features: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        maps = self.stage_maps(features, self.text(TRAINING_NAME))
+        maps = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear", align_corners=True)
+        target = masks.float()
+        return sum(
+            focal_loss(maps[:, i], target) + dice_loss(maps[:, i], target) for i in range(maps.shape[1])
+        )
+
+    def reference_memory(self, references: torch.Tensor) -> list[torch.Tensor]:
+        """Raw stage tokens of the references flattened to (k*P, D) per stage, built once per job."""
+        if self._memory is None or self._memory[0] is not references:
+            feats = self.frozen_features(references.to(self.device))
+            self._memory = (references, [feats[f"stage{i}"].flatten(0, 2) for i in range(len(self.taps))])
+        return self._memory[1]
+
+    def predict(self, images: torch.Tensor, ctx: Context) -> Prediction:
+        text = self.text(class_name(ctx.category))
+        with torch.no_grad():
+            feats = self.frozen_features(images)
+            amap = self.stage_maps(feats, text).sum(1)
+            logits = F.normalize(feats["cls"].float(), dim=-1) @ text.T / self.config.temperature
+            scores = torch.softmax(logits, dim=-1)[:, 1]
+            if ctx.protocol == "few_shot":
+                if ctx.references is None or len(ctx.references) == 0:
+                    raise AdbenchError("aprilgan few-shot needs reference images")
+                memory = self.reference_memory(ctx.references)
+                amap = amap + sum(
+                    nearest_cosine_distance(feats[f"stage{i}"], mem) for i, mem in enumerate(memory)
+                )
+                scores = (scores + amap.flatten(1).amax(1) / (3 * len(self.taps))) / 2
+        return Prediction(scores=scores.float(), maps=amap.float())
+
+
+@hookimpl
+def adbench_methods() -> list[type[Method]]:
+    return [APRILGAN]
