@@ -17,9 +17,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .errors import AdbenchError
+from .image_io import PIL_ERRORS, image_size, load_float_rgb, mask_array
 from .paths import data_root
 
 
@@ -68,6 +69,9 @@ class Dataset(ABC):
     version: ClassVar[str] = "1"
     #: Name of the preprocessing variant the numbers rely on (e.g. KSDD thirds); recorded per result.
     variant: ClassVar[str] = "native"
+    #: Mask size policy: False (default) refuses a mask whose size differs from its image's; a plugin
+    #: whose preprocessing is known to change sizes (e.g. KSDD/DAGM conversions) may set True.
+    mask_resize: ClassVar[bool] = False
     #: Published counts for ``datasets check`` (e.g. {"categories": 15, "test_images": 1725}).
     published_counts: ClassVar[dict[str, int]] = {}
 
@@ -126,30 +130,35 @@ def read_rgb(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except PIL_ERRORS as exc:
         raise AdbenchError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
 
 
 def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """An image as a float tensor (3, size, size) in [0, 1], resized with bicubic interpolation."""
-    img = read_rgb(path).resize((size, size), Image.BICUBIC)
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).clamp_(0, 1)
+    """An image as a float tensor (3, size, size) in [0, 1], resized with bicubic interpolation.
+
+    16/32-bit and float files are scaled by their range (:mod:`adbench.image_io`), never clipped.
+    """
+    return torch.from_numpy(load_float_rgb(path, size)).permute(2, 0, 1).clamp_(0, 1)
 
 
-def load_mask(path: str | Path | None, size: int) -> torch.Tensor:
-    """A binary mask (size, size) as uint8: ``> 0`` of any channel, nearest-neighbour resize.
+def load_mask(path: str | Path | None, size: int, image_path: str | Path | None = None) -> torch.Tensor:
+    """A binary mask (size, size) as uint8: ``> 0`` at any bit depth, nearest-neighbour resize.
 
-    ``None`` (a normal image) gives an all-zero mask.
+    ``None`` (a normal image) gives an all-zero mask. With ``image_path``, a mask whose size differs
+    from its image's is a one-line error naming both files (a stretched mask gives wrong pixel scores).
     """
     if path is None:
         return torch.zeros(size, size, dtype=torch.uint8)
-    try:
-        with Image.open(path) as img:
-            arr = np.asarray(img.convert("L"))
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise AdbenchError(f"cannot read mask {path}: {exc.__class__.__name__}: {exc}") from None
-    binary = Image.fromarray(((arr > 0) * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
+    arr = mask_array(path)
+    if image_path is not None:
+        img_w, img_h = image_size(image_path)
+        if (img_h, img_w) != arr.shape:
+            raise AdbenchError(
+                f"mask {path} is {arr.shape[1]}x{arr.shape[0]} but image {image_path} is {img_w}x{img_h}; "
+                "fix the mask, or use a dataset plugin that declares mask_resize = True"
+            )
+    binary = Image.fromarray((arr * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
     return torch.from_numpy((np.asarray(binary) > 0).astype(np.uint8))
 
 
@@ -162,10 +171,13 @@ def load_images(samples: Sequence[Sample], size: int) -> torch.Tensor:
     )
 
 
-def load_masks(samples: Sequence[Sample], size: int) -> torch.Tensor:
-    """Stack the masks of several samples into (N, size, size) uint8."""
+def load_masks(samples: Sequence[Sample], size: int, allow_resize: bool = False) -> torch.Tensor:
+    """Stack the masks of several samples into (N, size, size) uint8.
+
+    Unless ``allow_resize`` (a dataset's declared ``mask_resize`` policy), each mask must match its image's size.
+    """
     return (
-        torch.stack([load_mask(s.mask_path, size) for s in samples])
+        torch.stack([load_mask(s.mask_path, size, None if allow_resize else s.image_path) for s in samples])
         if samples
         else torch.empty(0, size, size, dtype=torch.uint8)
     )

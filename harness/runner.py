@@ -395,7 +395,9 @@ class Runner:
         ident = (job.dataset.name, category.name, size, job.eval_size)
         if self._split_cache is None or self._split_cache[0] != ident:
             images = load_images(category.test, size)
-            masks = load_masks(category.test, job.eval_size) if category.has_masks else None
+            masks = (
+                load_masks(category.test, job.eval_size, job.dataset.mask_resize) if category.has_masks else None
+            )
             self._split_cache = (ident, images, masks)
         return self._split_cache[1], self._split_cache[2]
 
