@@ -37,6 +37,37 @@ def _roots(values: tuple[str, ...], datasets: list[str]) -> dict[str, str]:
     return roots
 
 
+class IntList(click.ParamType):
+    """Comma-separated integers, each at least ``minimum`` (``--shots 1,2,4``, ``--seeds 0,1``)."""
+
+    name = "ints"
+
+    def __init__(self, minimum: int) -> None:
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        if isinstance(value, tuple):
+            return value
+        try:
+            items = tuple(int(v) for v in _csv(str(value)) or ())
+        except ValueError:
+            self.fail(f"{value!r}: expected comma-separated integers", param, ctx)
+        if not items or min(items) < self.minimum:
+            self.fail(f"{value!r}: every value must be an integer >= {self.minimum}", param, ctx)
+        return items
+
+
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+
+
+def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    import re
+
+    if not re.fullmatch(DEVICE_PATTERN, value):
+        raise click.BadParameter(f"{value!r}: expected auto, cpu, mps, cuda or cuda:N", ctx, param)
+    return value
+
+
 results_option = click.option(
     "--results",
     "results_dir",
@@ -66,8 +97,8 @@ def cli() -> None:
     default=None,
     help="Evaluation protocol (default: each method's own).",
 )
-@click.option("--shots", default="1,2,4", show_default=True, help="Few-shot k values.")
-@click.option("--seeds", default=None, help="Seeds (few-shot default 0,1,2; otherwise 0).")
+@click.option("--shots", type=IntList(1), default="1,2,4", show_default=True, help="Few-shot k values.")
+@click.option("--seeds", type=IntList(0), default=None, help="Seeds (few-shot default 0,1,2; otherwise 0).")
 @click.option(
     "--set",
     "sets",
@@ -75,7 +106,9 @@ def cli() -> None:
     metavar="METHOD.FIELD=VALUE",
     help="Override a config field; 'a,b' or 'a|b' expands the grid.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--device", default="auto", show_default=True, callback=_device, help="auto, cpu, mps, cuda or cuda:N."
+)
 @click.option(
     "--demo", is_flag=True, help="Use backbones that need no download (efficientnet-lite0, tiny random)."
 )
@@ -83,9 +116,17 @@ def cli() -> None:
 @click.option("--retrain", is_flag=True, help="Refit trained methods instead of reusing a cached fit.")
 @click.option("--train-on", default=None, help="Auxiliary dataset(s) for trained methods.")
 @click.option(
-    "--eval-size", type=int, default=None, help="Mask/map resolution for pixel metrics (default: input size)."
+    "--eval-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Mask/map resolution for pixel metrics (default: input size).",
 )
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option(
+    "--trust-weights",
+    is_flag=True,
+    help="Allow TorchScript weight files (torch.jit.load runs code from the file).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @results_option
 def run(
@@ -104,6 +145,7 @@ def run(
     train_on,
     eval_size,
     batch_size,
+    trust_weights,
     no_progress,
     results_dir,
 ) -> None:
@@ -117,8 +159,8 @@ def run(
         roots=_roots(roots, ds),
         categories=_csv(categories),
         protocol=protocol,
-        shots=tuple(int(s) for s in _csv(shots) or ()),
-        seeds=tuple(int(s) for s in _csv(seeds)) if seeds else None,
+        shots=shots,
+        seeds=seeds or None,
         overrides=parse_set_options(sets),
         device=device,
         demo=demo,
@@ -127,6 +169,7 @@ def run(
         train_on=_csv(train_on),
         eval_size=eval_size,
         batch_size=batch_size,
+        trust_weights=trust_weights,
         progress=not no_progress,
     )
     store = ResultsStore(results_dir)
@@ -286,6 +329,9 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # bad option values: one line, like every other user error
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .content_hash import file_digests
 from .errors import AdbenchError
 from .image_io import PIL_ERRORS, image_size, load_float_rgb, mask_array
 from .paths import data_root
@@ -91,20 +92,50 @@ class Dataset(ABC):
     def load_category(self, name: str) -> Category:
         """Train and test samples of one category; raise AdbenchError on an unknown name."""
 
-    def fingerprint(self, loaded: Sequence[Category] | None = None) -> str:
-        """Hash of the relative file list, labels and file sizes: changes when the data on disk changes.
+    def category_fingerprint(self, category: Category) -> str:
+        """Hash of one category's samples: ids, labels, relative paths and each file's content digest.
 
-        ``loaded`` passes categories the caller already holds, so nothing is scanned twice.
+        Content digests are cached by path and stat (:mod:`adbench.content_hash`), so an unchanged
+        dataset costs a directory walk; a rewritten mask with the same size still changes the hash.
         """
-        cats = loaded if loaded is not None else [self.load_category(c) for c in self.categories()]
-        h = hashlib.sha256(f"{self.name}:{self.version}:{self.variant}".encode())
-        for c in cats:
-            for s in [*c.train, *c.test]:
+        files = [p for s in [*category.train, *category.test] for p in (s.image_path, s.mask_path) if p]
+        try:
+            digests = file_digests(files)
+        except OSError as exc:
+            raise AdbenchError(f"dataset '{self.name}': cannot read {exc.filename}: {exc.strerror}") from None
+        h = hashlib.sha256(f"{category.name}|{category.has_masks}".encode())
+        for split, samples in (("train", category.train), ("test", category.test)):
+            for s in samples:
+                h.update(f"{split}|{s.id}|{s.label}|{s.defect_type}\n".encode())
                 for p in (s.image_path, s.mask_path):
-                    if p is None:
-                        continue
-                    rel = _relative(p, self.root)
-                    h.update(f"{c.name}|{s.id}|{s.label}|{rel}|{Path(p).stat().st_size}\n".encode())
+                    if p is not None:
+                        h.update(f"{_relative(p, self.root)}|{digests[Path(p)]}\n".encode())
+        return h.hexdigest()[:16]
+
+    def fingerprint(
+        self,
+        loaded: Sequence[Category] | None = None,
+        load: Callable[[str], Category] | None = None,
+    ) -> str:
+        """Hash of every category's :meth:`category_fingerprint`: changes when the data on disk changes.
+
+        ``loaded`` passes categories the caller already holds (``load`` a caching loader), so nothing is
+        scanned twice. A category that fails to load contributes its error, so a broken category the
+        run does not select neither aborts the run nor makes the key unstable.
+        """
+        h = hashlib.sha256(f"{self.name}:{self.version}:{self.variant}".encode())
+        if loaded is not None:
+            parts = [(c.name, self.category_fingerprint(c)) for c in loaded]
+        else:
+            parts = []
+            for name in self.categories():
+                try:
+                    part = self.category_fingerprint((load or self.load_category)(name))
+                except AdbenchError as exc:
+                    part = "unloadable:" + hashlib.sha256(str(exc).encode()).hexdigest()[:16]
+                parts.append((name, part))
+        for name, part in parts:
+            h.update(f"{name}={part}\n".encode())
         return h.hexdigest()[:16]
 
     def check_category_name(self, name: str) -> None:

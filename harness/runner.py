@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from . import __version__, metrics
-from .config import expand, stable_hash, to_dict
+from .config import check_set_scopes, expand, stable_hash, to_dict
 from .data import Category, Dataset, load_images, load_masks
 from .errors import AdbenchError, WeightsNotFoundError
 from .methods import Method
@@ -61,6 +61,7 @@ class RunSpec:
     train_on: list[str] | None = None
     eval_size: int | None = None
     batch_size: int = 16
+    trust_weights: bool = False
     progress: bool = True
 
 
@@ -99,7 +100,10 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise AdbenchError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise AdbenchError(f"--device {device!r}: expected auto, cpu, mps, cuda or cuda:N") from None
 
 
 def variant_label(config: Any) -> str:
@@ -183,6 +187,9 @@ class Runner:
         self.store = store
         self.registry = registry or get_registry()
         self.device = resolve_device(spec.device)
+        from .backbones.weights import trust_torchscript
+
+        trust_torchscript(spec.trust_weights)
         self._datasets: dict[str, Dataset] = {}
         self._categories: dict[tuple[str, str], Category] = {}
         self._fingerprints: dict[str, str] = {}
@@ -205,7 +212,7 @@ class Runner:
     def fingerprint(self, dataset: str) -> str:
         if dataset not in self._fingerprints:
             ds = self.dataset(dataset)
-            self._fingerprints[dataset] = ds.fingerprint([self.category(dataset, c) for c in ds.categories()])
+            self._fingerprints[dataset] = ds.fingerprint(load=lambda c: self.category(dataset, c))
         return self._fingerprints[dataset]
 
     def selected_categories(self, dataset: Dataset) -> list[str]:
@@ -248,6 +255,7 @@ class Runner:
     def plan(self) -> list[Job]:
         """Expand the grid; fails fast (before any work) on unknown names, bad options, missing weights."""
         self.check_categories_exist()
+        check_set_scopes(self.spec.overrides, self.spec.methods, self.registry.names("method"))
         jobs: list[Job] = []
         for mname in self.spec.methods:
             method_cls = self.registry.method(mname)
