@@ -224,7 +224,12 @@ def rescore(results_dir: str) -> None:
     """Recompute all metrics from the stored predictions (after a metric fix); runs no model."""
     from .runner import rescore as do_rescore
 
-    click.echo(f"rescored {do_rescore(ResultsStore(results_dir))} records")
+    count, problems = do_rescore(ResultsStore(results_dir))
+    click.echo(f"rescored {count} records")
+    for line in problems:
+        click.echo(f"error: {line}", err=True)
+    if problems:
+        sys.exit(1)
 
 
 @cli.command()
@@ -324,6 +329,9 @@ def export_meta(name: str, root: str | None, out: str | None) -> None:
 
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

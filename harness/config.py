@@ -37,7 +37,9 @@ def parse_set_options(items: list[str] | tuple[str, ...]) -> dict[str, dict[str,
     return out
 
 
-def check_set_scopes(overrides: dict[str, dict[str, list[str]]], selected: list[str], known: list[str]) -> None:
+def check_set_scopes(
+    overrides: dict[str, dict[str, list[str]]], selected: list[str], known: list[str]
+) -> None:
     """Every ``--set`` scope must name a method of the run: a typo or an unselected method would be ignored."""
     import difflib
 

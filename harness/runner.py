@@ -331,32 +331,68 @@ class Runner:
         return result
 
     def run(self) -> RunSummary:
-        """Execute the planned jobs, skipping finished ones; failures are recorded, not fatal."""
+        """Execute the planned jobs, skipping finished ones; failures are recorded, not fatal.
+
+        Each job is claimed in the store first, so concurrent runs sharing a store never compute a job
+        twice: a job claimed elsewhere is deferred and waited for at the end.
+        """
         from tqdm.auto import tqdm
 
+        self.store.check_writable()
         jobs = self.plan()
         summary = RunSummary()
         todo = [j for j in jobs if self.spec.force or not self.store.has(j.key)]
         summary.skipped = len(jobs) - len(todo)
-        bar = tqdm(todo, disable=not self.spec.progress, unit="job", dynamic_ncols=True)
-        for job in bar:
-            bar.set_description(job.label)
+        bar = tqdm(total=len(todo), disable=not self.spec.progress, unit="job", dynamic_ncols=True)
+        pending = todo
+        while pending:
+            deferred = []
+            for job in pending:
+                bar.set_description(job.label)
+                outcome = self.claim_and_run(job, summary)
+                if outcome == "busy":
+                    deferred.append(job)
+                else:
+                    bar.update()
+            if deferred:
+                time.sleep(
+                    0.2
+                )  # another run holds these claims: wait until it finishes or its claim goes stale
+            pending = deferred
+        bar.close()
+        return summary
+
+    def claim_and_run(self, job: Job, summary: RunSummary) -> str:
+        """Claim, run and record one job: 'done', 'failed', 'skipped' (finished meanwhile) or 'busy'."""
+        with self.store.claim(job.key) as claimed:
+            if not claimed:
+                return "busy"
+            if not self.spec.force and self.store.has(job.key):
+                summary.skipped += 1  # another run finished it between planning and our claim
+                return "skipped"
             try:
                 record = self.run_job(job)
             except WeightsNotFoundError:
                 raise
             except AdbenchError as exc:
                 record = self.failure_record(job, str(exc))
-            except Exception as exc:  # isolate one job's crash; the run goes on
+            except (Exception, SystemExit) as exc:  # isolate one job's crash (a plugin's sys.exit too)
                 record = self.failure_record(
                     job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
                 )
-            self.store.write_record(record)
-            if record["status"] == "ok":
-                summary.done += 1
-            else:
-                summary.failed.append(f"{job.label}: {record['error'].splitlines()[0]}")
-        return summary
+            try:
+                self.store.write_record(record)
+            except OSError as exc:
+                self.store.predictions_path(job.key).unlink(missing_ok=True)  # no orphan predictions
+                raise AdbenchError(
+                    f"cannot write record for {job.label} in {self.store.records_dir}: {exc.strerror or exc}; "
+                    f"stopped after {summary.done} job(s) (their results are kept)"
+                ) from None
+        if record["status"] == "ok":
+            summary.done += 1
+            return "done"
+        summary.failed.append(f"{job.label}: {record['error'].splitlines()[0]}")
+        return "failed"
 
     def base_record(self, job: Job) -> dict[str, Any]:
         ds = job.dataset
@@ -404,7 +440,9 @@ class Runner:
         if self._split_cache is None or self._split_cache[0] != ident:
             images = load_images(category.test, size)
             masks = (
-                load_masks(category.test, job.eval_size, job.dataset.mask_resize) if category.has_masks else None
+                load_masks(category.test, job.eval_size, job.dataset.mask_resize)
+                if category.has_masks
+                else None
             )
             self._split_cache = (ident, images, masks)
         return self._split_cache[1], self._split_cache[2]
@@ -489,13 +527,21 @@ def peak_memory_mb(device: torch.device) -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def rescore(store: ResultsStore) -> int:
-    """Recompute every record's metrics from its stored predictions (no model runs)."""
-    count = 0
+def rescore(store: ResultsStore) -> tuple[int, list[str]]:
+    """Recompute every record's metrics from its stored predictions (no model runs).
+
+    Every predictions file is read before any record is written, so a bad file never leaves the
+    store half rescored; each bad file is returned as one line (its job is recomputed by the next run).
+    """
+    loaded, problems = [], []
     for rec in store.iter_records():
         if rec.get("status") != "ok":
             continue
-        pred = store.read_predictions(rec["key"])
+        try:
+            loaded.append((rec, store.read_predictions(rec["key"])))
+        except AdbenchError as exc:
+            problems.append(f"{exc}; `adbench run` recomputes this job")
+    for rec, pred in loaded:
         has_masks = pred["masks"].size > 0
         values, notes = metrics.compute_metrics(
             pred["labels"],
@@ -508,5 +554,4 @@ def rescore(store: ResultsStore) -> int:
         rec["notes"] = sorted(set(rec.get("notes", [])) | set(notes))
         rec["rescored"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         store.write_record(rec)
-        count += 1
-    return count
+    return len(loaded), problems

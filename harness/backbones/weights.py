@@ -11,7 +11,6 @@ skips the download, so tests never wait on the network. Nothing found -> one-lin
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 import threading
