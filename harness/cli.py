@@ -173,6 +173,8 @@ def run(
         progress=not no_progress,
     )
     store = ResultsStore(results_dir)
+    for line in get_registry().broken_lines():
+        click.echo(f"warning: {line}", err=True)
     summary = Runner(spec, store).run()
     click.echo(
         f"{summary.done} jobs run, {summary.skipped} already done (skipped), {len(summary.failed)} failed"
@@ -282,7 +284,10 @@ def list_(kind: str) -> None:
     """List the methods, datasets, backbones or report formats that installed plugins provide."""
     from .listing import describe_entries
 
-    click.echo(describe_entries(get_registry(), kind))
+    registry = get_registry()
+    click.echo(describe_entries(registry, kind))
+    for line in registry.broken_lines():
+        click.echo(f"warning: {line}", err=True)
 
 
 @cli.command()

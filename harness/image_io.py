@@ -20,7 +20,7 @@ from .errors import AdbenchError
 PIL_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 #: Modes Pillow stores with more than 8 bits per sample; everything else converts to RGB losslessly.
-_HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
 def bit_depth(img: Image.Image) -> str:
@@ -71,7 +71,7 @@ def open_checked(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
-            return img.copy() if img.mode in _HIGH_DEPTH else img.convert("RGB")
+            return img.copy() if img.mode in HIGH_DEPTH_MODES else img.convert("RGB")
     except PIL_ERRORS as exc:
         raise AdbenchError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
 
@@ -79,7 +79,7 @@ def open_checked(path: str | Path) -> Image.Image:
 def load_float_rgb(path: str | Path, size: int) -> np.ndarray:
     """An image as float32 (size, size, 3) in [0, 1], bicubic-resized; exact 8-bit path for 8-bit files."""
     img = open_checked(path)
-    if img.mode not in _HIGH_DEPTH:
+    if img.mode not in HIGH_DEPTH_MODES:
         return np.asarray(img.resize((size, size), Image.BICUBIC), dtype=np.float32) / 255.0
     plane = Image.fromarray(high_depth_to_float(img, path)).resize((size, size), Image.BICUBIC)
     grey = np.clip(np.asarray(plane, dtype=np.float32), 0.0, 1.0)
@@ -91,7 +91,7 @@ def mask_array(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in _HIGH_DEPTH:
+            if img.mode in HIGH_DEPTH_MODES:
                 return np.asarray(img) > 0
             return np.asarray(img.convert("L")) > 0
     except PIL_ERRORS as exc:
