@@ -83,8 +83,20 @@ class NativeDataset(Dataset):
         """The category and every problem found in it (used by ``adbench datasets check``)."""
         self.check_category_name(name)
         if name not in self._scans:
-            self._scans[name] = self.scan(name)
+            category, issues = self.scan(name)
+            self._scans[name] = (category, self.escaping_paths(category) + issues)
         return self._scans[name]
+
+    def escaping_paths(self, category: Category) -> list[Issue]:
+        """An error for each file that resolves outside the data folder (a symlink leading out), as
+        ``meta`` refuses paths that escape its root: a dataset reads only what lies under its root."""
+        base = self.data_dir.resolve()
+        return [
+            Issue("error", "layout", f"{p} leads outside the root {base} (to {p.resolve()}); refused")
+            for s in [*category.train, *category.test]
+            for p in (s.image_path, s.mask_path)
+            if p is not None and not Path(p).resolve().is_relative_to(base)
+        ]
 
     def load_category(self, name: str) -> Category:
         """Train and test samples of one category; its first error (if any) as a one-line AdbenchError."""
