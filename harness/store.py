@@ -198,7 +198,7 @@ class ResultsStore:
         if path not in self._warned:
             self._warned.add(path)
             warnings.warn(
-                f"unreadable {path.parent.name[:-1]} {path}: {why}{moved}; it will be recomputed",
+                f"unreadable {'record' if path.suffix == '.json' else 'predictions'} {path}: {why}{moved}; it will be recomputed",
                 stacklevel=3,
             )
 
