@@ -56,24 +56,31 @@ def file_digests(paths: Iterable[str | Path]) -> dict[Path, str]:
     Raises OSError (FileNotFoundError ...) for a file that cannot be read, like ``open`` would.
     """
     unique = list(dict.fromkeys(Path(p) for p in paths))
+    keys = {path: os.path.abspath(path) for path in unique}  # no syscalls; stat validates the entry
     conn = _connect()
     out: dict[Path, str] = {}
     fresh: list[tuple[str, int, int, int, int, str]] = []
     try:
+        cached: dict[str, tuple] = {}
+        if conn is not None:
+            values = list(keys.values())
+            for i in range(0, len(values), 500):  # one query per 500 files, not one per file
+                chunk = values[i : i + 500]
+                rows = conn.execute(
+                    "SELECT path, size, mtime_ns, ctime_ns, inode, digest FROM digests "
+                    f"WHERE path IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                cached.update((row[0], row[1:]) for row in rows)
         for path in unique:
             st = os.stat(path)
             ident = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-            key = str(path.resolve())
-            row = None
-            if conn is not None:
-                row = conn.execute(
-                    "SELECT size, mtime_ns, ctime_ns, inode, digest FROM digests WHERE path = ?", (key,)
-                ).fetchone()
+            row = cached.get(keys[path])
             if row is not None and tuple(row[:4]) == ident:
                 out[path] = row[4]
                 continue
             out[path] = hash_file(path)
-            fresh.append((key, *ident, out[path]))
+            fresh.append((keys[path], *ident, out[path]))
         if conn is not None and fresh:
             try:
                 with conn:
