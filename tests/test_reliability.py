@@ -54,17 +54,17 @@ def cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     return code, out.out + out.err
 
 
-def run_args(data: Path, results: Path, *extra: str) -> list[str]:
+def run_args(data: Path, results: Path, *extra: str, method: str = "median_dev") -> list[str]:
     return [
         "run",
         "--methods",
-        "median_dev",
+        method,
         "--datasets",
         "tiny",
         "--root",
         str(data),
         "--set",
-        "median_dev.image_size=32",
+        f"{method}.image_size=32",
         "--no-progress",
         "--results",
         str(results),
@@ -460,3 +460,68 @@ def test_dollar_signs_in_settings_do_not_break_charts(registry, tmp_path, data, 
         str(results),
     )
     assert code == 0 and "Traceback" not in out, out
+
+
+# --- the walk: every input of the issue through the CLI, never a traceback --------------------------
+def _mask_other_size(data: Path, results: Path) -> None:
+    mask = data / "alpha/ground_truth/square/000_mask.png"
+    Image.fromarray(np.asarray(Image.open(mask))[:16, :16]).save(mask)
+
+
+def _sixteen_bit(data: Path, results: Path) -> None:
+    for p in (data / "alpha").rglob("*.png"):
+        if "ground_truth" not in p.parts:
+            Image.fromarray(_grey8(p).astype(np.uint16) * 257).save(p)
+
+
+def _escaping_symlink(data: Path, results: Path) -> None:
+    outside = data.parent / "outside.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(outside)
+    (data / "alpha/test/good/999.png").symlink_to(outside)
+
+
+def _bomb(data: Path, results: Path) -> None:
+    Image.MAX_IMAGE_PIXELS = 200  # restored by the test; a 32x32 image is a "bomb" at this limit
+
+
+def _damaged_store(data: Path, results: Path) -> None:
+    store = ResultsStore(results)
+    Runner(spec(data), store, None).run()
+    recs = sorted(store.records_dir.glob("*.json"))
+    recs[0].write_bytes(os.urandom(40))
+    store.predictions_path(recs[1].stem).write_bytes(b"PK\x03\x04 truncated")
+
+
+WALK = {  # name: (set-up, method, extra run args, exit status, text that must appear)
+    "mask of another size": (_mask_other_size, "median_dev", [], 1, "is 16x16 but image"),
+    "16-bit images": (_sixteen_bit, "median_dev", ["--categories", "alpha"], 0, "1 jobs run"),
+    "symlink out of the root": (_escaping_symlink, "median_dev", [], 1, "leads outside the root"),
+    "decompression bomb": (_bomb, "median_dev", ["--categories", "alpha"], 1, "DecompressionBombError"),
+    "damaged record and predictions": (_damaged_store, "median_dev", [], 0, "2 jobs run, 0 already done"),
+    "plugin calling sys.exit": (None, "quitter", [], 1, "SystemExit"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WALK))
+def test_walk_no_traceback_for_any_listed_input(tmp_path, data, monkeypatch, capsys, case):
+    reg = Registry(autoload=True, plugins=[TinyPlugin(), example_plugin_module(), Exiter()])
+    set_registry(reg)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    results = tmp_path / "results"
+    prepare, method, extra, status, text = WALK[case]
+    try:
+        if prepare is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                prepare(data, results)
+        args = run_args(data, results, *extra, method=method)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            code, out = cli(monkeypatch, capsys, *args)
+        assert "Traceback" not in out and code == status and text in out, out
+        for sub in (["results"], ["rescore"], ["report", "--format", "html", "--out", str(tmp_path / "rep")]):
+            code, out = cli(monkeypatch, capsys, *sub, "--results", str(results))
+            assert "Traceback" not in out and code in (0, 1, 2), (sub, out)
+            assert code != 2 or len(out.strip().splitlines()) == 1, (sub, out)
+    finally:
+        set_registry(None)
