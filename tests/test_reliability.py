@@ -446,7 +446,7 @@ def test_dollar_signs_in_settings_do_not_break_charts(registry, tmp_path, data, 
     Runner(spec(data), store, registry).run()
     for path in store.records_dir.glob("*.json"):
         rec = json.loads(path.read_text())
-        rec["variant"] = "weights=/w/$x_1$.pt"
+        rec["variant"] = "weights=/w/$x^^2_\\q$.pt"  # invalid mathtext: crashed the chart
         path.write_text(json.dumps(rec))
     code, out = cli(
         monkeypatch,
