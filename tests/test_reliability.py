@@ -426,7 +426,7 @@ def test_plugin_calling_sys_exit_is_a_recorded_failure(tmp_path, data):
     assert recs["beta"]["status"] == "ok" and summary.done == 1 and len(summary.failed) == 1
 
 
-def test_broken_entry_point_is_reported_not_fatal(tmp_path, monkeypatch):
+def test_broken_entry_point_is_reported_not_fatal(tmp_path, monkeypatch, capsys):
     site = tmp_path / "site"
     dist = site / "broken_plugin-0.1.dist-info"
     dist.mkdir(parents=True)
@@ -437,6 +437,13 @@ def test_broken_entry_point_is_reported_not_fatal(tmp_path, monkeypatch):
     reg = Registry(autoload=True)
     assert "patchead" in reg.names("method")  # the others still load
     assert reg.broken_lines() == ["plugin 'broken' skipped (broken-plugin 0.1: ImportError: needs libfoo)"]
+    set_registry(reg)
+    try:
+        code, out = cli(monkeypatch, capsys, "list", "methods")
+    finally:
+        set_registry(None)
+    assert code == 0 and "patchead" in out and "Traceback" not in out
+    assert "warning: plugin 'broken' skipped (broken-plugin 0.1: ImportError: needs libfoo)" in out
 
 
 # --- reports --------------------------------------------------------------------------------------
