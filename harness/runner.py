@@ -339,6 +339,7 @@ class Runner:
         from tqdm.auto import tqdm
 
         self.store.check_writable()
+        self.store.sweep_stale_claims()
         jobs = self.plan()
         summary = RunSummary()
         todo = [j for j in jobs if self.spec.force or not self.store.has(j.key)]

@@ -281,11 +281,14 @@ class ResultsStore:
             age = time.time() - path.stat().st_mtime
         except FileNotFoundError:
             return True
-        except (OSError, ValueError):
-            return True  # unreadable: a claim is written in one call, so this is debris
-        if not isinstance(info, dict):
+        except (OSError, ValueError):  # empty or torn: its writer died, unless it is being written now
+            with contextlib.suppress(OSError):
+                return time.time() - path.stat().st_mtime > 5.0
             return True
-        if info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", -1))):
+        pid = info.get("pid") if isinstance(info, dict) else None
+        if not isinstance(pid, int) or pid <= 0:
+            return True
+        if info.get("host") == socket.gethostname() and not _pid_alive(pid):
             return True
         return age > self.claim_expiry_s
 
@@ -310,6 +313,15 @@ class ResultsStore:
             with contextlib.suppress(FileExistsError, FileNotFoundError):
                 os.link(aside, path)
         aside.unlink(missing_ok=True)
+
+    def sweep_stale_claims(self) -> int:
+        """Remove the stale claims of dead runs (a run killed after its last write leaves one); returns how many."""
+        swept = 0
+        for path in self.claims_dir.glob("*.claim") if self.claims_dir.exists() else []:
+            if self.claim_is_stale(path):
+                self._break_stale(path)
+                swept += 1
+        return swept
 
     @contextlib.contextmanager
     def claim(self, key: str) -> Iterator[bool]:
