@@ -7,6 +7,7 @@ its first error; ``adbench datasets check`` shows them all.
 
 from __future__ import annotations
 
+import os
 from abc import abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -83,8 +84,32 @@ class NativeDataset(Dataset):
         """The category and every problem found in it (used by ``adbench datasets check``)."""
         self.check_category_name(name)
         if name not in self._scans:
-            self._scans[name] = self.scan(name)
+            category, issues = self.scan(name)
+            self._scans[name] = (category, self.escaping_paths(category) + issues)
         return self._scans[name]
+
+    def escaping_paths(self, category: Category) -> list[Issue]:
+        """An error for each file that resolves outside the data folder (a symlink leading out), as
+        ``meta`` refuses paths that escape its root: a dataset reads only what lies under its root."""
+        base = os.path.realpath(self.data_dir)
+        folders: dict[str, str] = {}  # real path per folder: one resolution per folder, not per file
+
+        def real(path: Path) -> str:
+            if os.path.islink(path):
+                return os.path.realpath(path)
+            folder = os.path.dirname(path)
+            if folder not in folders:
+                folders[folder] = os.path.realpath(folder)
+            return os.path.join(folders[folder], os.path.basename(path))
+
+        issues = []
+        for s in [*category.train, *category.test]:
+            for p in (s.image_path, s.mask_path):
+                if p is not None and os.path.commonpath([base, target := real(p)]) != base:
+                    issues.append(
+                        Issue("error", "layout", f"{p} leads outside the root {base} (to {target}); refused")
+                    )
+        return issues
 
     def load_category(self, name: str) -> Category:
         """Train and test samples of one category; its first error (if any) as a one-line AdbenchError."""

@@ -37,6 +37,37 @@ def _roots(values: tuple[str, ...], datasets: list[str]) -> dict[str, str]:
     return roots
 
 
+class IntList(click.ParamType):
+    """Comma-separated integers, each at least ``minimum`` (``--shots 1,2,4``, ``--seeds 0,1``)."""
+
+    name = "ints"
+
+    def __init__(self, minimum: int) -> None:
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        if isinstance(value, tuple):
+            return value
+        try:
+            items = tuple(int(v) for v in _csv(str(value)) or ())
+        except ValueError:
+            self.fail(f"{value!r}: expected comma-separated integers", param, ctx)
+        if not items or min(items) < self.minimum:
+            self.fail(f"{value!r}: every value must be an integer >= {self.minimum}", param, ctx)
+        return items
+
+
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+
+
+def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    import re
+
+    if not re.fullmatch(DEVICE_PATTERN, value):
+        raise click.BadParameter(f"{value!r}: expected auto, cpu, mps, cuda or cuda:N", ctx, param)
+    return value
+
+
 results_option = click.option(
     "--results",
     "results_dir",
@@ -70,8 +101,8 @@ def cli() -> None:
     default=None,
     help="Evaluation protocol (default: each method's own).",
 )
-@click.option("--shots", default="1,2,4", show_default=True, help="Few-shot k values.")
-@click.option("--seeds", default=None, help="Seeds (few-shot default 0,1,2; otherwise 0).")
+@click.option("--shots", type=IntList(1), default="1,2,4", show_default=True, help="Few-shot k values.")
+@click.option("--seeds", type=IntList(0), default=None, help="Seeds (few-shot default 0,1,2; otherwise 0).")
 @click.option(
     "--set",
     "sets",
@@ -79,7 +110,9 @@ def cli() -> None:
     metavar="METHOD.FIELD=VALUE",
     help="Override a config field; 'a,b' or 'a|b' expands the grid.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--device", default="auto", show_default=True, callback=_device, help="auto, cpu, mps, cuda or cuda:N."
+)
 @click.option(
     "--demo",
     is_flag=True,
@@ -112,7 +145,12 @@ def cli() -> None:
     show_default=True,
     help="Prediction precision on CUDA: bf16 autocast, or fp32 throughout (CPU always runs fp32).",
 )
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option(
+    "--trust-weights",
+    is_flag=True,
+    help="Allow TorchScript weight files (torch.jit.load runs code from the file).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @results_option
 def run(
@@ -134,6 +172,7 @@ def run(
     mask_resize,
     precision,
     batch_size,
+    trust_weights,
     no_progress,
     results_dir,
 ) -> None:
@@ -150,8 +189,8 @@ def run(
         roots=_roots(roots, ds),
         categories=_csv(categories),
         protocol=protocol,
-        shots=tuple(int(s) for s in _csv(shots) or ()),
-        seeds=tuple(int(s) for s in _csv(seeds)) if seeds else None,
+        shots=shots,
+        seeds=seeds or None,
         overrides=parse_set_options(sets),
         device=device,
         demo=demo,
@@ -163,9 +202,12 @@ def run(
         mask_resize=mask_resize,
         precision=precision,
         batch_size=batch_size,
+        trust_weights=trust_weights,
         progress=not no_progress,
     )
     store = ResultsStore(results_dir)
+    for line in get_registry().broken_lines():
+        click.echo(f"warning: {line}", err=True)
     summary = Runner(spec, store).run()
     click.echo(
         f"{summary.done} jobs run, {summary.skipped} already done (skipped), {len(summary.failed)} failed"
@@ -217,7 +259,12 @@ def rescore(results_dir: str) -> None:
     """Recompute all metrics from the stored predictions (after a metric fix); runs no model."""
     from .runner import rescore as do_rescore
 
-    click.echo(f"rescored {do_rescore(ResultsStore(results_dir))} records")
+    count, problems = do_rescore(ResultsStore(results_dir))
+    click.echo(f"rescored {count} records")
+    for line in problems:
+        click.echo(f"error: {line}", err=True)
+    if problems:
+        sys.exit(1)
 
 
 @cli.command()
@@ -334,7 +381,10 @@ def list_(kind: str) -> None:
     if kind == "eval-protocols":
         click.echo(describe_protocols())
         return
-    click.echo(describe_entries(get_registry(), kind))
+    registry = get_registry()
+    click.echo(describe_entries(registry, kind))
+    for line in registry.broken_lines():
+        click.echo(f"warning: {line}", err=True)
 
 
 @cli.command()
@@ -381,11 +431,17 @@ def export_meta(name: str, root: str | None, out: str | None) -> None:
 
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # bad option values: one line, like every other user error
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -37,6 +37,22 @@ def parse_set_options(items: list[str] | tuple[str, ...]) -> dict[str, dict[str,
     return out
 
 
+def check_set_scopes(
+    overrides: dict[str, dict[str, list[str]]], selected: list[str], known: list[str]
+) -> None:
+    """Every ``--set`` scope must name a method of the run: a typo or an unselected method would be ignored."""
+    import difflib
+
+    for scope, fields in overrides.items():
+        where = f"--set {scope}.{next(iter(fields), '')}"
+        if scope not in known:
+            close = difflib.get_close_matches(scope, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; methods: {', '.join(known)}"
+            raise AdbenchError(f"{where}: unknown method '{scope}'{hint}")
+        if scope not in selected:
+            raise AdbenchError(f"{where}: method '{scope}' is not in --methods ({', '.join(selected)})")
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}

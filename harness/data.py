@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from .content_hash import file_digests
 from .errors import AdbenchError
+from .image_io import PIL_ERRORS, image_size, load_float_rgb, mask_array
 from .paths import data_root
 
 
@@ -82,6 +84,9 @@ class Dataset(ABC):
     version: ClassVar[str] = "1"
     #: Name of the preprocessing variant the numbers rely on (e.g. KSDD thirds); recorded per result.
     variant: ClassVar[str] = "native"
+    #: Mask size policy: False (default) refuses a mask whose size differs from its image's; a plugin
+    #: whose preprocessing is known to change sizes (e.g. KSDD/DAGM conversions) may set True.
+    allow_mask_resize: ClassVar[bool] = False
     #: Published counts for ``datasets check`` (e.g. {"categories": 15, "test_images": 1725}).
     published_counts: ClassVar[dict[str, int]] = {}
     #: Category -> the object it shows, in words, for text prompts ("pcb1" -> "printed circuit board").
@@ -111,20 +116,50 @@ class Dataset(ABC):
     def load_category(self, name: str) -> Category:
         """Train and test samples of one category; raise AdbenchError on an unknown name."""
 
-    def fingerprint(self, loaded: Sequence[Category] | None = None) -> str:
-        """Hash of the relative file list, labels and file sizes: changes when the data on disk changes.
+    def category_fingerprint(self, category: Category) -> str:
+        """Hash of one category's samples: ids, labels, relative paths and each file's content digest.
 
-        ``loaded`` passes categories the caller already holds, so nothing is scanned twice.
+        Content digests are cached by path and stat (:mod:`adbench.content_hash`), so an unchanged
+        dataset costs a directory walk; a rewritten mask with the same size still changes the hash.
         """
-        cats = loaded if loaded is not None else [self.load_category(c) for c in self.categories()]
-        h = hashlib.sha256(f"{self.name}:{self.version}:{self.variant}".encode())
-        for c in cats:
-            for s in [*c.train, *c.test]:
+        files = [p for s in [*category.train, *category.test] for p in (s.image_path, s.mask_path) if p]
+        try:
+            digests = file_digests(files)
+        except OSError as exc:
+            raise AdbenchError(f"dataset '{self.name}': cannot read {exc.filename}: {exc.strerror}") from None
+        h = hashlib.sha256(f"{category.name}|{category.has_masks}".encode())
+        for split, samples in (("train", category.train), ("test", category.test)):
+            for s in samples:
+                h.update(f"{split}|{s.id}|{s.label}|{s.defect_type}\n".encode())
                 for p in (s.image_path, s.mask_path):
-                    if p is None:
-                        continue
-                    rel = _relative(p, self.root)
-                    h.update(f"{c.name}|{s.id}|{s.label}|{rel}|{Path(p).stat().st_size}\n".encode())
+                    if p is not None:
+                        h.update(f"{_relative(p, self.root)}|{digests[Path(p)]}\n".encode())
+        return h.hexdigest()[:16]
+
+    def fingerprint(
+        self,
+        loaded: Sequence[Category] | None = None,
+        load: Callable[[str], Category] | None = None,
+    ) -> str:
+        """Hash of every category's :meth:`category_fingerprint`: changes when the data on disk changes.
+
+        ``loaded`` passes categories the caller already holds (``load`` a caching loader), so nothing is
+        scanned twice. A category that fails to load contributes its error, so a broken category the
+        run does not select neither aborts the run nor makes the key unstable.
+        """
+        h = hashlib.sha256(f"{self.name}:{self.version}:{self.variant}".encode())
+        if loaded is not None:
+            parts = [(c.name, self.category_fingerprint(c)) for c in loaded]
+        else:
+            parts = []
+            for name in self.categories():
+                try:
+                    part = self.category_fingerprint((load or self.load_category)(name))
+                except AdbenchError as exc:
+                    part = "unloadable:" + hashlib.sha256(str(exc).encode()).hexdigest()[:16]
+                parts.append((name, part))
+        for name, part in parts:
+            h.update(f"{name}={part}\n".encode())
         return h.hexdigest()[:16]
 
     def check_category_name(self, name: str) -> None:
@@ -150,52 +185,53 @@ def read_rgb(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except PIL_ERRORS as exc:
         raise AdbenchError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
 
 
 def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """An image as a float tensor (3, size, size) in [0, 1], resized with bicubic interpolation."""
-    img = read_rgb(path).resize((size, size), Image.BICUBIC)
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).clamp_(0, 1)
+    """An image as a float tensor (3, size, size) in [0, 1], resized with bicubic interpolation.
+
+    16/32-bit and float files are scaled by their range (:mod:`adbench.image_io`), never clipped.
+    """
+    return torch.from_numpy(load_float_rgb(path, size)).permute(2, 0, 1).clamp_(0, 1)
 
 
 def load_mask(
-    path: str | Path | None, size: int | None, resize: str = "nearest", image_path: str | Path | None = None
+    path: str | Path | None,
+    size: int | None,
+    resize: str = "nearest",
+    image_path: str | Path | None = None,
+    allow_mask_resize: bool = False,
 ) -> torch.Tensor:
-    """A binary mask as uint8: ``> 0`` of any channel, resized to (size, size) or kept at its own
+    """A binary mask as uint8: ``> 0`` at any bit depth, resized to (size, size) or kept at its own
     resolution when ``size`` is None.
 
     ``resize`` ``nearest`` keeps it binary; ``bilinear`` resizes the 0/255 mask bilinearly (PIL, as
     torchvision's Resize in the AnomalyCLIP lineage) and thresholds at 0.5. ``None`` (a normal image)
-    gives an all-zero mask, of ``image_path``'s size when ``size`` is None.
+    gives an all-zero mask, of ``image_path``'s size when ``size`` is None. With ``image_path``, a mask
+    whose size differs from its image's is a one-line error naming both files (a stretched mask gives
+    wrong pixel scores), unless the dataset declares ``allow_mask_resize``.
     """
     if path is None:
         if size is None:
             if image_path is None:
                 raise ValueError("load_mask: a normal image at its own size needs image_path")
-            w, h = read_image_size(image_path)
+            w, h = image_size(image_path)
             return torch.zeros(h, w, dtype=torch.uint8)
         return torch.zeros(size, size, dtype=torch.uint8)
-    try:
-        with Image.open(path) as img:
-            arr = np.asarray(img.convert("L"))
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise AdbenchError(f"cannot read mask {path}: {exc.__class__.__name__}: {exc}") from None
-    binary = Image.fromarray(((arr > 0) * 255).astype(np.uint8))
+    arr = mask_array(path)
+    if image_path is not None and not allow_mask_resize:
+        img_w, img_h = image_size(image_path)
+        if (img_h, img_w) != arr.shape:
+            raise AdbenchError(
+                f"mask {path} is {arr.shape[1]}x{arr.shape[0]} but image {image_path} is {img_w}x{img_h}; "
+                "fix the mask, or use a dataset plugin that declares allow_mask_resize = True"
+            )
+    binary = Image.fromarray((arr * 255).astype(np.uint8))
     if size is not None:
         binary = binary.resize((size, size), Image.BILINEAR if resize == "bilinear" else Image.NEAREST)
     return torch.from_numpy((np.asarray(binary) > 127).astype(np.uint8))
-
-
-def read_image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file without decoding it; one-line error naming the file."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise AdbenchError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
 
 
 def load_images(samples: Sequence[Sample], size: int) -> torch.Tensor:
@@ -208,14 +244,15 @@ def load_images(samples: Sequence[Sample], size: int) -> torch.Tensor:
 
 
 def load_masks(
-    samples: Sequence[Sample], size: int | None, resize: str = "nearest"
+    samples: Sequence[Sample], size: int | None, resize: str = "nearest", allow_mask_resize: bool = False
 ) -> torch.Tensor | list[torch.Tensor]:
     """Stack the masks of several samples into (N, size, size) uint8; with ``size`` None, a list of
-    each mask at its own resolution (sizes may differ, non-square kept)."""
+    each mask at its own resolution (sizes may differ, non-square kept). Unless ``allow_mask_resize``
+    (a dataset's declared policy), each mask must match its image's size."""
     if size is None:
-        return [load_mask(s.mask_path, None, resize, s.image_path) for s in samples]
+        return [load_mask(s.mask_path, None, resize, s.image_path, allow_mask_resize) for s in samples]
     return (
-        torch.stack([load_mask(s.mask_path, size, resize) for s in samples])
+        torch.stack([load_mask(s.mask_path, size, resize, s.image_path, allow_mask_resize) for s in samples])
         if samples
         else torch.empty(0, size, size, dtype=torch.uint8)
     )

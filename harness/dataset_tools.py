@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .data import Category, Dataset
 from .errors import AdbenchError
+from .image_io import HIGH_DEPTH_MODES, PIL_ERRORS, bit_depth, high_depth_to_float
 from .store import atomic_write_bytes
 
 #: Issue kinds, so the check can count them: a layout problem, an anomalous image without its mask,
@@ -61,6 +62,8 @@ class CheckReport:
     warnings: list[str] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=dict)
     published: dict[str, int] = field(default_factory=dict)
+    #: Files per sample type found by the decode pass ("8-bit": 120, "16-bit": 3).
+    bit_depths: dict[str, int] = field(default_factory=dict)
 
     def add(self, issue: Issue) -> None:
         (self.errors if issue.level == "error" else self.warnings).append(issue.message)
@@ -113,23 +116,32 @@ class CheckReport:
             lines.append(
                 "published: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in self.published.items())
             )
+        if self.bit_depths:
+            lines.append(
+                "bit depth: " + ", ".join(f"{k} {v:,} files" for k, v in sorted(self.bit_depths.items()))
+            )
         lines += [f"warning: {w}" for w in self.warnings]
         lines += [f"error: {e}" for e in self.errors]
         lines.append(f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)")
         return "\n".join(lines)
 
 
-def _probe(path: Path) -> tuple[tuple[int, int] | None, str | None]:
-    """Fully decode one file (a truncated PNG only fails on decode): (its size, None) or (None, the error).
+def _probe(path: Path) -> tuple[tuple[int, int] | None, str | None, str | None]:
+    """Fully decode one file (a truncated PNG only fails on decode): (size, None, bit depth) or (None, error, None).
 
-    Not :func:`adbench.data.read_rgb`: no RGB conversion is needed, and Pillow also raises SyntaxError.
+    Oversized files (decompression bombs) are errors too; a 16/32-bit image that would load blank is an
+    error with the same message ``run`` gives (:func:`adbench.image_io.high_depth_to_float`).
     """
     try:
         with Image.open(path) as img:
             img.load()
-            return img.size, None
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        return None, f"{exc.__class__.__name__}: {exc}"
+            if img.mode in HIGH_DEPTH_MODES:
+                high_depth_to_float(img, path)
+            return img.size, None, bit_depth(img)
+    except PIL_ERRORS as exc:
+        return None, f"{exc.__class__.__name__}: {exc}", None
+    except AdbenchError as exc:
+        return None, str(exc).removeprefix(f"image {path} "), None
 
 
 def _inspect(dataset: Dataset, name: str) -> tuple[Category | None, list[Issue]]:
@@ -169,12 +181,14 @@ def check_dataset(dataset: Dataset, read_files: bool = True, workers: int | None
                 report.add(Issue("error", "empty", f"category '{name}' has no test images"))
         report.rows.append(row)
     if read_files:
-        _check_files(categories, report, workers)
+        _check_files(categories, report, workers, dataset.allow_mask_resize)
     _compare_counts(dataset, report)
     return report
 
 
-def _check_files(categories: list[Category], report: CheckReport, workers: int | None) -> None:
+def _check_files(
+    categories: list[Category], report: CheckReport, workers: int | None, allow_mask_resize: bool = False
+) -> None:
     files = [
         (c.name, p)
         for c in categories
@@ -185,8 +199,10 @@ def _check_files(categories: list[Category], report: CheckReport, workers: int |
     rows = {r.name: r for r in report.rows}
     sizes: dict[Path, tuple[int, int] | None] = {}
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        for (cat, path), (size, err) in zip(files, pool.map(lambda item: _probe(item[1]), files)):
+        for (cat, path), (size, err, depth) in zip(files, pool.map(lambda item: _probe(item[1]), files)):
             sizes[path] = size
+            if depth is not None:
+                report.bit_depths[depth] = report.bit_depths.get(depth, 0) + 1
             if err is not None:
                 rows[cat].unreadable += 1
                 report.add(Issue("error", "unreadable", f"cannot read {path}: {err}"))
@@ -194,9 +210,9 @@ def _check_files(categories: list[Category], report: CheckReport, workers: int |
         for s in c.test:
             im, mk = sizes[s.image_path], sizes.get(s.mask_path) if s.mask_path is not None else None
             if im is not None and mk is not None and im != mk:  # unreadable files are already reported
-                report.add(
+                report.add(  # `run` refuses such a mask unless the dataset declares allow_mask_resize
                     Issue(
-                        "warning",
+                        "warning" if allow_mask_resize else "error",
                         "size",
                         f"mask {s.mask_path} is {mk[0]}x{mk[1]} but image {s.image_path} is {im[0]}x{im[1]}",
                     )

@@ -25,6 +25,8 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 CELL, SETTING, DATA, RESULT, META = "cell", "setting", "data", "result", "meta"
+#: Fields without which a stored record cannot be used (its identity and status).
+REQUIRED_FIELDS = ("key", "status", "method", "dataset", "category", "protocol")
 
 
 def _f(role: str, default: Any = None, factory: Any = None) -> Any:

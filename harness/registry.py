@@ -46,11 +46,38 @@ class Registry:
         self.pm.add_hookspecs(hookspecs)
         if autoload is None:
             autoload = not os.environ.get("ADBENCH_DISABLE_PLUGIN_AUTOLOAD")
+        #: Plugins that failed to load or to answer a hook: name -> one-line reason (reported, not fatal).
+        self.broken: dict[str, str] = {}
+        self._dists: dict[int, str] = {}
+        self._index: dict[str, dict[str, Entry]] | None = None
         if autoload:
-            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            self._load_entry_points()
         for plugin in plugins:
             self.register(plugin)
-        self._index: dict[str, dict[str, Entry]] | None = None
+
+    def _load_entry_points(self) -> None:
+        """Load each ``adbench`` entry point on its own, so one broken package cannot break every command.
+
+        Hand-written instead of ``pm.load_setuptools_entrypoints``, which stops at the first failing import.
+        """
+        from importlib.metadata import distributions
+
+        seen: set[str] = set()
+        for dist in distributions():
+            label = f"{dist.metadata['name']} {dist.version}"
+            for ep in dist.entry_points:
+                if ep.group != ENTRY_POINT_GROUP or ep.name in seen:
+                    continue
+                seen.add(ep.name)
+                if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
+                    continue
+                try:
+                    plugin = ep.load()
+                    self.pm.register(plugin, name=ep.name)
+                except (Exception, SystemExit) as exc:
+                    self.broken[ep.name] = f"{label}: {type(exc).__name__}: {_first_line(exc)}"
+                    continue
+                self._dists[id(plugin)] = label
 
     def register(self, plugin: ModuleType | object, name: str | None = None) -> None:
         """Register a plugin module or object by hand (tests, notebooks)."""
@@ -61,7 +88,7 @@ class Registry:
 
     def _providers(self) -> dict[int, str]:
         """Map each registered plugin object to the distribution (or module) that provides it."""
-        providers = {id(p): f"{d.project_name} {d.version}" for p, d in self.pm.list_plugin_distinfo()}
+        providers = dict(self._dists)
         for plugin in self.pm.get_plugins():
             providers.setdefault(id(plugin), getattr(plugin, "__name__", type(plugin).__name__))
         return providers
@@ -74,7 +101,14 @@ class Registry:
             hook = getattr(self.pm.hook, hook_name)
             for impl in hook.get_hookimpls():
                 provider = providers.get(id(impl.plugin), impl.plugin_name)
-                for obj in impl.function() or []:
+                try:
+                    provided = list(impl.function() or [])
+                except (Exception, SystemExit) as exc:
+                    self.broken[impl.plugin_name] = (
+                        f"{provider}: {hook_name} raised {type(exc).__name__}: {_first_line(exc)}"
+                    )
+                    continue
+                for obj in provided:
                     name = obj.name
                     if name in index[kind]:
                         other = index[kind][name].provider
@@ -90,6 +124,11 @@ class Registry:
         if self._index is None:
             self._index = self._build_index()
         return self._index
+
+    def broken_lines(self) -> list[str]:
+        """One line per plugin that could not be loaded (``adbench list`` and ``run`` print them)."""
+        _ = self.index  # a hook that raises is found while indexing
+        return [f"plugin '{name}' skipped ({why})" for name, why in sorted(self.broken.items())]
 
     def entries(self, kind: str) -> list[Entry]:
         """All entries of one kind, sorted by name."""
@@ -119,6 +158,11 @@ class Registry:
     def knowledge_providers(self) -> list[Any]:
         """Every registered knowledge provider, in registration order (plugged-in ones first)."""
         return [e.obj for e in self.index["knowledge_provider"].values()]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 _default: Registry | None = None

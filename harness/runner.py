@@ -24,11 +24,12 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from . import __version__, metrics
-from .config import expand, stable_hash, to_dict
-from .data import Category, Dataset, load_images, load_masks, read_image_size
+from .config import check_set_scopes, expand, stable_hash, to_dict
+from .data import Category, Dataset, load_images, load_masks
 from .demo import demo_grid
 from .errors import AdbenchError, WeightsNotFoundError
 from .evaluation import Evaluation, resolve_evaluation
+from .image_io import image_size
 from .measure import parameter_counts, peak_memory_mb, reset_peak_memory
 from .methods import Method
 from .protocols import (
@@ -68,6 +69,7 @@ class RunSpec:
     mask_resize: str | None = None  # None: the protocol's
     precision: str = "bf16"  # bf16 autocast on CUDA, or fp32
     batch_size: int = 16
+    trust_weights: bool = False
     progress: bool = True
 
 
@@ -110,7 +112,10 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise AdbenchError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise AdbenchError(f"--device {device!r}: expected auto, cpu, mps, cuda or cuda:N") from None
 
 
 def variant_label(config: Any) -> str:
@@ -199,6 +204,9 @@ class Runner:
         self.store = store
         self.registry = registry or get_registry()
         self.device = resolve_device(spec.device)
+        from .backbones.weights import trust_torchscript
+
+        trust_torchscript(spec.trust_weights)
         self._datasets: dict[str, Dataset] = {}
         self._categories: dict[tuple[str, str], Category] = {}
         self._fingerprints: dict[str, str] = {}
@@ -223,7 +231,7 @@ class Runner:
     def fingerprint(self, dataset: str) -> str:
         if dataset not in self._fingerprints:
             ds = self.dataset(dataset)
-            self._fingerprints[dataset] = ds.fingerprint([self.category(dataset, c) for c in ds.categories()])
+            self._fingerprints[dataset] = ds.fingerprint(load=lambda c: self.category(dataset, c))
         return self._fingerprints[dataset]
 
     def selected_categories(self, dataset: Dataset) -> list[str]:
@@ -278,8 +286,10 @@ class Runner:
     def plan(self) -> list[Job]:
         """Expand the grid; fails fast (before any work) on unknown names, bad options, missing weights."""
         self.check_categories_exist()
+        method_grid = self.method_grid()
+        check_set_scopes(self.spec.overrides, [m for m, _ in method_grid], self.registry.names("method"))
         jobs: list[Job] = []
-        for mname, override_sets in self.method_grid():
+        for mname, override_sets in method_grid:
             method_cls = self.registry.method(mname)
             protocol = self.spec.protocol or method_cls.default_protocol
             check_protocol(method_cls, protocol)
@@ -375,32 +385,69 @@ class Runner:
         return dataclasses.replace(result, seconds=log.get("seconds", result.seconds))
 
     def run(self) -> RunSummary:
-        """Execute the planned jobs, skipping finished ones; failures are recorded, not fatal."""
+        """Execute the planned jobs, skipping finished ones; failures are recorded, not fatal.
+
+        Each job is claimed in the store first, so concurrent runs sharing a store never compute a job
+        twice: a job claimed elsewhere is deferred and waited for at the end.
+        """
         from tqdm.auto import tqdm
 
+        self.store.check_writable()
+        self.store.sweep_stale_claims()
         jobs = self.plan()
         summary = RunSummary()
         todo = [j for j in jobs if self.spec.force or not self.store.has(j.key)]
         summary.skipped = len(jobs) - len(todo)
-        bar = tqdm(todo, disable=not self.spec.progress, unit="job", dynamic_ncols=True)
-        for job in bar:
-            bar.set_description(job.label)
+        bar = tqdm(total=len(todo), disable=not self.spec.progress, unit="job", dynamic_ncols=True)
+        pending = todo
+        while pending:
+            deferred = []
+            for job in pending:
+                bar.set_description(job.label)
+                outcome = self.claim_and_run(job, summary)
+                if outcome == "busy":
+                    deferred.append(job)
+                else:
+                    bar.update()
+            if deferred:
+                time.sleep(
+                    0.2
+                )  # another run holds these claims: wait until it finishes or its claim goes stale
+            pending = deferred
+        bar.close()
+        return summary
+
+    def claim_and_run(self, job: Job, summary: RunSummary) -> str:
+        """Claim, run and record one job: 'done', 'failed', 'skipped' (finished meanwhile) or 'busy'."""
+        with self.store.claim(job.key) as claimed:
+            if not claimed:
+                return "busy"
+            if not self.spec.force and self.store.has(job.key):
+                summary.skipped += 1  # another run finished it between planning and our claim
+                return "skipped"
             try:
                 record = self.run_job(job)
             except WeightsNotFoundError:
                 raise
             except AdbenchError as exc:
                 record = self.failure_record(job, str(exc))
-            except Exception as exc:  # isolate one job's crash; the run goes on
+            except (Exception, SystemExit) as exc:  # isolate one job's crash (a plugin's sys.exit too)
                 record = self.failure_record(
                     job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
                 )
-            self.store.write_record(record)
-            if record.ok:
-                summary.done += 1
-            else:
-                summary.failed.append(f"{job.label}: {((record.error or '').splitlines() or ['failed'])[0]}")
-        return summary
+            try:
+                self.store.write_record(record)
+            except OSError as exc:
+                self.store.predictions_path(job.key).unlink(missing_ok=True)  # no orphan predictions
+                raise AdbenchError(
+                    f"cannot write record for {job.label} in {self.store.records_dir}: {exc.strerror or exc}; "
+                    f"stopped after {summary.done} job(s) (their results are kept)"
+                ) from None
+        if record.ok:
+            summary.done += 1
+            return "done"
+        summary.failed.append(f"{job.label}: {((record.error or '').splitlines() or ['failed'])[0]}")
+        return "failed"
 
     def base_record(self, job: Job) -> JobRecord:
         ds = job.dataset
@@ -456,7 +503,11 @@ class Runner:
         if self._split_cache is None or self._split_cache[0] != ident:
             images = load_images(category.test, size)
             mask_size = None if ev.size == "original" else int(ev.size)
-            masks = load_masks(category.test, mask_size, ev.mask_resize) if category.has_masks else None
+            masks = (
+                load_masks(category.test, mask_size, ev.mask_resize, job.dataset.allow_mask_resize)
+                if category.has_masks
+                else None
+            )
             self._split_cache = (ident, images, masks)
         return self._split_cache[1], self._split_cache[2]
 
@@ -530,7 +581,7 @@ def eval_sizes(
         return [(int(ev.size), int(ev.size))] * len(samples)
     if masks is not None:
         return [tuple(m.shape) for m in masks]
-    return [read_image_size(s.image_path)[::-1] for s in samples]
+    return [image_size(s.image_path)[::-1] for s in samples]
 
 
 def postprocess_maps(
@@ -597,13 +648,21 @@ def compact_maps(maps: np.ndarray) -> np.ndarray:
     return maps.astype(np.float32)
 
 
-def rescore(store: ResultsStore) -> int:
-    """Recompute every record's metrics from its stored predictions (no model runs)."""
-    count = 0
+def rescore(store: ResultsStore) -> tuple[int, list[str]]:
+    """Recompute every record's metrics from its stored predictions (no model runs).
+
+    Every predictions file is read before any record is written, so a bad file never leaves the
+    store half rescored; each bad file is returned as one line (its job is recomputed by the next run).
+    """
+    loaded, problems = [], []
     for rec in store.iter_records():
         if rec.get("status") != "ok":
             continue
-        pred = store.read_predictions(rec["key"])
+        try:
+            loaded.append((rec, store.read_predictions(rec["key"])))
+        except AdbenchError as exc:
+            problems.append(f"{exc}; `adbench run` recomputes this job")
+    for rec, pred in loaded:
         has_masks = pred["masks"].size > 0
         masks, maps = pred["masks"], pred["maps"].astype(np.float32)
         if "shapes" in pred:  # per-image sizes (--eval-size original)
@@ -624,5 +683,4 @@ def rescore(store: ResultsStore) -> int:
         rec["notes"] = sorted(set(rec.get("notes", [])) | set(notes))
         rec["rescored"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         store.write_record(rec)
-        count += 1
-    return count
+    return len(loaded), problems

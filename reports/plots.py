@@ -28,6 +28,7 @@ DPI = 130
 def legend_label(name: str, details: list[str], width: int = LEGEND_WRAP) -> str:
     """``method: variant settings, protocol · flags`` wrapped at spaces (never inside a setting)."""
     text = name + (": " + ", ".join(details) if details else "")
+    text = text.replace("$", r"\$")  # settings are user text: a "$...$" must not start matplotlib mathtext
     return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False))
 
 

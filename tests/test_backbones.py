@@ -295,9 +295,15 @@ def test_state_dict_file_formats(tmp_path) -> None:
     torch.save(
         {"state_dict": {f"module.{k}": v for k, v in lin.state_dict().items()}}, tmp_path / "wrapped.pth"
     )
-    for name in ("openai_style.pt", "wrapped.pth"):
-        state = weights_mod.load_state_dict_file(tmp_path / name)
-        assert set(state) == {"weight", "bias"} and torch.equal(state["weight"], lin.weight)
+    with pytest.raises(AdbenchError, match="TorchScript archive.*--trust-weights"):
+        weights_mod.load_state_dict_file(tmp_path / "openai_style.pt")  # torch.jit.load runs code
+    weights_mod.trust_torchscript(True)
+    try:
+        for name in ("openai_style.pt", "wrapped.pth"):
+            state = weights_mod.load_state_dict_file(tmp_path / name)
+            assert set(state) == {"weight", "bias"} and torch.equal(state["weight"], lin.weight)
+    finally:
+        weights_mod.trust_torchscript(False)
     assert weights_mod.is_torchscript(tmp_path / "openai_style.pt")
     assert not weights_mod.is_torchscript(tmp_path / "wrapped.pth")
 

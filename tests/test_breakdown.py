@@ -111,7 +111,7 @@ def test_records_and_report_break_results_down_by_type_and_difficulty(typed) -> 
     rec = records["alpha"]
     rec["image_auroc_by_anomaly_type"] = {"structural": 0.0}
     store.write_record(rec)
-    assert rescore(store) == 2
+    assert rescore(store) == (2, [])
     assert store.read_record(rec["key"])["image_auroc_by_anomaly_type"]["structural"] == pytest.approx(
         rec["metrics"]["image_auroc"]
     )

@@ -141,17 +141,21 @@ def test_corrupt_png(registry: Registry, tmp_path: Path, monkeypatch, capsys) ->
     assert code == 1 and f"cannot read {bad}" in out
 
 
-def test_mask_of_another_size_is_a_warning(registry: Registry, tmp_path: Path) -> None:
+def test_mask_of_another_size_is_an_error_unless_the_dataset_resizes(
+    registry: Registry, tmp_path: Path, monkeypatch
+) -> None:
     trees.make_mvtec(tmp_path)
     small = trees.mask(
         tmp_path / "bottle/ground_truth/broken_large/000_mask.png", box=(1, 1, 4, 4), size=(8, 8)
     )
-    report = check_dataset(registry.dataset("mvtec")(tmp_path))
-    assert report.errors == []
     image = small.parents[2] / "test/broken_large/000.png"
-    assert [w for w in report.warnings if "published" not in w] == [
-        f"mask {small} is 8x8 but image {image} is 16x16"
-    ]
+    message = f"mask {small} is 8x8 but image {image} is 16x16"
+    mvtec = registry.dataset("mvtec")
+    assert check_dataset(mvtec(tmp_path)).errors == [message]  # `run` refuses it, so `check` must fail
+    monkeypatch.setattr(mvtec, "allow_mask_resize", True)  # a dataset whose preprocessing may resize masks
+    report = check_dataset(mvtec(tmp_path))
+    assert report.errors == []
+    assert [w for w in report.warnings if "published" not in w] == [message]
 
 
 def test_unreadable_image_error_names_the_file(tmp_path: Path) -> None:

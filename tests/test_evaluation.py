@@ -119,7 +119,7 @@ def test_eval_size_original_keeps_each_mask_shape_and_rescore_reproduces(tmp_pat
     assert pred["maps"].dtype.kind == "f"  # plain numeric arrays: no pickled objects
     assert rec["metrics"]["pixel_auroc"] > 0.9
     before = rec["metrics"]
-    assert rescore(store) == 1
+    assert rescore(store) == (1, [])
     assert list(store.iter_records())[0]["metrics"] == before
 
 

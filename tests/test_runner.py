@@ -128,7 +128,7 @@ def test_rescore_recomputes_from_stored_predictions(setup):
     path = store.record_path(rec["key"])
     tampered = dict(rec, metrics={k: 0.0 for k in original})
     path.write_text(json.dumps(tampered))
-    assert rescore(store) == 1
+    assert rescore(store) == (1, [])
     assert store.read_record(rec["key"])["metrics"] == pytest.approx(original, nan_ok=True)
 
 

@@ -279,7 +279,8 @@ def create_open_clip(spec: BackboneSpec, source: WeightSource, **overrides: obje
     if source.path is None:
         return model
     if is_torchscript(source.path):
-        model.load_state_dict(load_state_dict_file(source.path), strict=True)
+        # open_clip's own cached OpenAI download is trusted; a user's file needs --trust-weights
+        model.load_state_dict(load_state_dict_file(source.path, trusted=source.kind == "cache"), strict=True)
     else:  # open_clip's loader: safetensors or weights_only torch.load, plus its key conversions
         open_clip.load_checkpoint(model, str(source.path), strict=True, weights_only=True)
     return model

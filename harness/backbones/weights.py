@@ -11,7 +11,6 @@ skips the download, so tests never wait on the network. Nothing found -> one-lin
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 import threading
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..content_hash import file_digest
 from ..errors import AdbenchError, WeightsNotFoundError
 from ..paths import weights_dir
 
@@ -76,16 +76,10 @@ def host_reachable(host: str = DOWNLOAD_HOST, port: int = 443, timeout: float = 
 
 
 def file_identity(path: str | Path) -> str:
-    """``file:<name>:<size>:<sha256 of the first and last MiB>`` — cheap even for GB checkpoints."""
+    """``file:<name>:<size>:<digest of the full content>``; the digest is cached by path and stat, so a
+    multi-GB checkpoint is hashed once (a partial hash missed edits in the middle of the file)."""
     path = Path(path)
-    size = path.stat().st_size
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        digest.update(fh.read(1 << 20))
-        if size > 2 << 20:
-            fh.seek(-(1 << 20), os.SEEK_END)
-            digest.update(fh.read(1 << 20))
-    return f"file:{path.name}:{size}:{digest.hexdigest()[:16]}"
+    return f"file:{path.name}:{path.stat().st_size}:{file_digest(path)[:16]}"
 
 
 def tag_identity(spec: BackboneSpec) -> str:
@@ -203,6 +197,7 @@ def resolve_weights(spec: BackboneSpec, explicit: str | None = None, pretrained:
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise AdbenchError(f"weights file for backbone '{spec.name}' not found: {path}")
+        check_trusted(path)
         return WeightSource("file", file_identity(path), path)
     directory = weights_dir()
     for name in candidate_files(spec):
@@ -223,6 +218,23 @@ def resolve_weights(spec: BackboneSpec, explicit: str | None = None, pretrained:
     return WeightSource("download", tag_identity(spec))
 
 
+_trust = {"torchscript": False}
+
+
+def trust_torchscript(allowed: bool) -> None:
+    """Allow (``--trust-weights``) or refuse TorchScript weight archives for this process."""
+    _trust["torchscript"] = bool(allowed)
+
+
+def check_trusted(path: str | Path) -> None:
+    """One-line error for a TorchScript archive unless trusted: ``torch.jit.load`` runs code from the file."""
+    if not _trust["torchscript"] and is_torchscript(path):
+        raise AdbenchError(
+            f"weights file {path} is a TorchScript archive, which runs code from the file when loaded; "
+            "pass --trust-weights if you trust its source, or convert it to safetensors"
+        )
+
+
 def is_torchscript(path: str | Path) -> bool:
     """OpenAI's original CLIP ``.pt`` files are TorchScript archives (a zip with ``constants.pkl``)."""
     path = Path(path)
@@ -232,10 +244,13 @@ def is_torchscript(path: str | Path) -> bool:
         return any(n.endswith("constants.pkl") for n in zf.namelist())
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+def load_state_dict_file(path: str | Path, trusted: bool = False) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint: safetensors, ``torch.load(weights_only=True)``, or a TorchScript archive
-    (OpenAI CLIP; loaded with ``torch.jit.load``, which does not unpickle arbitrary Python objects)."""
+    (OpenAI CLIP; ``torch.jit.load`` runs code from the file, so only after ``--trust-weights`` or for
+    ``trusted`` files: a library's own cached download)."""
     path = Path(path)
+    if not trusted:
+        check_trusted(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
