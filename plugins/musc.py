@@ -24,8 +24,9 @@ Choices (recorded in every result's config):
   every image of the category, which no metric sees.
 * The interval bounds take ``int()`` of fraction x (N - 1) as the code does, but keep at least one
   image (the code's mean over an empty interval is NaN for categories under 4 images).
-* Backbones without a CLS token (CNNs) use the mean of their deepest tapped tokens as the RsCIN image
-  feature. The CLS is the backbone's final one (CLIP: projected, L2-normalised as MuSc; DINOv2: as is).
+* The RsCIN image feature is the backbone's final CLS token (CLIP: projected), L2-normalised for every
+  backbone (MuSc normalises CLIP's and leaves DINOv2's raw), so that each image is its own nearest
+  neighbour; backbones without a CLS token (CNNs) use the mean of their deepest tapped tokens.
 * The map is returned at patch resolution; the runner upsamples it (bilinear) and applies the
   protocol's Gaussian smoothing (sigma 4), as for every method.
 """
