@@ -27,6 +27,9 @@ Choices (recorded in every result's config):
 * The RsCIN image feature is the backbone's final CLS token (CLIP: projected), L2-normalised for every
   backbone (MuSc normalises CLIP's and leaves DINOv2's raw), so that each image is its own nearest
   neighbour; backbones without a CLS token (CNNs) use the mean of their deepest tapped tokens.
+* Token grids wait for LNAMD in fp16 on the CPU (MuSc computes under fp16 autocast); LNAMD and the
+  distances run in fp32. The distances are computed per query against the whole category in blocks
+  capped by ``max_chunk_elements`` (adbench.patch_nn), so memory stays linear in the category size.
 * The map is returned at patch resolution; the runner upsamples it (bilinear) and applies the
   protocol's Gaussian smoothing (sigma 4), as for every method.
 """
@@ -153,8 +156,8 @@ class MuSc(Method):
         self.taps = scale_taps(self.config.layers, PAPER_DEPTH, self.encoder.num_blocks)
 
     def embed(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Token grids (N, h, w, C) of each tapped layer (on the CPU: a category can be large) and the
-        L2-normalised image features (N, D) for RsCIN."""
+        """Token grids (N, h, w, C) of each tapped layer (fp16 on the CPU: a category can be large) and
+        the L2-normalised image features (N, D) for RsCIN."""
         layers: list[list[torch.Tensor]] = [[] for _ in self.taps]
         image_feats = []
         for start in range(0, len(images), self.config.feature_batch_size):
@@ -162,7 +165,7 @@ class MuSc(Method):
             tokens = self.encoder.forward_tokens(batch, self.taps)
             grids = [tokens.patches[t].float() for t in self.taps]
             for store, grid in zip(layers, grids, strict=True):
-                store.append(grid.cpu())
+                store.append(grid.half().cpu())  # MuSc runs under fp16 autocast; halves a category's memory
             cls = tokens.cls if tokens.cls is not None else grids[-1].mean(dim=(1, 2))
             image_feats.append(F.normalize(cls.float(), dim=-1).cpu())
         return [torch.cat(g) for g in layers], torch.cat(image_feats)
