@@ -26,7 +26,8 @@ def _scores(query: torch.Tensor, refs: torch.Tensor, metric: Metric) -> torch.Te
     :func:`_to_distance` saves every elementwise pass over the block."""
     if metric == "cosine":
         return -(query @ refs.T)
-    return torch.addmm((refs * refs).sum(-1)[None], query, refs.T, alpha=-2.0)
+    ref_sq = torch.linalg.vector_norm(refs, dim=-1).square()  # a reduction: no copy of the references
+    return torch.addmm(ref_sq[None], query, refs.T, alpha=-2.0)
 
 
 def _to_distance(reduced: torch.Tensor, query: torch.Tensor, metric: Metric) -> torch.Tensor:
