@@ -18,6 +18,9 @@ Choices (recorded in every result's config):
 * ``masking = paper`` masks the categories the code masks (``masked_categories``: MVTec AD capsule,
   hazelnut, pill, screw, toothbrush; every VisA category); ``on``/``off`` force it for all.
 * ``neighbours`` 1 (the code's default); with more, the mean of the k nearest distances.
+* An image whose mask keeps no patch at all keeps every patch instead (the code would score it 0):
+  the threshold 10 is calibrated on DINOv2 ViT-S's feature scale, and on other or random backbones
+  the paper's rule can empty the mask, which made every image of a masked category score 0.
 """
 
 from __future__ import annotations
@@ -111,6 +114,8 @@ def foreground_mask(
     square = np.ones((3, 3), dtype=bool)
     mask = binary_dilation(mask, square)
     mask = binary_erosion(binary_dilation(mask, square), square, border_value=1)
+    if not mask.any():  # no foreground found (threshold off this backbone's scale): keep every patch
+        mask[:] = True
     return torch.from_numpy(mask.reshape(-1))
 
 

@@ -79,12 +79,22 @@ def test_foreground_mask_keeps_the_object_and_flips_sign_when_centre_is_backgrou
 
 
 def test_masking_zeroes_background_patches_for_masked_categories():
-    imgs = _batch_with_defect()
+    imgs = torch.zeros(4, 3, 128, 128)
+    imgs[:, :, 32:96, 32:96] = 1.0  # a bright object (patches 4..11 of 16) on a dark background
+    imgs[3, :, 40:48, 40:48] = 0.3  # a defect on the object of image 3
     ctx = Context("few_shot", "capsule", references=imgs[:2])
     plain = _method(masking="off").predict(imgs[2:4], ctx)
-    masked = _method(masking="on", mask_threshold=1e9).predict(imgs[2:4], ctx)  # nothing above: all masked
-    assert plain.maps.abs().sum() > 0 and masked.maps.abs().sum() == 0
+    masked = _method(masking="on", mask_threshold=5.0).predict(imgs[2:4], ctx)
+    tokens, grid = _method().embed(imgs[2:4])
+    keep = torch.stack([foreground_mask(t, grid, 5.0) for t in tokens]).view_as(plain.maps)
+    assert keep[0].sum() == 100 and keep[0, 3:13, 3:13].all()  # the object, dilated by one patch
+    assert torch.equal(masked.maps, plain.maps * keep)
     assert _method().masks_category("capsule") and not _method().masks_category("carpet")
+
+
+def test_an_empty_mask_keeps_every_patch():
+    tokens = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
+    assert foreground_mask(tokens, (4, 4), threshold=1e9).all()
 
 
 def test_needs_references():
