@@ -14,7 +14,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from adbench.plugins.patchead import aggregate_references, cross_patch_distances
+from adbench.patch_nn import per_reference_distances
+from adbench.plugins.patchead import aggregate_references
 
 
 def main() -> None:
@@ -33,7 +34,6 @@ def main() -> None:
     p = grid * grid
     dtype = getattr(torch, args.dtype)
     feats = F.normalize(torch.randn(args.images, p, args.dim), dim=-1).to(args.device, dtype)
-    groups = torch.arange(args.images, device=args.device)
     keep = round(0.3 * (args.images - 1))
     feature_mb = feats.numel() * feats.element_size() / 2**20
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -41,8 +41,7 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for i in range(args.queries):
-        dist = cross_patch_distances(feats[i], feats, groups, args.images, args.max_chunk_elements)
-        dist[:, i] = float("inf")
+        dist = per_reference_distances(feats[i], feats, exclude=i, max_elements=args.max_chunk_elements)
         aggregate_references(dist, keep, "closest")
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()

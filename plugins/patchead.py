@@ -44,6 +44,10 @@ from adbench.backbones import build_backbone
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.methods import Context, Method, MethodConfig, Prediction
+from adbench.patch_nn import per_reference_distances
+
+#: ``alignment_merge`` -> how the nearest-neighbour core merges a reference's alignment variants.
+GROUP_REDUCE = {"min": "amin", "mean": "mean"}
 
 
 @dataclass
@@ -79,40 +83,6 @@ PLUS_PRESETS: dict[str, tuple[bool, bool]] = {
     "mpdd": (False, True),
     "btad": (False, True),
 }
-
-
-def cross_patch_distances(
-    query: torch.Tensor,
-    refs: torch.Tensor,
-    groups: torch.Tensor,
-    num_groups: int,
-    max_elements: int = 2**25,
-    merge: str = "min",
-) -> torch.Tensor:
-    """For every query patch, the cosine distance to its nearest patch in each reference group.
-
-    ``query`` (P, C) and ``refs`` (R, P', C) are L2-normalised; ``groups`` (R,) maps each reference
-    image to a group (one source image and its alignment variants), merged by ``merge``: ``min``
-    (best variant) or ``mean`` (PatchEAD+ Sec. 4.2 averages the three images).
-    Returns (P, num_groups). Query patches are processed in chunks so the similarity block stays
-    under ``max_elements`` entries (a 200-image category at 448 px fits in a few hundred MB).
-    """
-    r, pr, c = refs.shape
-    flat = refs.reshape(r * pr, c)
-    rows = max(1, max_elements // max(1, r * pr))
-    out = []
-    for start in range(0, query.shape[0], rows):
-        sims = query[start : start + rows] @ flat.T  # (rows, R * P')
-        best = sims.view(-1, r, pr).amax(dim=-1)  # nearest patch in each reference image
-        dist = 1.0 - best.float()
-        if num_groups == r:  # one image per group (no alignment variants): nothing to merge
-            out.append(dist)
-            continue
-        grouped = torch.zeros((dist.shape[0], num_groups), device=dist.device)
-        reduce = {"min": "amin", "mean": "mean"}[merge]
-        grouped.scatter_reduce_(1, groups.expand(dist.shape[0], -1), dist, reduce=reduce, include_self=False)
-        out.append(grouped)
-    return torch.cat(out)
 
 
 def aggregate_references(dist: torch.Tensor, keep: int, rule: str) -> torch.Tensor:
@@ -255,10 +225,15 @@ class PatchEAD(Method):
         keep = max(1, round(self.config.reference_fraction * (n - 1)))
         scores = []
         for i in range(n):
-            dist = cross_patch_distances(
-                feats[i], refs, groups, n, self.config.max_chunk_elements, self.config.alignment_merge
+            dist = per_reference_distances(  # a query is never its own reference: exclude=i
+                feats[i],
+                refs,
+                groups=groups,
+                num_groups=n,
+                group_reduce=GROUP_REDUCE[self.config.alignment_merge],
+                exclude=i,
+                max_elements=self.config.max_chunk_elements,
             )
-            dist[:, i] = float("inf")  # a query is never its own reference
             scores.append(aggregate_references(dist, keep, self.config.reference_rule))
         return torch.stack(scores)
 
@@ -278,8 +253,13 @@ class PatchEAD(Method):
                 extra = [v for j in range(k) for v in alignment_variants(refs_dev[j], images[i], ctx.seed)]
                 refs = torch.cat([ref_feats, self.embed(torch.stack(extra))[0]])
                 groups = torch.cat([base_groups, base_groups.repeat_interleave(2)])
-            dist = cross_patch_distances(
-                feats[i], refs, groups, k, self.config.max_chunk_elements, self.config.alignment_merge
+            dist = per_reference_distances(
+                feats[i],
+                refs,
+                groups=groups,
+                num_groups=k,
+                group_reduce=GROUP_REDUCE[self.config.alignment_merge],
+                max_elements=self.config.max_chunk_elements,
             )
             keep = k if self.config.few_shot_references == "all" else 1
             scores.append(

@@ -7,11 +7,12 @@ import torch.nn.functional as F
 from adbench.backbones.base import Backbone, Tokens
 from adbench.errors import AdbenchError
 from adbench.methods import Context
+from adbench.patch_nn import per_reference_distances
 from adbench.plugins.patchead import (
+    GROUP_REDUCE,
     PatchEAD,
     PatchEADConfig,
     aggregate_references,
-    cross_patch_distances,
     foreground_weights,
     image_score,
 )
@@ -19,21 +20,6 @@ from adbench.plugins.patchead import (
 
 def _unit(*shape):
     return F.normalize(torch.randn(*shape), dim=-1)
-
-
-def test_distances_equal_brute_force_with_groups_and_chunks():
-    torch.manual_seed(0)
-    q, refs = _unit(7, 5), _unit(4, 6, 5)
-    groups = torch.tensor([0, 1, 1, 2])
-    expected = torch.full((7, 3), float("inf"))
-    for p in range(7):
-        for r in range(4):
-            d = 1 - max(float(q[p] @ refs[r, j]) for j in range(6))
-            expected[p, groups[r]] = min(expected[p, groups[r]], d)
-    got = cross_patch_distances(q, refs, groups, 3)
-    chunked = cross_patch_distances(q, refs, groups, 3, max_elements=6)  # one query patch per chunk
-    assert torch.allclose(got, expected, atol=1e-5)
-    assert torch.allclose(chunked, got)
 
 
 def test_reference_rules_and_self_exclusion():
@@ -166,9 +152,13 @@ def test_alignment_variants_are_averaged_as_the_paper_says():
     )
     refs = variants[:, None, :]  # three one-patch images
     groups = torch.zeros(3, dtype=torch.long)
-    mean = cross_patch_distances(q, refs, groups, 1, merge="mean")
-    assert mean.item() == pytest.approx((0.2 + 0.5 + 1.1) / 3)
-    assert cross_patch_distances(q, refs, groups, 1, merge="min").item() == pytest.approx(0.2)
+
+    def merged(how: str) -> float:
+        reduce = GROUP_REDUCE[how]
+        return per_reference_distances(q, refs, groups=groups, num_groups=1, group_reduce=reduce).item()
+
+    assert merged("mean") == pytest.approx((0.2 + 0.5 + 1.1) / 3)
+    assert merged("min") == pytest.approx(0.2)
     assert PatchEADConfig().alignment_merge == "mean"
 
 
