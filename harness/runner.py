@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import platform
 import resource
 import time
@@ -41,6 +42,8 @@ from .registry import Registry, get_registry
 from .seeding import seed_everything
 from .store import ResultsStore
 
+log = logging.getLogger("adbench.runner")
+
 
 @dataclass
 class RunSpec:
@@ -62,6 +65,8 @@ class RunSpec:
     eval_size: int | None = None
     batch_size: int = 16
     progress: bool = True
+    #: Trackers to notify (``--tracker``; names from the ``adbench_trackers`` hook, e.g. mlflow).
+    trackers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -175,6 +180,19 @@ def job_key(job: Job, fingerprint: str) -> str:
     )
 
 
+def job_summary(job: Job) -> dict[str, Any]:
+    """A planned job as plain data for lifecycle hooks."""
+    return {
+        "key": job.key,
+        "method": job.method_cls.name,
+        "dataset": job.dataset.name,
+        "category": job.category,
+        "protocol": job.protocol,
+        "shots": job.shots,
+        "seed": job.seed,
+    }
+
+
 class Runner:
     """Plans and executes a run; all results go to the store."""
 
@@ -189,6 +207,17 @@ class Runner:
         self._methods: dict[str, Method] = {}
         self._fits: dict[str, Any] = {}
         self._split_cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+        self._provenance: dict[str, Any] | None = None
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Versions, commit, hardware, command line and resolved suite; collected once per run."""
+        if self._provenance is None:
+            from .provenance import collect
+            from .suite import suite_of
+
+            self._provenance = collect(suite=suite_of(self.spec, str(self.store.root), self.registry))
+        return self._provenance
 
     # --- planning -------------------------------------------------------------------------
     def dataset(self, name: str) -> Dataset:
@@ -330,6 +359,13 @@ class Runner:
         summary = RunSummary()
         todo = [j for j in jobs if self.spec.force or not self.store.has(j.key)]
         summary.skipped = len(jobs) - len(todo)
+        log.info("%d jobs planned, %d already done", len(jobs), summary.skipped)
+        self.registry.notify(
+            "adbench_run_started",
+            spec=self.spec,
+            jobs=[job_summary(j) for j in jobs],
+            store_root=str(self.store.root),
+        )
         bar = tqdm(todo, disable=not self.spec.progress, unit="job", dynamic_ncols=True)
         for job in bar:
             bar.set_description(job.label)
@@ -339,15 +375,19 @@ class Runner:
                 raise
             except AdbenchError as exc:
                 record = self.failure_record(job, str(exc))
+                log.error("%s failed: %s", job.label, exc)
             except Exception as exc:  # isolate one job's crash; the run goes on
                 record = self.failure_record(
                     job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
                 )
+                log.error("%s failed: %s: %s", job.label, type(exc).__name__, exc, exc_info=exc)
             self.store.write_record(record)
+            self.registry.notify("adbench_job_finished", record=record)
             if record["status"] == "ok":
                 summary.done += 1
             else:
                 summary.failed.append(f"{job.label}: {record['error'].splitlines()[0]}")
+        self.registry.notify("adbench_run_finished", spec=self.spec, summary=summary, store_root=str(self.store.root))
         return summary
 
     def base_record(self, job: Job) -> dict[str, Any]:
@@ -384,6 +424,7 @@ class Runner:
             "fit": dataclasses.asdict(fit) if fit is not None else None,
             "device": str(self.device),
             "platform": f"python {platform.python_version()}, torch {torch.__version__}",
+            "provenance": self.provenance,
         }
 
     def failure_record(self, job: Job, error: str) -> dict[str, Any]:
