@@ -26,7 +26,9 @@ class OneLineFormatter(logging.Formatter):
 
 def terminal_level(verbosity: int) -> int:
     """``-q`` (-1) errors only, default warnings, ``-v`` info, ``-vv`` debug."""
-    return {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(max(-1, min(verbosity, 2)), logging.DEBUG)
+    return {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
+        max(-1, min(verbosity, 2)), logging.DEBUG
+    )
 
 
 def configure(verbosity: int = 0, results_dir: str | Path | None = None) -> Path | None:

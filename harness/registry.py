@@ -118,7 +118,11 @@ class Registry:
                 impl.function(**{name: kwargs[name] for name in impl.argnames})
             except Exception as exc:  # noqa: BLE001 - an observer must not break the run
                 logging.getLogger("adbench.registry").warning(
-                    "plugin %s failed in %s: %s: %s", impl.plugin_name, hook_name, type(exc).__name__, exc,
+                    "plugin %s failed in %s: %s: %s",
+                    impl.plugin_name,
+                    hook_name,
+                    type(exc).__name__,
+                    exc,
                     exc_info=exc,
                 )
 

@@ -387,7 +387,9 @@ class Runner:
                 summary.done += 1
             else:
                 summary.failed.append(f"{job.label}: {record['error'].splitlines()[0]}")
-        self.registry.notify("adbench_run_finished", spec=self.spec, summary=summary, store_root=str(self.store.root))
+        self.registry.notify(
+            "adbench_run_finished", spec=self.spec, summary=summary, store_root=str(self.store.root)
+        )
         return summary
 
     def base_record(self, job: Job) -> dict[str, Any]:

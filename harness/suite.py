@@ -146,13 +146,18 @@ def _coerce_run_value(key: str, value: Any, tp: Any, where: str) -> Any:
     expected = tp if isinstance(tp, type) else None
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if expected is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
+    if expected is not None and (
+        not isinstance(value, expected) or (expected is int and isinstance(value, bool))
+    ):
         raise AdbenchError(f"{where}: [run] {key} = {value!r}: expected {expected.__name__}")
     return value
 
 
 def build_spec(
-    suite: Mapping[str, Any], *, raw_sets: Mapping[str, Mapping[str, list[str]]] | None = None, where: str = "suite"
+    suite: Mapping[str, Any],
+    *,
+    raw_sets: Mapping[str, Mapping[str, list[str]]] | None = None,
+    where: str = "suite",
 ) -> Any:
     """The :class:`~adbench.runner.RunSpec` a suite describes, every method config validated (one line
     naming ``where`` and the key on error). ``raw_sets`` are command-line ``--set`` values; they win."""
@@ -172,7 +177,9 @@ def build_spec(
     for scope in raw_sets:
         if scope not in methods:
             registry.method(scope)  # an unknown name gets did-you-mean
-            raise AdbenchError(f"--set {scope}.…: '{scope}' is not among the methods to run ({', '.join(methods)})")
+            raise AdbenchError(
+                f"--set {scope}.…: '{scope}' is not among the methods to run ({', '.join(methods)})"
+            )
     overrides: dict[str, dict[str, list[str]]] = {}
     for name in methods:
         cls = registry.method(name)

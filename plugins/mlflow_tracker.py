@@ -119,7 +119,12 @@ class MLflowTracker:
             with tempfile.TemporaryDirectory() as tmp:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    render_report(ResultsStore(store_root), Path(tmp), ["html", "markdown", "csv"], registry=get_registry())
+                    render_report(
+                        ResultsStore(store_root),
+                        Path(tmp),
+                        ["html", "markdown", "csv"],
+                        registry=get_registry(),
+                    )
                 self.client.log_artifacts(run_id, tmp, artifact_path="report")
         finally:
             status = "FAILED" if getattr(summary, "failed", None) else "FINISHED"

@@ -59,10 +59,19 @@ blur = [3, 5]
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("[run]\nprotocl = 'few_shot'\n", r"s.toml: \[run\]: unknown key 'protocl'; did you mean 'protocol'\?"),
+        (
+            "[run]\nprotocl = 'few_shot'\n",
+            r"s.toml: \[run\]: unknown key 'protocl'; did you mean 'protocol'\?",
+        ),
         ("[runs]\n", r"s.toml: unknown key 'runs'; did you mean 'run'\?"),
-        ("[methods.median_dev]\nblurr = 3\n", r"\[methods.median_dev\]: unknown key 'blurr'; did you mean 'blur'\?"),
-        ("[methods.median_dev]\nblur = 0\n", r"s.toml: \[methods.median_dev\] --set median_dev.blur=0: must be >= 1"),
+        (
+            "[methods.median_dev]\nblurr = 3\n",
+            r"\[methods.median_dev\]: unknown key 'blurr'; did you mean 'blur'\?",
+        ),
+        (
+            "[methods.median_dev]\nblur = 0\n",
+            r"s.toml: \[methods.median_dev\] --set median_dev.blur=0: must be >= 1",
+        ),
         ("[methods.median_dve]\n", r"unknown method 'median_dve'; did you mean 'median_dev'\?"),
         ("[run]\nseeds = 'x'\n", r"s.toml: \[run\] seeds = 'x': expected a list of int"),
         ("[run\n", r"s.toml: not valid TOML"),
@@ -100,7 +109,13 @@ def test_mlflow_tracker_logs_a_run_that_reads_back(tiny, tmp_path, monkeypatch):
     uri = (tmp_path / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    adbench.run(["median_dev"], datasets=["tiny"], roots={"tiny": str(tiny)}, results=tmp_path / "r", trackers=["mlflow"])
+    adbench.run(
+        ["median_dev"],
+        datasets=["tiny"],
+        roots={"tiny": str(tiny)},
+        results=tmp_path / "r",
+        trackers=["mlflow"],
+    )
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("adbench").experiment_id])
     assert run.info.status == "FINISHED"
