@@ -36,3 +36,32 @@ def adbench_report_formats() -> list[object]:
 def adbench_knowledge_providers() -> list[object]:
     """Return :class:`adbench.knowledge.KnowledgeProvider` entries: a name and ``describe(object_name)``
     giving anomaly descriptions (KAnoCLIP's knowledge base; plug a live LLM / VQA client here)."""
+
+
+# --- run lifecycle (trackers, notifiers) ------------------------------------------------------------
+# Called by the runner on the process that drives the run. Implementations must not change the run:
+# they observe it (log to a tracker, send a notification). An exception in one is reported as a warning
+# and the run goes on.
+
+
+@hookspec
+def adbench_run_started(spec: object, jobs: list[dict], store_root: str) -> None:
+    """A run begins: ``spec`` is the RunSpec, ``jobs`` the planned jobs as plain dicts (key, method,
+    dataset, category, protocol, shots, seed), ``store_root`` the results directory."""
+
+
+@hookspec
+def adbench_job_finished(record: dict) -> None:
+    """One job's record was written to the store (status ok or failed)."""
+
+
+@hookspec
+def adbench_run_finished(spec: object, summary: object, store_root: str) -> None:
+    """The run ended (``summary``: done, skipped and failed counts); the store holds every record."""
+
+
+@hookspec
+def adbench_trackers() -> list[object]:
+    """Return tracker entries (objects with ``name`` and ``description``) this plugin provides;
+    ``adbench run --tracker NAME`` turns one on. The tracker implements the lifecycle hooks above and
+    acts only when its name is in ``spec.trackers``."""

@@ -8,6 +8,7 @@ as ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` does for pytest.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from dataclasses import dataclass
 from types import ModuleType
@@ -25,7 +26,10 @@ KINDS = {
     "backbone": "adbench_backbones",
     "report_format": "adbench_report_formats",
     "knowledge_provider": "adbench_knowledge_providers",
+    "tracker": "adbench_trackers",
 }
+#: Hooks the runner calls to tell plugins about a run (trackers); not indexed by name.
+LIFECYCLE = ("adbench_run_started", "adbench_job_finished", "adbench_run_finished")
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,22 @@ class Registry:
         close = difflib.get_close_matches(name, list(table), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(sorted(table)) or 'none'}"
         raise AdbenchError(f"unknown {kind.replace('_', ' ')} '{name}'{hint}")
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook on every plugin, each on its own: one that raises is reported as a
+        warning (naming the plugin) and the others still run; a tracker never stops a run."""
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            try:
+                impl.function(**{name: kwargs[name] for name in impl.argnames})
+            except Exception as exc:  # noqa: BLE001 - an observer must not break the run
+                logging.getLogger("adbench.registry").warning(
+                    "plugin %s failed in %s: %s: %s",
+                    impl.plugin_name,
+                    hook_name,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=exc,
+                )
 
     def method(self, name: str) -> Any:
         return self.get("method", name)

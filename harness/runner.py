@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import platform
 import time
 import traceback
@@ -46,6 +47,8 @@ from .registry import Registry, get_registry
 from .seeding import seed_everything
 from .store import ResultsStore
 
+log = logging.getLogger("adbench.runner")
+
 
 @dataclass
 class RunSpec:
@@ -71,6 +74,8 @@ class RunSpec:
     batch_size: int = 16
     trust_weights: bool = False
     progress: bool = True
+    #: Trackers to notify (``--tracker``; names from the ``adbench_trackers`` hook, e.g. mlflow).
+    trackers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -196,6 +201,19 @@ def job_key(job: Job, fingerprint: str) -> str:
     )
 
 
+def job_summary(job: Job) -> dict[str, Any]:
+    """A planned job as plain data for lifecycle hooks."""
+    return {
+        "key": job.key,
+        "method": job.method_cls.name,
+        "dataset": job.dataset.name,
+        "category": job.category,
+        "protocol": job.protocol,
+        "shots": job.shots,
+        "seed": job.seed,
+    }
+
+
 class Runner:
     """Plans and executes a run; all results go to the store."""
 
@@ -213,6 +231,17 @@ class Runner:
         self._methods: dict[str, Method] = {}
         self._fits: dict[str, Any] = {}
         self._split_cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+        self._provenance: dict[str, Any] | None = None
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Versions, commit, hardware, command line and resolved suite; collected once per run."""
+        if self._provenance is None:
+            from .provenance import collect
+            from .suite import suite_of
+
+            self._provenance = collect(suite=suite_of(self.spec, str(self.store.root), self.registry))
+        return self._provenance
 
     # --- planning -------------------------------------------------------------------------
     def dataset(self, name: str) -> Dataset:
@@ -398,6 +427,13 @@ class Runner:
         summary = RunSummary()
         todo = [j for j in jobs if self.spec.force or not self.store.has(j.key)]
         summary.skipped = len(jobs) - len(todo)
+        log.info("%d jobs planned, %d already done", len(jobs), summary.skipped)
+        self.registry.notify(
+            "adbench_run_started",
+            spec=self.spec,
+            jobs=[job_summary(j) for j in jobs],
+            store_root=str(self.store.root),
+        )
         bar = tqdm(total=len(todo), disable=not self.spec.progress, unit="job", dynamic_ncols=True)
         pending = todo
         while pending:
@@ -415,6 +451,9 @@ class Runner:
                 )  # another run holds these claims: wait until it finishes or its claim goes stale
             pending = deferred
         bar.close()
+        self.registry.notify(
+            "adbench_run_finished", spec=self.spec, summary=summary, store_root=str(self.store.root)
+        )
         return summary
 
     def claim_and_run(self, job: Job, summary: RunSummary) -> str:
@@ -431,10 +470,12 @@ class Runner:
                 raise
             except AdbenchError as exc:
                 record = self.failure_record(job, str(exc))
+                log.error("%s failed: %s", job.label, exc)
             except (Exception, SystemExit) as exc:  # isolate one job's crash (a plugin's sys.exit too)
                 record = self.failure_record(
                     job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
                 )
+                log.error("%s failed: %s: %s", job.label, type(exc).__name__, exc, exc_info=exc)
             try:
                 self.store.write_record(record)
             except OSError as exc:
@@ -443,6 +484,7 @@ class Runner:
                     f"cannot write record for {job.label} in {self.store.records_dir}: {exc.strerror or exc}; "
                     f"stopped after {summary.done} job(s) (their results are kept)"
                 ) from None
+        self.registry.notify("adbench_job_finished", record=record.to_dict())
         if record.ok:
             summary.done += 1
             return "done"
@@ -488,6 +530,7 @@ class Runner:
             device=str(self.device),
             platform=f"python {platform.python_version()}, torch {torch.__version__}",
             precision=job.precision,
+            provenance=self.provenance,
         )
 
     def failure_record(self, job: Job, error: str) -> JobRecord:

@@ -73,12 +73,14 @@ def test_every_hook_is_documented():
 def test_every_hook_has_a_builtin_implementation():
     """Each hookspec is exercised by the built-in plugins (and so by their tests)."""
     from adbench import hookspecs
-    from adbench.registry import KINDS
+    from adbench.registry import KINDS, LIFECYCLE
 
-    assert set(KINDS.values()) == {n for n in dir(hookspecs) if n.startswith("adbench_")}
+    assert {*KINDS.values(), *LIFECYCLE} == {n for n in dir(hookspecs) if n.startswith("adbench_")}
     reg = Registry(autoload=True)
     for kind in KINDS:
         assert reg.names(kind), f"no built-in plugin implements the {kind} hook"
+    for hook in LIFECYCLE:
+        assert getattr(reg.pm.hook, hook).get_hookimpls(), f"no built-in plugin implements {hook}"
 
 
 def test_published_names_of_methods_exist_in_the_published_table():
