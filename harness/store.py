@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import AdbenchError
+from .store_index import INDEX_NAME, RecordIndex
 
 DEFAULT_RESULTS_DIR = "adbench-results"
 #: Columns that identify a job in tables (everything else is a metric or metadata).
@@ -101,6 +102,7 @@ class ResultsStore:
     def write_record(self, record: dict[str, Any]) -> Path:
         path = self.record_path(record["key"])
         atomic_write_json(path, record)
+        self.index.update(path, record)
         return path
 
     def read_record(self, key: str) -> dict[str, Any]:
@@ -138,43 +140,54 @@ class ResultsStore:
 
                 warnings.warn(f"skipping unreadable record {path}", stacklevel=2)
 
-    def frame(self, include_failed: bool = False) -> pd.DataFrame:
-        """One row per job: identity columns, one column per metric, weights flag, timings.
+    @property
+    def index(self) -> RecordIndex:
+        """The SQLite cache of table rows (``index.sqlite``), reconciled with the records on each read."""
+        return RecordIndex(self.records_dir, self.root / INDEX_NAME, record_row)
 
-        Also ``error``, ``created``, ``dataset_task``, ``n_test``, ``n_anomalous``, ``train_on``,
-        ``backbone_names``, ``notes`` and one ``config.<field>`` column per method-config field.
-        """
-        rows = []
-        for rec in self.iter_records():
-            if rec.get("status") != "ok" and not include_failed:
-                continue
-            row = {
-                "key": rec["key"],
-                "method": rec["method"],
-                "variant": rec.get("variant", ""),
-                "dataset": rec["dataset"],
-                "category": rec["category"],
-                "protocol": rec["protocol"],
-                "shots": rec.get("shots", 0),
-                "seed": rec.get("seed", 0),
-                "random_weights": bool(rec.get("random_weights", False)),
-                "status": rec.get("status", "ok"),
-            }
-            for name, value in (rec.get("metrics") or {}).items():
-                row[name] = float("nan") if value is None else float(value)
-            timing = rec.get("timing") or {}
-            row["images_per_s"] = timing.get("images_per_s")
-            row["wall_s"] = timing.get("wall_s")
-            # Additive columns the reports need (footnotes, banners, ablations over config fields).
-            row["error"] = rec.get("error")
-            row["created"] = rec.get("created")
-            row["dataset_task"] = rec.get("dataset_task")
-            row["n_test"] = rec.get("n_test")
-            row["n_anomalous"] = rec.get("n_anomalous")
-            row["train_on"] = None if rec.get("train_on") is None else str(rec.get("train_on"))
-            row["backbone_names"] = ",".join(sorted({str(v) for v in (rec.get("backbones") or {}).values()}))
-            row["notes"] = tuple(rec.get("notes") or ())
-            for name, value in (rec.get("method_config") or {}).items():
-                row[f"config.{name}"] = tuple(value) if isinstance(value, list) else value
-            rows.append(row)
-        return pd.DataFrame(rows)
+    def frame(self, include_failed: bool = False) -> pd.DataFrame:
+        """One row per job (see :func:`record_row`), read through the row index."""
+        rows = [row for row in self.index.rows() if include_failed or row.get("status") == "ok"]
+        frame = pd.DataFrame(rows)
+        for column in frame.columns[frame.dtypes == object]:  # JSON lists back to hashable tuples
+            values = frame[column]
+            if values.map(type).eq(list).any():
+                frame[column] = values.map(lambda v: tuple(v) if isinstance(v, list) else v)
+        return frame
+
+
+def record_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """The table row of one record: identity columns, one column per metric, weights flag, timings.
+
+    Also ``error``, ``created``, ``dataset_task``, ``n_test``, ``n_anomalous``, ``train_on``,
+    ``backbone_names``, ``notes`` and one ``config.<field>`` column per method-config field.
+    """
+    row = {
+        "key": rec["key"],
+        "method": rec["method"],
+        "variant": rec.get("variant", ""),
+        "dataset": rec["dataset"],
+        "category": rec["category"],
+        "protocol": rec["protocol"],
+        "shots": rec.get("shots", 0),
+        "seed": rec.get("seed", 0),
+        "random_weights": bool(rec.get("random_weights", False)),
+        "status": rec.get("status", "ok"),
+    }
+    for name, value in (rec.get("metrics") or {}).items():
+        row[name] = float("nan") if value is None else float(value)
+    timing = rec.get("timing") or {}
+    row["images_per_s"] = timing.get("images_per_s")
+    row["wall_s"] = timing.get("wall_s")
+    # Additive columns the reports need (footnotes, banners, ablations over config fields).
+    row["error"] = rec.get("error")
+    row["created"] = rec.get("created")
+    row["dataset_task"] = rec.get("dataset_task")
+    row["n_test"] = rec.get("n_test")
+    row["n_anomalous"] = rec.get("n_anomalous")
+    row["train_on"] = None if rec.get("train_on") is None else str(rec.get("train_on"))
+    row["backbone_names"] = ",".join(sorted({str(v) for v in (rec.get("backbones") or {}).values()}))
+    row["notes"] = list(rec.get("notes") or ())
+    for name, value in (rec.get("method_config") or {}).items():
+        row[f"config.{name}"] = value
+    return row
