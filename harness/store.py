@@ -149,7 +149,7 @@ class ResultsStore:
         """One row per job (see :func:`record_row`), read through the row index."""
         rows = [row for row in self.index.rows() if include_failed or row.get("status") == "ok"]
         frame = pd.DataFrame(rows)
-        for column in frame.columns[frame.dtypes == object]:  # JSON lists back to hashable tuples
+        for column in frame.select_dtypes(include="object").columns:  # JSON lists back to hashable tuples
             values = frame[column]
             if values.map(type).eq(list).any():
                 frame[column] = values.map(lambda v: tuple(v) if isinstance(v, list) else v)
