@@ -15,6 +15,7 @@ import platform
 import resource
 import time
 import traceback
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,14 @@ class RunSpec:
     eval_size: int | None = None
     batch_size: int = 16
     progress: bool = True
+    #: Where jobs run: serial (this process), local (one process per device/worker) or ray.
+    executor: str = "serial"
+    workers: int | None = None
+    devices: tuple[str, ...] | None = None
+    #: ``I/N``: only the I-th of N deterministic shares of the plan (Slurm arrays, several machines).
+    shard: str | None = None
+    #: Ray cluster address (``auto``, ``HOST:PORT``); None starts a local Ray instance.
+    address: str | None = None
 
 
 @dataclass
@@ -86,11 +95,41 @@ class Job:
         return f"{self.method_cls.name} {self.dataset.name}/{self.category}{shots}"
 
 
+@dataclass(frozen=True)
+class JobSpec:
+    """A planned job as plain, picklable data: what an executor ships to a worker, which looks the
+    plugins up again by name (:meth:`Runner.job_from_spec`)."""
+
+    key: str
+    label: str
+    method: str
+    config: dict[str, Any]
+    dataset: str
+    root: str | None
+    category: str
+    protocol: str
+    shots: int
+    seed: int
+    eval_size: int
+    weights: dict[str, str]
+    train_on: list[tuple[str, str]] | None
+    #: Jobs of one group share a model instance (a fit, a loaded split) and run in one worker.
+    group: str
+    #: GPUs one job asks a cluster for (the method's declaration).
+    gpus: float = 1.0
+
+
 @dataclass
 class RunSummary:
     done: int = 0
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
+
+    def merge(self, other: RunSummary) -> None:
+        """Add another worker's counts."""
+        self.done += other.done
+        self.skipped += other.skipped
+        self.failed += other.failed
 
 
 def resolve_device(device: str) -> torch.device:
@@ -151,6 +190,18 @@ def backbone_identities(method_cls: type[Method], config: Any) -> dict[str, str]
             name, explicit if len(method_cls.backbone_fields) == 1 else None
         )
     return out
+
+
+def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
+    """Rebuild a config dataclass from :func:`to_dict` output (JSON lists back to tuples)."""
+    hints = typing.get_type_hints(config_cls)
+    kwargs = {}
+    for f in dataclasses.fields(config_cls):
+        if f.name in values:
+            v = values[f.name]
+            origin = typing.get_origin(hints[f.name])
+            kwargs[f.name] = tuple(v) if isinstance(v, list) and origin is not list else v
+    return config_cls(**kwargs)
 
 
 def job_key(job: Job, fingerprint: str) -> str:
@@ -286,15 +337,32 @@ class Runner:
 
     # --- execution ------------------------------------------------------------------------
     def method_instance(self, job: Job) -> Method:
-        """One set-up (and, for trained methods, fitted) instance per config and training set."""
+        """The set-up (and, for trained methods, fitted) instance for this job. One instance is held
+        at a time: when the config or training set changes, the previous model and cached backbones
+        are released first, so peak memory does not depend on what ran before."""
         ident = self.instance_id(job)
         if ident not in self._methods:
+            self.release_models()
             method = job.method_cls(job.config, self.device)
             method.setup()
             if job.method_cls.trained:
                 self._fits[ident] = self.fit(method, job)
             self._methods[ident] = method
         return self._methods[ident]
+
+    def release_models(self) -> None:
+        """Drop the held method instance and the backbone cache; return freed CUDA memory."""
+        import gc
+
+        from .backbones import clear_backbone_cache
+
+        if not self._methods:
+            return
+        self._methods.clear()
+        clear_backbone_cache()
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @staticmethod
     def instance_id(job: Job) -> str:
@@ -322,15 +390,80 @@ class Runner:
         self.store.write_training_log(result.key, read_fit_log(job.method_cls.name, result.key))
         return result
 
+    def group_of(self, job: Job) -> str:
+        """Jobs that share a model instance: a trained fit (config, training set, seed), or a
+        training-free config on one category (the loaded split)."""
+        ident = self.instance_id(job)
+        return ident if job.method_cls.trained else stable_hash([ident, job.dataset.name, job.category])
+
+    def to_spec(self, job: Job) -> JobSpec:
+        """The plain form of a planned job (what executors send to workers)."""
+        return JobSpec(
+            key=job.key,
+            label=job.label,
+            method=job.method_cls.name,
+            config=to_dict(job.config),
+            dataset=job.dataset.name,
+            root=str(job.dataset.root) if job.dataset.root else None,
+            category=job.category,
+            protocol=job.protocol,
+            shots=job.shots,
+            seed=job.seed,
+            eval_size=job.eval_size,
+            weights=dict(job.weights),
+            train_on=[tuple(p) for p in job.train_on] if job.train_on is not None else None,
+            group=self.group_of(job),
+            gpus=float(job.method_cls.gpus),
+        )
+
+    def job_from_spec(self, spec: JobSpec) -> Job:
+        """Rebuild a live job in this process: plugins looked up by name through the registry."""
+        method_cls = self.registry.method(spec.method)
+        if spec.root and spec.dataset not in self._datasets:
+            self._datasets[spec.dataset] = self.registry.dataset(spec.dataset)(spec.root)
+        return Job(
+            method_cls,
+            config_from_dict(method_cls.config_cls, spec.config),
+            self.dataset(spec.dataset),
+            spec.category,
+            spec.protocol,
+            spec.shots,
+            spec.seed,
+            spec.eval_size,
+            dict(spec.weights),
+            [tuple(p) for p in spec.train_on] if spec.train_on is not None else None,
+            key=spec.key,
+        )
+
     def run(self) -> RunSummary:
-        """Execute the planned jobs, skipping finished ones; failures are recorded, not fatal."""
-        from tqdm.auto import tqdm
+        """Plan, drop finished jobs, take this shard's groups and hand them to the executor."""
+        from .executors import group_jobs, parse_shard, run_local, run_ray, shard_groups, worker_devices
 
         jobs = self.plan()
+        groups = shard_groups(group_jobs([self.to_spec(j) for j in jobs]), parse_shard(self.spec.shard))
+        planned = sum(len(g) for g in groups)
+        todo = [[s for s in g if self.spec.force or not self.store.has(s.key)] for g in groups]
+        todo = [g for g in todo if g]
+        skipped = planned - sum(len(g) for g in todo)
+        root = str(self.store.root)
+        if self.spec.executor == "serial":
+            live = {j.key: j for j in jobs}
+            summary = self.execute([live[s.key] for g in todo for s in g])
+        elif self.spec.executor == "local":
+            summary = run_local(self.spec, root, todo, worker_devices(self.spec.devices, self.spec.workers))
+        elif self.spec.executor == "ray":
+            summary = run_ray(self.spec, root, todo, self.spec.address)
+        else:
+            raise AdbenchError(f"--executor {self.spec.executor!r}: expected serial, local or ray")
+        summary.skipped += skipped
+        return summary
+
+    def execute(self, jobs: list[Job]) -> RunSummary:
+        """Run jobs in this process; failures are recorded, not fatal."""
+        from tqdm.auto import tqdm
+
         summary = RunSummary()
-        todo = [j for j in jobs if self.spec.force or not self.store.has(j.key)]
-        summary.skipped = len(jobs) - len(todo)
-        bar = tqdm(todo, disable=not self.spec.progress, unit="job", dynamic_ncols=True)
+        bar = tqdm(jobs, disable=not self.spec.progress, unit="job", dynamic_ncols=True)
         for job in bar:
             bar.set_description(job.label)
             try:
