@@ -3,8 +3,9 @@ isolate failures and resume: a job whose record exists is skipped unless forced.
 
 The key of a job hashes everything that can change its numbers: the resolved method config, the
 dataset fingerprint and variant, backbone names and weights identities, protocol, shots, seed,
-evaluation size, auxiliary training data and the adbench version (see lm-evaluation-harness #2715
-for what goes wrong when the model identity is left out of a cache key).
+evaluation size, auxiliary training data and the results-compatibility number (not the adbench
+version: a release that changes no number keeps every record; see lm-evaluation-harness #2715 for
+what goes wrong when the model identity is left out of a cache key).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from . import __version__, metrics
+from . import RESULTS_COMPAT, __version__, metrics
 from .config import expand, stable_hash, to_dict
 from .data import Category, Dataset, load_images, load_masks
 from .errors import AdbenchError, WeightsNotFoundError
@@ -220,7 +221,7 @@ def job_key(job: Job, fingerprint: str) -> str:
             "eval_size": job.eval_size,
             "weights": job.weights,
             "train_on": job.train_on,
-            "adbench": __version__,
+            "results_compat": RESULTS_COMPAT,
         },
         length=20,
     )

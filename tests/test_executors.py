@@ -85,3 +85,29 @@ def test_a_killed_worker_fails_its_jobs_and_a_rerun_completes(plan_env, tmp_path
 def test_bad_shards_are_one_line_errors(text):
     with pytest.raises(AdbenchError, match=r"--shard .*expected I/N"):
         parse_shard(text)
+
+
+def test_job_keys_follow_results_compat_not_the_release(plan_env, tmp_path, monkeypatch):
+    from adbench import runner as runner_mod
+
+    def keys() -> list[str]:
+        return [j.key for j in Runner(_spec(plan_env), ResultsStore(tmp_path)).plan()]
+
+    before = keys()
+    monkeypatch.setattr(runner_mod, "__version__", "99.0")
+    assert keys() == before
+    monkeypatch.setattr(runner_mod, "RESULTS_COMPAT", runner_mod.RESULTS_COMPAT + 1)
+    assert set(keys()).isdisjoint(before)
+
+
+def test_plan_is_plain_data_and_groups_share_a_model(plan_env, tmp_path):
+    import pickle
+
+    from adbench.executors import group_jobs
+
+    runner = Runner(_spec(plan_env), ResultsStore(tmp_path))
+    specs = [runner.to_spec(j) for j in runner.plan()]
+    assert pickle.loads(pickle.dumps(specs)) == specs
+    assert len(group_jobs(specs)) == 6  # training-free: one group per config and category
+    rebuilt = runner.job_from_spec(specs[0])
+    assert runner.to_spec(rebuilt) == specs[0]
