@@ -93,6 +93,8 @@ class Method(ABC):
     trained: ClassVar[bool] = False
     backbone_fields: ClassVar[tuple[str, ...]] = ("backbone",)
     demo_backbones: ClassVar[dict[str, str]] = {}
+    #: GPUs one job of this method asks a cluster for (Ray ``num_gpus``); 0 on CPU-only clusters.
+    gpus: ClassVar[float] = 1.0
     #: Gaussian sigma (pixels, at evaluation size) the runner applies to maps; 0 disables.
     smoothing_sigma: ClassVar[float] = 4.0
 

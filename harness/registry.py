@@ -8,6 +8,7 @@ as ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` does for pytest.
 from __future__ import annotations
 
 import difflib
+import importlib
 import logging
 import os
 from dataclasses import dataclass
@@ -56,6 +57,13 @@ class Registry:
         self._index: dict[str, dict[str, Entry]] | None = None
         if autoload:
             self._load_entry_points()
+        for module in filter(None, os.environ.get("ADBENCH_PLUGINS", "").split(",")):
+            # extra plugin modules by import path, as PYTEST_PLUGINS; inherited by worker processes
+            try:
+                plugin = importlib.import_module(module.strip())
+            except ImportError as exc:
+                raise AdbenchError(f"ADBENCH_PLUGINS: cannot import '{module.strip()}': {exc}") from None
+            self.register(plugin)
         for plugin in plugins:
             self.register(plugin)
 

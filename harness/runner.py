@@ -3,8 +3,9 @@ isolate failures and resume: a job whose record exists is skipped unless forced.
 
 The key of a job hashes everything that can change its numbers: the resolved method config, the
 dataset fingerprint and variant, backbone names and weights identities, protocol, shots, seed,
-evaluation size, auxiliary training data and the adbench version (see lm-evaluation-harness #2715
-for what goes wrong when the model identity is left out of a cache key).
+evaluation size, auxiliary training data and the results-compatibility number (not the adbench
+version: a release that changes no number keeps every record; see lm-evaluation-harness #2715 for
+what goes wrong when the model identity is left out of a cache key).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import platform
 import time
 import traceback
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from . import __version__, metrics
+from . import RESULTS_COMPAT, __version__, metrics
 from .config import check_set_scopes, expand, stable_hash, to_dict
 from .data import Category, Dataset, load_images, load_masks
 from .demo import demo_grid
@@ -76,6 +78,14 @@ class RunSpec:
     progress: bool = True
     #: Trackers to notify (``--tracker``; names from the ``adbench_trackers`` hook, e.g. mlflow).
     trackers: tuple[str, ...] = ()
+    #: Where jobs run: serial (this process), local (one process per device/worker) or ray.
+    executor: str = "serial"
+    workers: int | None = None
+    devices: tuple[str, ...] | None = None
+    #: ``I/N``: only the I-th of N deterministic shares of the plan (Slurm arrays, several machines).
+    shard: str | None = None
+    #: Ray cluster address (``auto``, ``HOST:PORT``); None starts a local Ray instance.
+    address: str | None = None
 
 
 @dataclass
@@ -104,11 +114,44 @@ class Job:
         return f"{self.method_cls.name} {self.dataset.name}/{self.category}{shots}"
 
 
+@dataclass(frozen=True)
+class JobSpec:
+    """A planned job as plain, picklable data: what an executor ships to a worker, which looks the
+    plugins up again by name (:meth:`Runner.job_from_spec`)."""
+
+    key: str
+    label: str
+    method: str
+    config: dict[str, Any]
+    dataset: str
+    root: str | None
+    category: str
+    protocol: str
+    shots: int
+    seed: int
+    evaluation: dict[str, Any]
+    precision: str
+    variant: str
+    weights: dict[str, str]
+    train_on: list[tuple[str, str]] | None
+    key_extra: dict[str, Any]
+    #: Jobs of one group share a model instance (a fit, a loaded split) and run in one worker.
+    group: str
+    #: GPUs one job asks a cluster for (the method's declaration).
+    gpus: float = 1.0
+
+
 @dataclass
 class RunSummary:
     done: int = 0
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
+
+    def merge(self, other: RunSummary) -> None:
+        """Add another worker's counts."""
+        self.done += other.done
+        self.skipped += other.skipped
+        self.failed += other.failed
 
 
 def resolve_device(device: str) -> torch.device:
@@ -177,6 +220,18 @@ def backbone_identities(method_cls: type[Method], config: Any) -> dict[str, str]
     return out
 
 
+def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
+    """Rebuild a config dataclass from :func:`to_dict` output (JSON lists back to tuples)."""
+    hints = typing.get_type_hints(config_cls)
+    kwargs = {}
+    for f in dataclasses.fields(config_cls):
+        if f.name in values:
+            v = values[f.name]
+            origin = typing.get_origin(hints[f.name])
+            kwargs[f.name] = tuple(v) if isinstance(v, list) and origin is not list else v
+    return config_cls(**kwargs)
+
+
 def job_key(job: Job, fingerprint: str) -> str:
     return stable_hash(
         {
@@ -194,7 +249,7 @@ def job_key(job: Job, fingerprint: str) -> str:
             "precision": job.precision,
             "weights": job.weights,
             "train_on": job.train_on,
-            "adbench": __version__,
+            "results_compat": RESULTS_COMPAT,
             **({"extra": job.key_extra} if job.key_extra else {}),
         },
         length=20,
@@ -371,19 +426,32 @@ class Runner:
 
     # --- execution ------------------------------------------------------------------------
     def method_instance(self, job: Job) -> Method:
-        """One set-up (and, for trained methods, fitted) instance per config and training set."""
+        """The set-up (and, for trained methods, fitted) instance for this job. One instance is held
+        at a time: when the config or training set changes, the previous model and cached backbones
+        are released first, so peak memory does not depend on what ran before."""
         ident = self.instance_id(job)
         if ident not in self._methods:
-            # one model at a time: earlier jobs' models never count in this job's peak memory
-            self._methods.clear()
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+            self.release_models()
             method = job.method_cls(job.config, self.device)
             method.setup()
             if job.method_cls.trained:
                 self._fits[ident] = self.fit(method, job)
             self._methods[ident] = method
         return self._methods[ident]
+
+    def release_models(self) -> None:
+        """Drop the held method instance and the backbone cache; return freed CUDA memory."""
+        import gc
+
+        from .backbones import clear_backbone_cache
+
+        if not self._methods:
+            return
+        self._methods.clear()
+        clear_backbone_cache()
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @staticmethod
     def instance_id(job: Job) -> str:
@@ -413,29 +481,98 @@ class Runner:
         # training time of the fit (also when this run reused it from the cache)
         return dataclasses.replace(result, seconds=log.get("seconds", result.seconds))
 
-    def run(self) -> RunSummary:
-        """Execute the planned jobs, skipping finished ones; failures are recorded, not fatal.
+    def group_of(self, job: Job) -> str:
+        """Jobs that share a model instance: a trained fit (config, training set, seed), or a
+        training-free config on one category (the loaded split)."""
+        ident = self.instance_id(job)
+        return ident if job.method_cls.trained else stable_hash([ident, job.dataset.name, job.category])
 
-        Each job is claimed in the store first, so concurrent runs sharing a store never compute a job
-        twice: a job claimed elsewhere is deferred and waited for at the end.
+    def to_spec(self, job: Job) -> JobSpec:
+        """The plain form of a planned job (what executors send to workers)."""
+        return JobSpec(
+            key=job.key,
+            label=job.label,
+            method=job.method_cls.name,
+            config=to_dict(job.config),
+            dataset=job.dataset.name,
+            root=str(job.dataset.root) if job.dataset.root else None,
+            category=job.category,
+            protocol=job.protocol,
+            shots=job.shots,
+            seed=job.seed,
+            evaluation=dataclasses.asdict(job.evaluation),
+            precision=job.precision,
+            variant=job.variant,
+            weights=dict(job.weights),
+            train_on=[tuple(p) for p in job.train_on] if job.train_on is not None else None,
+            key_extra=dict(job.key_extra),
+            group=self.group_of(job),
+            gpus=float(job.method_cls.gpus),
+        )
+
+    def job_from_spec(self, spec: JobSpec) -> Job:
+        """Rebuild a live job in this process: plugins looked up by name through the registry."""
+        method_cls = self.registry.method(spec.method)
+        if spec.root and spec.dataset not in self._datasets:
+            self._datasets[spec.dataset] = self.registry.dataset(spec.dataset)(spec.root)
+        return Job(
+            method_cls,
+            config_from_dict(method_cls.config_cls, spec.config),
+            self.dataset(spec.dataset),
+            spec.category,
+            spec.protocol,
+            spec.shots,
+            spec.seed,
+            Evaluation(**spec.evaluation),
+            dict(spec.weights),
+            [tuple(p) for p in spec.train_on] if spec.train_on is not None else None,
+            precision=spec.precision,
+            variant=spec.variant,
+            key=spec.key,
+            key_extra=dict(spec.key_extra),
+        )
+
+    def run(self) -> RunSummary:
+        """Plan, drop finished jobs, take this shard's groups and hand them to the executor.
+
+        Each job is claimed in the store before it runs (whichever executor runs it), so concurrent
+        runs, workers and overlapping shards sharing a store never compute a job twice.
         """
-        from tqdm.auto import tqdm
+        from .executors import group_jobs, parse_shard, run_local, run_ray, shard_groups, worker_devices
 
         self.store.check_writable()
         self.store.sweep_stale_claims()
         jobs = self.plan()
-        summary = RunSummary()
-        todo = [j for j in jobs if self.spec.force or not self.store.has(j.key)]
-        summary.skipped = len(jobs) - len(todo)
-        log.info("%d jobs planned, %d already done", len(jobs), summary.skipped)
+        groups = shard_groups(group_jobs([self.to_spec(j) for j in jobs]), parse_shard(self.spec.shard))
+        planned = sum(len(g) for g in groups)
+        todo = [[s for s in g if self.spec.force or not self.store.has(s.key)] for g in groups]
+        todo = [g for g in todo if g]
+        skipped = planned - sum(len(g) for g in todo)
+        root = str(self.store.root)
+        log.info("%d jobs planned, %d already done", planned, skipped)
         self.registry.notify(
-            "adbench_run_started",
-            spec=self.spec,
-            jobs=[job_summary(j) for j in jobs],
-            store_root=str(self.store.root),
+            "adbench_run_started", spec=self.spec, jobs=[job_summary(j) for j in jobs], store_root=root
         )
-        bar = tqdm(total=len(todo), disable=not self.spec.progress, unit="job", dynamic_ncols=True)
-        pending = todo
+        if self.spec.executor == "serial":
+            live = {j.key: j for j in jobs}
+            summary = self.execute([live[s.key] for g in todo for s in g])
+        elif self.spec.executor == "local":
+            summary = run_local(self.spec, root, todo, worker_devices(self.spec.devices, self.spec.workers))
+        elif self.spec.executor == "ray":
+            summary = run_ray(self.spec, root, todo, self.spec.address)
+        else:
+            raise AdbenchError(f"--executor {self.spec.executor!r}: expected serial, local or ray")
+        summary.skipped += skipped
+        self.registry.notify("adbench_run_finished", spec=self.spec, summary=summary, store_root=root)
+        return summary
+
+    def execute(self, jobs: list[Job]) -> RunSummary:
+        """Run jobs in this process; failures are recorded, not fatal."""
+        from tqdm.auto import tqdm
+
+        summary = RunSummary()
+        bar = tqdm(total=len(jobs), disable=not self.spec.progress, unit="job", dynamic_ncols=True)
+        pending = jobs
         while pending:
             deferred = []
             for job in pending:
@@ -446,14 +583,10 @@ class Runner:
                 else:
                     bar.update()
             if deferred:
-                time.sleep(
-                    0.2
-                )  # another run holds these claims: wait until it finishes or its claim goes stale
+                # another run holds these claims: wait until it finishes or its claim goes stale
+                time.sleep(0.2)
             pending = deferred
         bar.close()
-        self.registry.notify(
-            "adbench_run_finished", spec=self.spec, summary=summary, store_root=str(self.store.root)
-        )
         return summary
 
     def claim_and_run(self, job: Job, summary: RunSummary) -> str:

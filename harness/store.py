@@ -36,6 +36,7 @@ import pandas as pd
 
 from .errors import AdbenchError
 from .record import REQUIRED_FIELDS, JobRecord, flat_settings, train_on_datasets
+from .store_index import INDEX_NAME, RecordIndex
 
 DEFAULT_RESULTS_DIR = "adbench-results"
 #: Columns printed first by ``adbench results`` and the order rows are sorted in.
@@ -230,6 +231,7 @@ class ResultsStore:
         data = record.to_dict() if isinstance(record, JobRecord) else JobRecord.from_dict(record).to_dict()
         path = self.record_path(data["key"])
         atomic_write_json(path, data)
+        self.index.update(path, data)
         return path
 
     def read_record(self, key: str) -> dict[str, Any]:
@@ -360,61 +362,85 @@ class ResultsStore:
         for data in self.iter_records():
             yield JobRecord.from_dict(data)
 
-    def frame(self, include_failed: bool = False) -> pd.DataFrame:
-        """One row per job, sorted by method, dataset, category, shots, seed.
+    @property
+    def index(self) -> RecordIndex:
+        """The SQLite cache of table rows (``index.sqlite``), reconciled with the records on each read."""
+        return RecordIndex(self.records_dir, self.root / INDEX_NAME, record_row, load=self.load_record_file)
 
-        Columns: every setting of the record flattened (``config.<field>``, ``weights.<name>``,
-        unknown fields under their own name; ``frame.attrs["settings"]`` lists them), one column
-        per metric, timing and parameter counts, and ``key``, ``status``, ``error``, ``created``,
-        ``variant``, ``method_title``, ``dataset_title``, ``dataset_task``, ``n_test``,
-        ``n_anomalous``, ``backbone_names``, ``notes``, ``published_name``, ``dataset_group``,
-        ``dataset_order``, ``difficulty`` and ``anomaly_type_image_auroc`` (a dict, for per-type
-        breakdowns).
-        """
+    def frame(self, include_failed: bool = False) -> pd.DataFrame:
+        """One row per job (:func:`record_row`), sorted by method, dataset, category, shots, seed;
+        ``frame.attrs["settings"]`` lists the setting columns. Read through the row index, so only new
+        or changed records are parsed."""
         rows = []
         settings: dict[str, None] = {}
-        for rec in self.records():
-            if not rec.ok and not include_failed:
+        for row in self.index.rows():
+            names = row.pop(SETTINGS_KEY, [])
+            if row.get("status") != "ok" and not include_failed:
                 continue
-            flat = flat_settings(rec)
-            settings.update(dict.fromkeys(flat))
-            row = {
-                **flat,
-                "key": rec.key,
-                "variant": rec.variant or "",
-                "dataset": rec.dataset,
-                "category": rec.category,
-                "seed": rec.seed,
-                "status": rec.status,
-                "error": rec.error,
-                "created": rec.created,
-                "method_title": rec.method_title or "",
-                "published_name": rec.published_name,
-                "dataset_group": rec.dataset_group,
-                "dataset_order": rec.dataset_order,
-                "dataset_title": rec.dataset_title or "",
-                "dataset_n_categories": rec.dataset_n_categories,
-                "dataset_task": rec.dataset_task,
-                "n_test": rec.n_test,
-                "n_anomalous": rec.n_anomalous,
-                "backbone_names": ",".join(sorted({str(v) for v in rec.backbones.values()})),
-                "notes": tuple(rec.notes),
-                "params_total": rec.params_total,
-                "params_trainable": rec.params_trainable,
-                "device": rec.device,
-                **{f"timing.{k}": v for k, v in dataclasses.asdict(rec.timing).items()},
-            }
-            row["random_weights"] = bool(rec.random_weights)
-            row["train_on"] = None if rec.train_on is None else ",".join(train_on_datasets(rec.train_on))
-            for name, value in rec.metrics.items():
-                row[name] = float("nan") if value is None else float(value)
-            row["images_per_s"] = rec.timing.images_per_s
-            row["wall_s"] = rec.timing.wall_s
-            row["difficulty"] = rec.difficulty
-            row["anomaly_type_image_auroc"] = rec.image_auroc_by_anomaly_type or {}
+            settings.update(dict.fromkeys(names))
             rows.append(row)
         frame = pd.DataFrame(rows)
+        for column in frame.columns:  # JSON lists back to hashable tuples
+            values = frame[column]
+            if values.dtype == object and values.map(type).eq(list).any():
+                frame[column] = values.map(_hashable)
         if not frame.empty:
             frame = frame.sort_values(list(SORT_COLUMNS), kind="stable", ignore_index=True)
         frame.attrs["settings"] = list(settings)
         return frame
+
+
+#: Key of a cached row that lists which of its columns are settings (popped by ``frame``).
+SETTINGS_KEY = "__settings__"
+
+
+def _hashable(value: Any) -> Any:
+    """JSON lists (at any depth) as tuples, so frame cells can be grouped and compared."""
+    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
+
+
+def record_row(data: dict[str, Any]) -> dict[str, Any]:
+    """The table row of one stored record (any schema version): every setting flattened
+    (``config.<field>``, ``weights.<name>``, unknown fields under their own name), one column per
+    metric, timing and parameter counts, and ``key``, ``status``, ``error``, ``created``, ``variant``,
+    ``method_title``, ``published_name``, ``dataset_title``, ``dataset_group``, ``dataset_order``,
+    ``dataset_task``, ``n_test``, ``n_anomalous``, ``backbone_names``, ``notes``, ``difficulty`` and
+    ``anomaly_type_image_auroc`` (a dict, for per-type breakdowns)."""
+    rec = JobRecord.from_dict(data)
+    flat = flat_settings(rec)
+    row = {
+        **flat,
+        "key": rec.key,
+        "variant": rec.variant or "",
+        "dataset": rec.dataset,
+        "category": rec.category,
+        "seed": rec.seed,
+        "status": rec.status,
+        "error": rec.error,
+        "created": rec.created,
+        "method_title": rec.method_title or "",
+        "published_name": rec.published_name,
+        "dataset_group": rec.dataset_group,
+        "dataset_order": rec.dataset_order,
+        "dataset_title": rec.dataset_title or "",
+        "dataset_n_categories": rec.dataset_n_categories,
+        "dataset_task": rec.dataset_task,
+        "n_test": rec.n_test,
+        "n_anomalous": rec.n_anomalous,
+        "backbone_names": ",".join(sorted({str(v) for v in rec.backbones.values()})),
+        "notes": list(rec.notes),
+        "params_total": rec.params_total,
+        "params_trainable": rec.params_trainable,
+        "device": rec.device,
+        **{f"timing.{k}": v for k, v in dataclasses.asdict(rec.timing).items()},
+    }
+    row["random_weights"] = bool(rec.random_weights)
+    row["train_on"] = None if rec.train_on is None else ",".join(train_on_datasets(rec.train_on))
+    for name, value in rec.metrics.items():
+        row[name] = float("nan") if value is None else float(value)
+    row["images_per_s"] = rec.timing.images_per_s
+    row["wall_s"] = rec.timing.wall_s
+    row["difficulty"] = rec.difficulty
+    row["anomaly_type_image_auroc"] = rec.image_auroc_by_anomaly_type or {}
+    row[SETTINGS_KEY] = list(flat)
+    return row

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save
 
-from . import __version__
+from . import RESULTS_COMPAT, __version__
 from .config import stable_hash, to_dict
 from .data import Category, Sample, load_images, load_masks
 from .errors import AdbenchError
@@ -64,7 +64,7 @@ def library_versions() -> dict[str, str]:
     """Versions that can change a fit's numbers (part of the fit key)."""
     import importlib.metadata as md
 
-    out = {"adbench": __version__, "torch": torch.__version__}
+    out = {"results_compat": str(RESULTS_COMPAT), "torch": torch.__version__}
     for dist in ("open_clip_torch", "timm"):
         try:
             out[dist] = md.version(dist)

@@ -1,0 +1,171 @@
+"""Executors: run a plan's job groups here, on one worker per GPU (or N CPU workers), or on a Ray cluster.
+
+A plan is a list of plain :class:`~adbench.runner.JobSpec` records grouped so that jobs sharing a model
+instance (a trained fit, a set-up backbone, a loaded test split) run in one worker, one after another.
+Each worker process rebuilds the registry, looks the plugins up by name, executes its groups and writes
+records straight into the shared results store; per-job claim files keep two workers (or two shards,
+or two machines on a shared filesystem) from computing a job twice. ``--shard I/N`` takes every N-th
+group of the full plan (sorted by group id), so N independent processes cover it exactly once.
+
+No home-made scheduler: the local executor is :class:`concurrent.futures.ProcessPoolExecutor` (spawned
+processes, so CUDA works), the cluster executor is Ray (``pip install "adbench-zsad[ray]"``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any
+
+from .errors import AdbenchError
+
+if TYPE_CHECKING:
+    from .runner import JobSpec, RunSpec, RunSummary
+
+EXECUTORS = ("serial", "local", "ray")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``I/N`` -> (I, N) with 0 <= I < N; one-line error otherwise."""
+    if text is None:
+        return None
+    index, sep, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i = n = -1
+    if not sep or n < 1 or not 0 <= i < n:
+        raise AdbenchError(f"--shard {text!r}: expected I/N with 0 <= I < N, e.g. --shard 0/4")
+    return i, n
+
+
+def group_jobs(specs: Sequence[JobSpec]) -> list[list[JobSpec]]:
+    """Jobs with the same ``group`` together, groups in plan order (jobs keep their order inside)."""
+    groups: dict[str, list[JobSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.group, []).append(spec)
+    return list(groups.values())
+
+
+def shard_groups(groups: list[list[JobSpec]], shard: tuple[int, int] | None) -> list[list[JobSpec]]:
+    """The groups of shard I of N: every N-th group in group-id order (deterministic for one plan)."""
+    if shard is None:
+        return groups
+    index, count = shard
+    ordered = sorted(groups, key=lambda g: g[0].group)
+    return ordered[index::count]
+
+
+def execute_groups(
+    run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]], device: str | None = None
+) -> RunSummary:
+    """Worker entry point (any process): execute the groups' jobs with a fresh runner and registry."""
+    import dataclasses
+
+    from .runner import Runner
+    from .store import ResultsStore
+
+    spec = dataclasses.replace(run_spec, device=device or run_spec.device, progress=False)
+    runner = Runner(spec, ResultsStore(store_root))
+    return runner.execute([runner.job_from_spec(s) for group in groups for s in group])
+
+
+# --- local: one process per GPU, or N CPU processes ---------------------------------------------------
+_WORKER_DEVICE: str | None = None
+
+
+def _init_worker(devices: Any, threads: int) -> None:
+    """Pin this worker process to one device (taken from the shared queue) and a thread budget."""
+    global _WORKER_DEVICE
+    _WORKER_DEVICE = devices.get()
+    if _WORKER_DEVICE.startswith("cuda:"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = _WORKER_DEVICE.split(":", 1)[1]
+        _WORKER_DEVICE = "cuda"
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_in_worker(run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]]) -> RunSummary:
+    return execute_groups(run_spec, store_root, groups, _WORKER_DEVICE)
+
+
+def worker_devices(devices: Sequence[str] | None, workers: int | None) -> list[str]:
+    """One entry per worker: ``--devices 0,1`` -> cuda:0, cuda:1; else ``--workers N`` CPU workers."""
+    if devices:
+        return [d if d.startswith(("cuda", "cpu")) else f"cuda:{d}" for d in devices]
+    if not workers or workers < 1:
+        raise AdbenchError("--executor local: give --devices 0,1,... or --workers N (N >= 1)")
+    return ["cpu"] * workers
+
+
+def run_local(
+    run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]], devices: list[str]
+) -> RunSummary:
+    """Groups spread over one spawned process per device; a crashed worker fails only its groups."""
+    from .runner import RunSummary
+    from .store import ResultsStore
+
+    store = ResultsStore(store_root)
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    for d in devices:
+        queue.put(d)
+    threads = max(1, (os.cpu_count() or 1) // len(devices))
+    total = RunSummary()
+    with ProcessPoolExecutor(
+        max_workers=len(devices), mp_context=ctx, initializer=_init_worker, initargs=(queue, threads)
+    ) as pool:
+        futures = {pool.submit(_run_in_worker, run_spec, store_root, [g]): g for g in groups}
+        for future in as_completed(futures):
+            try:
+                total.merge(future.result())
+            except BrokenProcessPool:
+                # a worker died (killed, out of memory): the pool stops; what reached the store counts
+                for s in futures[future]:
+                    if store.has(s.key):
+                        total.done += 1
+                    else:
+                        total.failed.append(
+                            f"{s.label}: worker process died before finishing; rerun to resume"
+                        )
+    return total
+
+
+# --- ray ------------------------------------------------------------------------------------------------
+def run_ray(
+    run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]], address: str | None
+) -> RunSummary:
+    """One Ray task per job group, asking for the GPUs its method declares when the cluster has GPUs;
+    workers write to the shared store, the driver only gathers their summaries."""
+    try:
+        import ray
+    except ImportError:
+        raise AdbenchError('--executor ray needs Ray: pip install "adbench-zsad[ray]"') from None
+    from .runner import RunSummary
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        task = ray.remote(execute_groups)
+        refs = []
+        for group in groups:
+            gpus = group[0].gpus if has_gpu else 0
+            device = "cuda" if gpus else "cpu"
+            refs.append(task.options(num_gpus=gpus, num_cpus=1).remote(run_spec, store_root, [group], device))
+        total = RunSummary()
+        for ref, group in zip(refs, groups, strict=True):
+            try:
+                total.merge(ray.get(ref))
+            except ray.exceptions.RayError as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                total.failed += [f"{s.label}: Ray task failed ({first})" for s in group]
+        return total
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,113 @@
+"""One plan, four ways to execute it: serial, local worker processes, shards, and a real Ray cluster."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from adbench.errors import AdbenchError
+from adbench.executors import parse_shard
+from adbench.registry import set_registry
+from adbench.runner import Runner, RunSpec
+from adbench.store import ResultsStore
+
+from .helpers import EXAMPLE_PLUGIN_DIR, write_tiny_dataset
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def plan_env(tmp_path, monkeypatch):
+    """Worker processes find the example plugin and the test plugins through ADBENCH_PLUGINS."""
+    root = tmp_path / "data"
+    write_tiny_dataset(root, categories=("alpha", "beta", "gamma"))
+    paths = [str(EXAMPLE_PLUGIN_DIR), str(TESTS.parent), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+    monkeypatch.setenv("ADBENCH_PLUGINS", "adbench_median,tests.plugins_for_tests.killer_plugin")
+    monkeypatch.syspath_prepend(str(EXAMPLE_PLUGIN_DIR))
+    monkeypatch.syspath_prepend(str(TESTS.parent))
+    set_registry(None)
+    yield root
+    set_registry(None)
+
+
+def _spec(root, **kw) -> RunSpec:
+    base = dict(
+        methods=["median_dev"],
+        datasets=["folder"],
+        roots={"folder": str(root)},
+        overrides={"median_dev": {"blur": ["3", "5"]}},
+        progress=False,
+    )
+    return RunSpec(**{**base, **kw})
+
+
+def _records(store: ResultsStore) -> dict[str, dict]:
+    return {r["key"]: r["metrics"] for r in store.iter_records() if r["status"] == "ok"}
+
+
+def test_serial_local_shards_and_ray_give_identical_records(plan_env, tmp_path):
+    serial = ResultsStore(tmp_path / "serial")
+    summary = Runner(_spec(plan_env), serial).run()
+    expected = _records(serial)
+    assert summary.done == len(expected) == 6 and not summary.failed  # 2 configs x 3 categories
+
+    local = ResultsStore(tmp_path / "local")
+    assert Runner(_spec(plan_env, executor="local", workers=2), local).run().done == 6
+    assert _records(local) == expected
+
+    sharded = ResultsStore(tmp_path / "sharded")
+    done = [Runner(_spec(plan_env, shard=f"{i}/2"), sharded).run().done for i in range(2)]
+    assert sum(done) == 6 and min(done) > 0 and _records(sharded) == expected
+    assert Runner(_spec(plan_env, shard="1/2"), sharded).run().done == 0  # nothing done twice
+
+    pytest.importorskip("ray")
+    ray_store = ResultsStore(tmp_path / "ray")
+    assert Runner(_spec(plan_env, executor="ray"), ray_store).run().done == 6
+    assert _records(ray_store) == expected
+
+
+def test_a_killed_worker_fails_its_jobs_and_a_rerun_completes(plan_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADBENCH_KILLER_MARKER", str(tmp_path / "marker"))
+    monkeypatch.setenv("ADBENCH_KILLER_CATEGORY", "beta")
+    store = ResultsStore(tmp_path / "r")
+    spec = _spec(plan_env, methods=["killer"], overrides={}, executor="local", workers=2)
+    first = Runner(spec, store).run()
+    assert (tmp_path / "marker").exists() and first.failed  # the worker died mid-job
+    second = Runner(spec, store).run()
+    assert not second.failed and len(_records(store)) == 3
+    assert second.skipped == first.done
+
+
+@pytest.mark.parametrize("text", ["2/2", "x/2", "1", "-1/3", "0/0"])
+def test_bad_shards_are_one_line_errors(text):
+    with pytest.raises(AdbenchError, match=r"--shard .*expected I/N"):
+        parse_shard(text)
+
+
+def test_job_keys_follow_results_compat_not_the_release(plan_env, tmp_path, monkeypatch):
+    from adbench import runner as runner_mod
+
+    def keys() -> list[str]:
+        return [j.key for j in Runner(_spec(plan_env), ResultsStore(tmp_path)).plan()]
+
+    before = keys()
+    monkeypatch.setattr(runner_mod, "__version__", "99.0")
+    assert keys() == before
+    monkeypatch.setattr(runner_mod, "RESULTS_COMPAT", runner_mod.RESULTS_COMPAT + 1)
+    assert set(keys()).isdisjoint(before)
+
+
+def test_plan_is_plain_data_and_groups_share_a_model(plan_env, tmp_path):
+    import pickle
+
+    from adbench.executors import group_jobs
+
+    runner = Runner(_spec(plan_env), ResultsStore(tmp_path))
+    specs = [runner.to_spec(j) for j in runner.plan()]
+    assert pickle.loads(pickle.dumps(specs)) == specs
+    assert len(group_jobs(specs)) == 6  # training-free: one group per config and category
+    rebuilt = runner.job_from_spec(specs[0])
+    assert runner.to_spec(rebuilt) == specs[0]
