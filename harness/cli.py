@@ -80,8 +80,15 @@ results_option = click.option(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="adbench (adbench-zsad)")
-def cli() -> None:
+@click.option("-v", "--verbose", count=True, help="More log output on the terminal (-vv: debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on the terminal.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """adbench: benchmark zero-shot anomaly detection methods on equal terms."""
+    from .logs import configure
+
+    ctx.obj = {"verbosity": -1 if quiet else verbose}
+    configure(ctx.obj["verbosity"])
 
 
 @cli.command()
@@ -151,72 +158,121 @@ def cli() -> None:
     is_flag=True,
     help="Allow TorchScript weight files (torch.jit.load runs code from the file).",
 )
+@click.option(
+    "--tracker",
+    "trackers",
+    multiple=True,
+    metavar="NAME",
+    help="Log the run to a tracker plugin (adbench list trackers), e.g. mlflow.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["serial", "local", "ray"]),
+    default="serial",
+    show_default=True,
+    help="Where jobs run: this process, one local process per device/worker, or a Ray cluster.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="--executor local: CPU worker processes."
+)
+@click.option(
+    "--devices", default=None, help="--executor local: GPUs to use, one worker each (e.g. 0,1,2,3)."
+)
+@click.option(
+    "--shard", default=None, metavar="I/N", help="Run only the I-th of N deterministic shares of the plan."
+)
+@click.option(
+    "--address", default=None, help="--executor ray: cluster address (auto, HOST:PORT); default: local."
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Suite file (TOML) with methods, settings, datasets and roots; options given here override it.",
+)
+@click.option("--dump-config", is_flag=True, help="Print the resolved suite as TOML and exit (runs nothing).")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List the planned jobs and any missing dataset roots or weights; run nothing.",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @results_option
-def run(
-    methods,
-    datasets,
-    roots,
-    categories,
-    protocol,
-    shots,
-    seeds,
-    sets,
-    device,
-    demo,
-    force,
-    retrain,
-    train_on,
-    eval_protocol,
-    eval_size,
-    mask_resize,
-    precision,
-    batch_size,
-    trust_weights,
-    no_progress,
-    results_dir,
-) -> None:
+def run(**options: object) -> None:
     """Evaluate METHODS on DATASETS and write one record per job to the results store."""
-    from .evaluation import eval_protocol as check_eval_protocol
-    from .evaluation import parse_eval_size
-    from .runner import Runner, RunSpec
+    from .dry_run import dry_run, format_rows, has_missing
+    from .logs import configure
+    from .runner import Runner
+    from .suite import build_spec, dump_suite, load_suite, merge, suite_of
 
-    check_eval_protocol(eval_protocol)
-    ds = _csv(datasets) or ["synthetic"]
-    spec = RunSpec(
-        methods=_csv(methods) or ([] if demo else ["patchead"]),
-        datasets=ds,
-        roots=_roots(roots, ds),
-        categories=_csv(categories),
-        protocol=protocol,
-        shots=shots,
-        seeds=seeds or None,
-        overrides=parse_set_options(sets),
-        device=device,
-        demo=demo,
-        force=force,
-        retrain=retrain,
-        train_on=_csv(train_on),
-        eval_protocol=eval_protocol,
-        eval_size=parse_eval_size(eval_size),
-        mask_resize=mask_resize,
-        precision=precision,
-        batch_size=batch_size,
-        trust_weights=trust_weights,
-        progress=not no_progress,
-    )
+    ctx = click.get_current_context()
+    given = {
+        name: value
+        for name, value in options.items()
+        if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+    }
+    config_file = options["config_file"]
+    suite = merge(load_suite(config_file) if config_file else {}, _suite_from_options(given))
+    if not suite["methods"] and not suite["run"].get("demo"):
+        suite["methods"] = {"patchead": {}}
+    where = str(config_file) if config_file else "command line"
+    spec = build_spec(suite, raw_sets=parse_set_options(options["sets"]), where=where)
+    spec.progress = not options["no_progress"]
+    results_dir = str(suite["run"].get("results", DEFAULT_RESULTS_DIR))
     store = ResultsStore(results_dir)
-    for line in get_registry().broken_lines():
+    registry = get_registry()
+    if options["dump_config"]:
+        click.echo(dump_suite(suite_of(spec, results_dir, registry)), nl=False)
+        return
+    if options["dry_run"]:
+        rows = dry_run(spec, store, registry)
+        click.echo(format_rows(rows))
+        if has_missing(rows):
+            sys.exit(1)
+        return
+    for line in registry.broken_lines():
         click.echo(f"warning: {line}", err=True)
-    summary = Runner(spec, store).run()
+    log_file = configure(ctx.obj["verbosity"] if ctx.obj else 0, results_dir)
+    summary = Runner(spec, store, registry).run()
     click.echo(
         f"{summary.done} jobs run, {summary.skipped} already done (skipped), {len(summary.failed)} failed"
     )
     for line in summary.failed:
         click.echo(f"  failed: {line}", err=True)
+    if summary.failed:
+        click.echo(f"  full tracebacks: {log_file}", err=True)
     _print_results(store, "table")
     if summary.failed:
         sys.exit(1)
+
+
+#: ``adbench run`` options that are suite ``[run]`` keys under the same name (the rest are mapped below).
+_RUN_KEYS = (
+    "protocol", "device", "demo", "force", "retrain", "eval_protocol", "mask_resize", "precision",
+    "batch_size", "trust_weights", "executor", "workers", "shard", "address", "shots", "seeds",
+)  # fmt: skip
+
+
+def _suite_from_options(given: dict[str, object]) -> dict[str, dict]:
+    """The command line's explicit options as a suite (``--set`` values stay raw, see build_spec)."""
+    run: dict[str, object] = {k: given[k] for k in _RUN_KEYS if k in given}
+    for key in ("datasets", "categories", "train_on", "devices"):
+        if key in given:
+            run[key] = _csv(given[key])  # type: ignore[arg-type]
+    if "eval_size" in given:
+        run["eval_size"] = given["eval_size"]
+    if "trackers" in given:
+        run["trackers"] = list(given["trackers"])  # type: ignore[call-overload]
+    if "results_dir" in given:
+        run["results"] = given["results_dir"]
+    suite: dict[str, dict] = {"run": run}
+    if "methods" in given:
+        suite["methods"] = {m: {} for m in _csv(given["methods"]) or []}  # type: ignore[arg-type]
+    if "roots" in given:
+        datasets = _csv(given.get("datasets")) or ["synthetic"]  # type: ignore[arg-type]
+        suite["roots"] = _roots(given["roots"], datasets)  # type: ignore[arg-type]
+    return suite
 
 
 def _print_results(store: ResultsStore, fmt: str) -> None:

@@ -87,6 +87,33 @@ class RunSpec:
     #: Ray cluster address (``auto``, ``HOST:PORT``); None starts a local Ray instance.
     address: str | None = None
 
+    def __post_init__(self) -> None:
+        """Check every value before any work, whichever door it came through (CLI, suite file, API):
+        one-line errors naming the option."""
+        from .evaluation import MASK_RESIZES, eval_protocol, parse_eval_size
+        from .executors import EXECUTORS, parse_shard
+
+        eval_protocol(self.eval_protocol)
+        self.eval_size = parse_eval_size(self.eval_size)
+        checks = [
+            ("--shots", all(int(k) >= 1 for k in self.shots) and bool(self.shots), "integers >= 1"),
+            ("--seeds", self.seeds is None or all(int(s) >= 0 for s in self.seeds), "integers >= 0"),
+            ("--batch-size", int(self.batch_size) >= 1, "an integer >= 1"),
+            ("--workers", self.workers is None or int(self.workers) >= 1, "an integer >= 1"),
+            ("--executor", self.executor in EXECUTORS, f"one of {', '.join(EXECUTORS)}"),
+            ("--precision", self.precision in ("bf16", "fp32"), "bf16 or fp32"),
+            (
+                "--mask-resize",
+                self.mask_resize is None or self.mask_resize in MASK_RESIZES,
+                " or ".join(MASK_RESIZES),
+            ),
+        ]
+        for option, ok, expected in checks:
+            if not ok:
+                name = option[2:].replace("-", "_")
+                raise AdbenchError(f"{option} {getattr(self, name)!r}: expected {expected}")
+        parse_shard(self.shard)
+
 
 @dataclass
 class Job:
@@ -603,12 +630,13 @@ class Runner:
                 raise
             except AdbenchError as exc:
                 record = self.failure_record(job, str(exc))
-                log.error("%s failed: %s", job.label, exc)
+                log.info("%s failed: %s", job.label, exc)  # the CLI prints one line per failure
             except (Exception, SystemExit) as exc:  # isolate one job's crash (a plugin's sys.exit too)
                 record = self.failure_record(
                     job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
                 )
-                log.error("%s failed: %s: %s", job.label, type(exc).__name__, exc, exc_info=exc)
+                # the full traceback goes to the run's log file; the terminal keeps the CLI's one line
+                log.info("%s failed: %s: %s", job.label, type(exc).__name__, exc, exc_info=exc)
             try:
                 self.store.write_record(record)
             except OSError as exc:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import tomllib
+import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -131,14 +132,14 @@ def _coerce_run_value(key: str, value: Any, tp: Any, where: str) -> Any:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if value is None:
         return None
-    if origin in (typing.Union, __import__("types").UnionType) and len(args) == 1:
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
         tp, origin = args[0], typing.get_origin(args[0])
     if origin in (tuple, list):
-        items = value if isinstance(value, list) else [value]
+        items = list(value) if isinstance(value, list | tuple) else [value]
         elem = (typing.get_args(tp) or (str,))[0]
-        if not all(isinstance(v, elem) and not isinstance(v, bool) or elem is bool for v in items):
+        if not all(isinstance(v, elem) and (elem is bool or not isinstance(v, bool)) for v in items):
             raise AdbenchError(f"{where}: [run] {key} = {value!r}: expected a list of {elem.__name__}")
-        return tuple(items) if origin is tuple else list(items)
+        return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, Mapping):
             raise AdbenchError(f"{where}: [run] {key}: expected a table")

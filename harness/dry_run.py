@@ -1,0 +1,99 @@
+"""``adbench run --dry-run``: what a run (or suite) would do, and what is missing, without running it.
+
+One row per method and dataset: the planned and already finished jobs, whether the dataset root is
+there and whether every backbone's weights are found. Every problem is collected instead of stopping
+at the first, so a paper suite can be checked on a machine that has only part of the data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .errors import AdbenchError, WeightsNotFoundError
+from .registry import Registry
+from .store import ResultsStore
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def dataset_status(registry: Registry, name: str, root: str | None) -> str:
+    """``ok (N categories)`` or the one-line reason the dataset cannot be read."""
+    try:
+        return f"ok ({len(registry.dataset(name)(root).categories())} categories)"
+    except AdbenchError as exc:
+        return f"missing: {_first_line(exc)}"
+
+
+def weights_status(runner: Any, method: str) -> str:
+    """``ok``/``random`` per backbone, or the one-line message saying which file to put where."""
+    from .runner import backbone_identities, method_configs
+
+    cls = runner.registry.method(method)
+    seen: dict[str, str] = {}
+    configs = [
+        c
+        for name, override_sets in runner.method_grid()
+        if name == method
+        for sets in override_sets
+        for c in method_configs(cls, runner.spec, sets)
+    ]
+    for config in configs:
+        try:
+            for name, identity in backbone_identities(cls, config).items():
+                seen[name] = "random weights" if identity == "random" else "ok"
+        except WeightsNotFoundError as exc:
+            return f"missing: {_first_line(exc)}"
+    return ", ".join(f"{n}: {v}" for n, v in seen.items()) or "no backbone"
+
+
+def dry_run(spec: Any, store: ResultsStore, registry: Registry) -> list[dict[str, Any]]:
+    """Rows of the dry-run table for a RunSpec; nothing is computed or written."""
+    from .runner import Runner
+
+    methods = [m for m, _ in Runner(spec, store, registry).method_grid()]
+    rows = []
+    for method in dict.fromkeys(methods):
+        for dataset in spec.datasets:
+            sub = dataclasses.replace(spec, methods=[method], datasets=[dataset])
+            if spec.demo and not spec.methods:
+                sub = dataclasses.replace(sub, methods=[])  # keep the demo grid's settings
+            runner = Runner(sub, store, registry)
+            row = {
+                "method": method,
+                "dataset": dataset,
+                "jobs": 0,
+                "done": 0,
+                "dataset root": dataset_status(registry, dataset, spec.roots.get(dataset)),
+                "weights": weights_status(runner, method),
+            }
+            if row["dataset root"].startswith("ok") and not row["weights"].startswith("missing"):
+                try:
+                    keys = [j.key for j in runner.plan() if j.method_cls.name == method]
+                    row["jobs"] = len(keys)
+                    row["done"] = sum(store.has(k) for k in keys)
+                except AdbenchError as exc:
+                    row["dataset root"] = f"plan error: {_first_line(exc)}"
+            rows.append(row)
+    return rows
+
+
+def has_missing(rows: list[dict[str, Any]]) -> bool:
+    """Whether any row lacks its dataset root or weights (``--dry-run`` then exits 1)."""
+    return any(
+        not str(r["dataset root"]).startswith("ok") or str(r["weights"]).startswith("missing") for r in rows
+    )
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """A left-aligned text table (the messages are long; right-aligned text is hard to read)."""
+    if not rows:
+        return "nothing planned"
+    head = list(rows[0])
+    cells = [[str(r[h]) for h in head] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
