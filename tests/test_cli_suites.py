@@ -38,7 +38,7 @@ def test_the_demo_suite_plans_exactly_the_demo(tmp_path):
     assert keys[0] == keys[1] and len(keys[0]) == 30
 
 
-def test_command_line_overrides_the_suite_and_dump_round_trips(registry, data, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_command_line_overrides_the_suite_and_dump_round_trips(registry, data, tmp_path, monkeypatch, capsys):
     suite = tmp_path / "s.toml"
     suite.write_text(
         f'[run]\ndatasets = ["tiny"]\nprotocol = "batch_zero_shot"\n[roots]\ntiny = "{data}"\n'
@@ -67,7 +67,7 @@ def test_command_line_overrides_the_suite_and_dump_round_trips(registry, data, t
         ("[run]\nbatch_size = 0\n", "--batch-size 0: expected an integer >= 1"),
     ],
 )
-def test_suite_values_are_checked_like_options(registry, tmp_path, monkeypatch, capsys, text, message):  # noqa: F811
+def test_suite_values_are_checked_like_options(registry, tmp_path, monkeypatch, capsys, text, message):
     suite = tmp_path / "s.toml"
     suite.write_text(text + "[methods.median_dev]\n")
     code, out = cli(monkeypatch, capsys, "run", "--config", str(suite), "--dry-run")
@@ -79,7 +79,7 @@ def test_a_failed_job_is_one_terminal_line_and_a_full_traceback_in_the_run_log(
     data,
     tmp_path,
     monkeypatch,
-    capsys,  # noqa: F811
+    capsys,
 ):
     from adbench.plugins.patchead import PatchEAD
 
