@@ -78,7 +78,9 @@ class JobRecord:
     dataset_group: str = _f(META, "other")  # industrial / medical / other, from the dataset plugin
     dataset_order: int = _f(META, 1000)  # the papers' row order, from the dataset plugin
     dataset_n_categories: int | None = _f(META)  # categories the dataset has (a run may select fewer)
-    dataset_fingerprint: str = _f(DATA, "")
+    #: Content fingerprint of the job's category (and its fit's auxiliary categories): part of the
+    #: job key, bookkeeping in tables (it differs per category by nature).
+    dataset_fingerprint: str = _f(META, "")
     #: The named evaluation protocol and what it resolved to (``adbench.evaluation``).
     eval_protocol: str | None = _f(SETTING)
     eval_size: int | str | None = _f(SETTING)

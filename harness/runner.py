@@ -2,7 +2,7 @@
 isolate failures and resume: a job whose record exists is skipped unless forced.
 
 The key of a job hashes everything that can change its numbers: the resolved method config, the
-dataset fingerprint and variant, backbone names and weights identities, protocol, shots, seed,
+fingerprint of the job's category (and of its fit's auxiliary categories) and the dataset variant, backbone names and weights identities, protocol, shots, seed,
 evaluation size, auxiliary training data and the results-compatibility number (not the adbench
 version: a release that changes no number keeps every record; see lm-evaluation-harness #2715 for
 what goes wrong when the model identity is left out of a cache key).
@@ -309,7 +309,7 @@ class Runner:
         trust_torchscript(spec.trust_weights)
         self._datasets: dict[str, Dataset] = {}
         self._categories: dict[tuple[str, str], Category] = {}
-        self._fingerprints: dict[str, str] = {}
+        self._fingerprints: dict[tuple[str, str], str] = {}
         self._methods: dict[str, Method] = {}
         self._fits: dict[str, Any] = {}
         self._split_cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
@@ -339,11 +339,22 @@ class Runner:
             self._categories[(dataset, name)] = category
         return self._categories[(dataset, name)]
 
-    def fingerprint(self, dataset: str) -> str:
-        if dataset not in self._fingerprints:
+    def fingerprint(self, dataset: str, category: str) -> str:
+        """Content fingerprint of one category (cached): a changed file invalidates only its category."""
+        if (dataset, category) not in self._fingerprints:
             ds = self.dataset(dataset)
-            self._fingerprints[dataset] = ds.fingerprint(load=lambda c: self.category(dataset, c))
-        return self._fingerprints[dataset]
+            try:
+                value = ds.category_fingerprint(self.category(dataset, category))
+            except AdbenchError as exc:  # a broken category: its job is planned and fails with this error
+                value = stable_hash(["unreadable", str(exc)])
+            self._fingerprints[(dataset, category)] = value
+        return self._fingerprints[(dataset, category)]
+
+    def job_fingerprint(self, job: Job) -> str:
+        """The data a job's numbers depend on: its category, and the auxiliary categories of its fit."""
+        parts = [self.fingerprint(job.dataset.name, job.category)]
+        parts += [self.fingerprint(d, c) for d, c in job.train_on or []]
+        return parts[0] if len(parts) == 1 else stable_hash(parts)
 
     def selected_categories(self, dataset: Dataset) -> list[str]:
         """The dataset's categories, filtered by ``--categories`` (a name may belong to any dataset)."""
@@ -447,7 +458,7 @@ class Runner:
                                 self.dataset(d).object_name(c) for d, c in train_on or []
                             ]
                             job.key_extra = method_cls.key_material(config, names)
-                            job.key = job_key(job, self.fingerprint(dname))
+                            job.key = job_key(job, self.job_fingerprint(job))
                             jobs.append(job)
         return jobs
 
@@ -491,7 +502,7 @@ class Runner:
 
         assert job.train_on is not None
         aux = [(d, self.category(d, c)) for d, c in job.train_on]
-        fingerprint = stable_hash(sorted({self.fingerprint(d) for d, _ in job.train_on}) + job.train_on)
+        fingerprint = stable_hash([self.fingerprint(d, c) for d, c in job.train_on] + job.train_on)
         result = ensure_fitted(
             method,
             aux,
@@ -674,7 +685,7 @@ class Runner:
             dataset_version=ds.version,
             dataset_variant=ds.variant,
             dataset_task=ds.task,
-            dataset_fingerprint=self.fingerprint(ds.name),
+            dataset_fingerprint=self.job_fingerprint(job),
             category=job.category,
             protocol=job.protocol,
             shots=job.shots,

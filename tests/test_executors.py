@@ -111,3 +111,19 @@ def test_plan_is_plain_data_and_groups_share_a_model(plan_env, tmp_path):
     assert len(group_jobs(specs)) == 6  # training-free: one group per config and category
     rebuilt = runner.job_from_spec(specs[0])
     assert runner.to_spec(rebuilt) == specs[0]
+
+
+def test_a_changed_file_invalidates_only_its_category(plan_env, tmp_path):
+    def keys() -> dict[str, str]:
+        return {
+            j.category: j.key for j in Runner(_spec(plan_env, overrides={}), ResultsStore(tmp_path)).plan()
+        }
+
+    before = keys()
+    mask = next((plan_env / "beta" / "ground_truth").rglob("*.png"))
+    data = bytearray(mask.read_bytes())
+    data[-20] ^= 0xFF  # same size, other content
+    mask.write_bytes(bytes(data))
+    after = keys()
+    assert after["beta"] != before["beta"]
+    assert after["alpha"] == before["alpha"] and after["gamma"] == before["gamma"]
