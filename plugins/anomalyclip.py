@@ -35,12 +35,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from adbench import hookimpl
+from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.losses import dice_loss, focal_loss, image_cross_entropy
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
-from .dma_sap import scale_taps
 from .dma_sap_modules import PromptLearner
 
 CLIP_DEPTH = 24

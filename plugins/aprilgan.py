@@ -34,12 +34,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from adbench import hookimpl
+from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.losses import dice_loss, focal_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
-from .dma_sap import scale_taps
 from .patch_memory import nearest_cosine_distance
 from .prompt_ensemble import (
     APRILGAN_ANOMALOUS_STATES,

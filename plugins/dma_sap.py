@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adbench import hookimpl
+from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.losses import dice_loss, image_cross_entropy, segmentation_loss
@@ -93,13 +94,6 @@ class DMASAPConfig(TrainedConfig):
     lr: float = setting(1e-3, gt=0)
     batch_size: int = setting(8, ge=1)
     epochs: int = setting(10, ge=0)
-
-
-def scale_taps(taps: tuple[int, ...], paper_depth: int, depth: int) -> tuple[int, ...]:
-    """Taps given for a ``paper_depth``-block model, moved proportionally to a ``depth``-block one."""
-    if depth == paper_depth:
-        return tuple(taps)
-    return tuple(min(depth, max(1, round(t * depth / paper_depth))) for t in taps)
 
 
 def normal_map_dice(prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

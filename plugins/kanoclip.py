@@ -54,6 +54,7 @@ from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
 from adbench import hookimpl
+from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.data import Category
 from adbench.errors import AdbenchError
@@ -61,7 +62,6 @@ from adbench.knowledge import KnowledgeProvider, choose_provider, describe, know
 from adbench.losses import dice_loss, focal_loss, image_bce, knowledge_margin_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
-from .dma_sap import scale_taps
 from .kanoclip_knowledge import KNOWLEDGE_FILE, shipped_knowledge
 from .kanoclip_modules import BiCMCI, ConvAdapter, KnowledgePromptLearner, combine_maps, global_probability
 

@@ -43,12 +43,11 @@ import torch.nn.functional as F
 
 from adbench import hookimpl
 from adbench.backbones import build_backbone
+from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.methods import Context, Method, MethodConfig, Prediction
 from adbench.patch_nn import MAX_ELEMENTS, per_reference_distances
-
-from .dma_sap import scale_taps
 
 PAPER_DEPTH = 24  # layers are given for ViT-L/14 (24 blocks)
 

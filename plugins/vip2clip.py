@@ -50,12 +50,12 @@ from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
 from adbench import hookimpl
+from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.losses import image_cross_entropy, normal_anomalous_map_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
-from .dma_sap import scale_taps
 from .vip2clip_modules import MetaNet, UTPAHead, ViPPromptLearner, combine_maps
 
 CLIP_DEPTH = 24

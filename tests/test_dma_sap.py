@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from adbench.backbones.spec import scale_taps
 from adbench.methods import Context
-from adbench.plugins.dma_sap import DMASAP, DMASAPConfig, scale_taps
+from adbench.plugins.dma_sap import DMASAP, DMASAPConfig
 from adbench.plugins.dma_sap_modules import (
     DMA,
     SAP,
