@@ -39,8 +39,8 @@ from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.losses import dice_loss, focal_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
+from adbench.patch_nn import nearest_cosine_distance
 
-from .patch_memory import nearest_cosine_distance
 from .prompt_ensemble import (
     APRILGAN_ANOMALOUS_STATES,
     APRILGAN_NORMAL_STATES,

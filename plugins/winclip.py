@@ -32,8 +32,8 @@ from adbench import hookimpl
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.methods import Context, Method, MethodConfig, Prediction
+from adbench.patch_nn import nearest_cosine_distance
 
-from .patch_memory import nearest_cosine_distance
 from .prompt_ensemble import (
     WINCLIP_ANOMALOUS_STATES,
     WINCLIP_NORMAL_STATES,
