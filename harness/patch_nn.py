@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
+import lazy_loader as lazy
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
+
 
 Metric = Literal["cosine", "euclidean"]
 #: Default cap of the similarity block: 2**25 float32 entries = 128 MiB.

@@ -38,8 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
+import lazy_loader as lazy
 
 from adbench import hookimpl
 from adbench.backbones import build_backbone
@@ -48,6 +47,8 @@ from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.methods import Context, Method, MethodConfig, Prediction
 from adbench.patch_nn import MAX_ELEMENTS, per_reference_distances
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 PAPER_DEPTH = 24  # layers are given for ViT-L/14 (24 blocks)
 
@@ -75,10 +76,10 @@ def lnamd(tokens: torch.Tensor, r: int) -> torch.Tensor:
     padding counted (MuSc's unfold + adaptive average pooling is exactly this average pooling).
     """
     x = tokens.permute(0, 3, 1, 2).float()
-    x = F.layer_norm(x, x.shape[1:])
+    x = torch.nn.functional.layer_norm(x, x.shape[1:])
     if r > 1:
-        x = F.avg_pool2d(x, r, stride=1, padding=(r - 1) // 2, count_include_pad=True)
-    return F.normalize(x.flatten(2).transpose(1, 2), dim=-1)
+        x = torch.nn.functional.avg_pool2d(x, r, stride=1, padding=(r - 1) // 2, count_include_pad=True)
+    return torch.nn.functional.normalize(x.flatten(2).transpose(1, 2), dim=-1)
 
 
 def interval_mean(dist: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -166,7 +167,7 @@ class MuSc(Method):
             for store, grid in zip(layers, grids, strict=True):
                 store.append(grid.half().cpu())  # MuSc runs under fp16 autocast; halves a category's memory
             cls = tokens.cls if tokens.cls is not None else grids[-1].mean(dim=(1, 2))
-            image_feats.append(F.normalize(cls.float(), dim=-1).cpu())
+            image_feats.append(torch.nn.functional.normalize(cls.float(), dim=-1).cpu())
         return [torch.cat(g) for g in layers], torch.cat(image_feats)
 
     def predict(self, images: torch.Tensor, ctx: Context) -> Prediction:
@@ -185,10 +186,10 @@ class MuSc(Method):
                 feats = lnamd(grid, r)
                 if tuple(grid.shape[1:3]) != size:  # CNN stages: bring every layer to the finest grid
                     h, w = grid.shape[1:3]
-                    up = F.interpolate(
+                    up = torch.nn.functional.interpolate(
                         feats.transpose(1, 2).view(len(grid), -1, h, w), size=size, mode="bilinear"
                     )
-                    feats = F.normalize(up.flatten(2).transpose(1, 2), dim=-1)
+                    feats = torch.nn.functional.normalize(up.flatten(2).transpose(1, 2), dim=-1)
                 scores = mutual_scores(
                     feats.to(self.device), cfg.interval_low, cfg.interval_high, cfg.max_chunk_elements
                 ).cpu()

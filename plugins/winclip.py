@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+import lazy_loader as lazy
 
 from adbench import hookimpl
 from adbench.config import setting
@@ -42,6 +42,8 @@ from .prompt_ensemble import (
     class_name,
     normal_anomalous_features,
 )
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 
 @dataclass
