@@ -56,7 +56,7 @@ from adbench.config import setting
 from adbench.data import Category
 from adbench.errors import AdbenchError
 from adbench.knowledge import KnowledgeProvider, choose_provider, describe, knowledge_hash
-from adbench.losses import dice_loss, focal_loss, image_bce, knowledge_margin_loss
+from adbench.losses import image_bce, knowledge_margin_loss, normal_anomalous_map_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
 from .kanoclip_knowledge import KNOWLEDGE_FILE, shipped_knowledge
@@ -255,13 +255,9 @@ class KAnoCLIP(Method):
             )
         text = self.text_features(self.train_classes)  # (C, 2, D)
         m_n, m_a, g = self.forward_head(features, text[features["class_index"]])
-        size = masks.shape[-2:]
-        up = torch.nn.functional.interpolate(
-            torch.stack([m_n, m_a], 1), size=size, mode="bilinear", align_corners=False
-        )
-        m_n_up, m_a_up = up[:, 0], up[:, 1]
-        gt = masks.float()
-        local = focal_loss(m_a_up, gt) + dice_loss(m_n_up, 1 - gt) + dice_loss(m_a_up, gt)
+        # focal(M_a, G) + dice(M_n, 1 - G) + dice(M_a, G) (Eq. 11): AnomalyCLIP's local loss, whose
+        # two-way focal equals the binary focal of M_a here because M_n + M_a = 1 (a softmax pair)
+        local = normal_anomalous_map_loss(m_n, m_a, masks)
         s_global = (g + combine_maps(m_n, m_a).flatten(1).amax(1)) / 2
         glob = image_bce(s_global, labels)
         loss = cfg.global_weight * glob + cfg.local_weight * local
