@@ -255,7 +255,7 @@ class KAnoCLIP(Method):
             )
         text = self.text_features(self.train_classes)  # (C, 2, D)
         m_n, m_a, g = self.forward_head(features, text[features["class_index"]])
-        # focal(M_a, G) + dice(M_n, 1 - G) + dice(M_a, G) (Eq. 11): AnomalyCLIP's local loss, whose
+        # focal(M_a, G) + dice(M_n, 1 - G) + dice(M_a, G) (the paper's local loss): AnomalyCLIP's local loss, whose
         # two-way focal equals the binary focal of M_a here because M_n + M_a = 1 (a softmax pair)
         local = normal_anomalous_map_loss(m_n, m_a, masks)
         s_global = (g + combine_maps(m_n, m_a).flatten(1).amax(1)) / 2

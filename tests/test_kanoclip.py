@@ -331,15 +331,15 @@ def test_training_loss_parts_gradients_and_falling_loss():
     feats = method.frozen_features(images[:4]) | {"class_index": extras["class_index"][:4]}
     loss, parts = method.training_loss(feats, masks[:4], labels[:4])
     assert set(parts) == {"global", "local", "kd"}
-    # the local part is Eq. 11 written out: focal(M_a, G) + dice(M_n, 1 - G) + dice(M_a, G) on upsampled maps
+    # the local part is the paper's formula written out: focal(M_a, G) + dice(M_n, 1 - G) + dice(M_a, G) on upsampled maps
     with torch.no_grad():
         m_n, m_a, _ = method.forward_head(
             feats, method.text_features(method.train_classes)[feats["class_index"]]
         )
         up = F.interpolate(torch.stack([m_n, m_a], 1), size=(56, 56), mode="bilinear")
         gt = masks[:4].float()
-        eq11 = focal_loss(up[:, 1], gt) + dice_loss(up[:, 0], 1 - gt) + dice_loss(up[:, 1], gt)
-    assert parts["local"] == pytest.approx(float(eq11), rel=1e-5)
+        written_out = focal_loss(up[:, 1], gt) + dice_loss(up[:, 0], 1 - gt) + dice_loss(up[:, 1], gt)
+    assert parts["local"] == pytest.approx(float(written_out), rel=1e-5)
     loss.backward()
     assert method.learnable["prompts"].ctx.grad.abs().sum() > 0
     assert all(p.grad is None for p in method.clip.parameters())
