@@ -43,8 +43,8 @@ from .prompt_ensemble import (
     APRILGAN_ANOMALOUS_STATES,
     APRILGAN_NORMAL_STATES,
     APRILGAN_TEMPLATES,
+    PromptEnsemble,
     class_name,
-    normal_anomalous_features,
 )
 
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
@@ -103,17 +103,14 @@ class APRILGAN(Method):
             [torch.nn.Linear(int(clip.embed_dim), int(clip.output_dim)) for _ in self.taps]
         ).to(self.device)
         self.learnable.eval()
-        self._text: dict[str, torch.Tensor] = {}
+        self._prompts = PromptEnsemble(
+            clip, APRILGAN_NORMAL_STATES, APRILGAN_ANOMALOUS_STATES, APRILGAN_TEMPLATES
+        )
         self._memory: tuple[torch.Tensor, list[torch.Tensor]] | None = None
 
     def text(self, name: str) -> torch.Tensor:
         """(2, C) unit normal / anomalous ensemble features for the object ``name`` (cached)."""
-        if name not in self._text:
-            with torch.no_grad():
-                self._text[name] = normal_anomalous_features(
-                    self.clip, name, APRILGAN_NORMAL_STATES, APRILGAN_ANOMALOUS_STATES, APRILGAN_TEMPLATES
-                )
-        return self._text[name]
+        return self._prompts.features(name)
 
     # --- the trained-method hooks ------------------------------------------------------------
     def learnable_module(self) -> torch.nn.Module:

@@ -133,6 +133,32 @@ def normal_anomalous_features(
     )
 
 
+class PromptEnsemble:
+    """A frozen text tower's (2, C) normal / anomalous ensemble features per object name, encoded once
+    (without gradients) and cached: the text side of CLIP, WinCLIP and APRIL-GAN."""
+
+    def __init__(
+        self,
+        backbone: object,
+        normal_states: Sequence[str],
+        anomalous_states: Sequence[str],
+        templates: Sequence[str],
+    ) -> None:
+        self.backbone = backbone
+        self.states = (tuple(normal_states), tuple(anomalous_states))
+        self.templates = tuple(templates)
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def features(self, name: str) -> torch.Tensor:
+        """(2, C) unit normal / anomalous features of the object ``name``."""
+        if name not in self._cache:
+            with torch.no_grad():
+                self._cache[name] = normal_anomalous_features(
+                    self.backbone, name, *self.states, self.templates
+                )
+        return self._cache[name]
+
+
 def anomaly_probability(features: torch.Tensor, text: torch.Tensor, temperature: float) -> torch.Tensor:
     """P(anomalous) of each feature (..., C) against (2, C) normal/anomalous text features: the softmax
     over the two cosine similarities divided by ``temperature``."""
