@@ -41,7 +41,7 @@ from adbench.losses import dice_loss, focal_loss, image_cross_entropy
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
 if TYPE_CHECKING:
-    from .dma_sap_modules import PromptLearner
+    from .prompt_learner import PromptLearner
 
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
@@ -133,23 +133,14 @@ class AnomalyCLIP(Method):
         self.learnable.eval()
 
     def _prompt_learner(self) -> PromptLearner:
-        from .dma_sap_modules import PromptLearner
+        from .prompt_learner import PromptLearner
 
         cfg = self.config
-        placeholder = " ".join(["X"] * cfg.n_ctx)
-        tokens = self.clip.tokenize(
-            [f"{placeholder} {cfg.normal_words}.", f"{placeholder} {cfg.anomalous_words}."]
-        )
-        ctx_ids = tokens[:, 1 : 1 + cfg.n_ctx]
-        if not bool((ctx_ids == ctx_ids[0, 0]).all()):
-            raise AdbenchError(
-                f"anomalyclip.n_ctx={cfg.n_ctx}: the tokenizer did not give one token per placeholder"
-            )
         if cfg.deep_prompt_length > cfg.n_ctx + 1:
             raise AdbenchError("anomalyclip.deep_prompt_length must not exceed n_ctx + 1")
-        with torch.no_grad():
-            emb = self.clip.token_embedding(tokens)
-        return PromptLearner(tokens, emb, cfg.n_ctx)
+        return PromptLearner.from_words(
+            self.clip, cfg.n_ctx, cfg.normal_words, cfg.anomalous_words, "anomalyclip.n_ctx"
+        )
 
     # --- the trained-method hooks ------------------------------------------------------------
     def learnable_module(self) -> torch.nn.Module:
