@@ -156,9 +156,8 @@ class AnomalyDINO(Method):
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Last-block patch tokens (N, P, C), not normalised (masking reads their raw scale), and the grid."""
         feats = []
-        for start in range(0, len(images), self.config.feature_batch_size):
-            batch = images[start : start + self.config.feature_batch_size].to(self.device)
-            (grid,) = self.encoder.forward_tokens(batch, (-1,)).patches.values()  # the last block only
+        for tokens in self.encoder.batched_tokens(images, (-1,), self.config.feature_batch_size, self.device):
+            (grid,) = tokens.patches.values()  # the last block only
             grid = grid.float()
             feats.append(grid.flatten(1, 2))
         return torch.cat(feats), tuple(grid.shape[1:3])  # type: ignore[return-value]

@@ -160,9 +160,9 @@ class MuSc(Method):
         the L2-normalised image features (N, D) for RsCIN."""
         layers: list[list[torch.Tensor]] = [[] for _ in self.taps]
         image_feats = []
-        for start in range(0, len(images), self.config.feature_batch_size):
-            batch = images[start : start + self.config.feature_batch_size].to(self.device)
-            tokens = self.encoder.forward_tokens(batch, self.taps)
+        for tokens in self.encoder.batched_tokens(
+            images, self.taps, self.config.feature_batch_size, self.device
+        ):
             grids = [tokens.patches[t].float() for t in self.taps]
             for store, grid in zip(layers, grids, strict=True):
                 store.append(grid.half().cpu())  # MuSc runs under fp16 autocast; halves a category's memory

@@ -102,6 +102,19 @@ class Backbone(nn.Module, ABC):
         same pass; a backbone without CLS attention raises TypeError, as :meth:`cls_attention` does.
         """
 
+    def batched_tokens(
+        self,
+        images: torch.Tensor,
+        layers: Sequence[int],
+        batch_size: int,
+        device: torch.device | str,
+        **kwargs: object,
+    ) -> Iterator[Tokens]:
+        """:meth:`forward_tokens` over ``images`` in batches of ``batch_size``, each moved to ``device``:
+        the patch methods embed a whole category (or memory) without one oversized pass."""
+        for start in range(0, len(images), batch_size):
+            yield self.forward_tokens(images[start : start + batch_size].to(device), layers, **kwargs)
+
     def cls_attention(self, images: torch.Tensor) -> torch.Tensor:
         """Last block's CLS-to-patch attention averaged over heads, (N, h, w)."""
         raise TypeError(f"backbone '{self.name}' has no CLS attention")
