@@ -6,13 +6,10 @@ Usage: python benchmarks/bench_feature_cache.py [--images 64] [--size 112] [--ep
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import torch
+from _training import random_batch, timed_fit, training_parser
 
 from adbench.plugins.dma_sap import DMASAP, DMASAPConfig
-from adbench.training import train
 
 
 def make(size: int, epochs: int, variant: str) -> DMASAP:
@@ -30,19 +27,10 @@ def make(size: int, epochs: int, variant: str) -> DMASAP:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=64)
-    ap.add_argument("--size", type=int, default=112)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap = training_parser(__doc__)
     ap.add_argument("--variant", default="D")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(args.images, 3, args.size, args.size, generator=g)
-    masks = (torch.rand(args.images, args.size, args.size, generator=g) > 0.9).to(torch.uint8)
-    labels = (torch.arange(args.images) % 2).long()
+    batch = random_batch(args)
     print(
         f"dma_sap variant {args.variant}, tiny-clip + tiny-dinov2 (random weights), {args.images} images "
         f"at {args.size} px, batch 8, {args.epochs} epochs, CPU threads {torch.get_num_threads()}"
@@ -50,10 +38,7 @@ def main() -> None:
     rows = {}
     for use_cache in (True, False):
         method = make(args.size, args.epochs, args.variant)
-        t0 = time.perf_counter()
-        log = train(method, None, masks, labels, images=images, use_cache=use_cache, progress=False)
-        total = time.perf_counter() - t0
-        per_epoch = sum(log.epoch_seconds) / len(log.epoch_seconds)
+        log, total, per_epoch = timed_fit(method, batch, use_cache)
         rows[use_cache] = (log, total, per_epoch)
         label = "with cache" if use_cache else "no cache  "
         print(

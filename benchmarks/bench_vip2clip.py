@@ -9,13 +9,10 @@ Usage: python benchmarks/bench_vip2clip.py [--images 64] [--size 112] [--epochs 
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import torch
+from _training import random_batch, timed_fit, training_parser
 
 from adbench.plugins.vip2clip import ViP2CLIP, ViP2CLIPConfig
-from adbench.training import train
 
 
 def make(backbone: str, size: int, epochs: int, ica: bool) -> ViP2CLIP:
@@ -28,19 +25,10 @@ def make(backbone: str, size: int, epochs: int, ica: bool) -> ViP2CLIP:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=64)
-    ap.add_argument("--size", type=int, default=112)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap = training_parser(__doc__)
     ap.add_argument("--backbone", default="tiny-clip")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(args.images, 3, args.size, args.size, generator=g)
-    masks = (torch.rand(args.images, args.size, args.size, generator=g) > 0.9).to(torch.uint8)
-    labels = (torch.arange(args.images) % 2).long()
+    batch = random_batch(args)
     device = "cuda" if torch.cuda.is_available() else f"CPU threads {torch.get_num_threads()}"
     print(
         f"vip2clip on {args.backbone} (random weights), {args.images} images at {args.size} px, "
@@ -50,10 +38,7 @@ def main() -> None:
     for ica in (True, False):
         for use_cache in (True, False):
             method = make(args.backbone, args.size, args.epochs, ica)
-            t0 = time.perf_counter()
-            log = train(method, None, masks, labels, images=images, use_cache=use_cache, progress=False)
-            total = time.perf_counter() - t0
-            per_epoch[ica, use_cache] = sum(log.epoch_seconds) / len(log.epoch_seconds)
+            log, total, per_epoch[ica, use_cache] = timed_fit(method, batch, use_cache)
             print(
                 f"ica={str(ica):5} cache={str(use_cache):5}: {per_epoch[ica, use_cache]:.3f} s/epoch, "
                 f"feature pass {log.feature_seconds:.3f} s (once), total {total:.3f} s, "

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.model_selection import train_test_split
 
 from adbench import hookimpl
 from adbench.data import Category
@@ -106,6 +105,8 @@ def build_thirds(pairs: list[tuple[str, Path, Path]], out: Path) -> dict:
                 normals.append(stem)
     if len(normals) < 2:
         raise AdbenchError(f"KolektorSDD: only {len(normals)} normal band(s); cannot split 75/25")
+    from sklearn.model_selection import train_test_split  # only when preparing: listing stays light
+
     train, test = train_test_split(normals, test_size=0.25, random_state=42)
     for split, stems in (("train/good", train), ("test/good", test)):
         for stem in stems:

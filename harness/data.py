@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import lazy_loader as lazy
 import numpy as np
-import torch
 from PIL import Image
 
 from .content_hash import file_digests
 from .errors import AdbenchError
 from .image_io import PIL_ERRORS, image_size, load_float_rgb, mask_array
 from .paths import data_root
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 
 @dataclass(frozen=True)

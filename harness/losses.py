@@ -7,8 +7,10 @@ and the methods produce probabilities from a two-way softmax over text prompts).
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+import lazy_loader as lazy
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
+
 
 _EPS = 1e-6
 
@@ -41,21 +43,23 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> 
 def segmentation_loss(prob: torch.Tensor, mask: torch.Tensor, dice_weight: float = 1.0) -> torch.Tensor:
     """Focal + ``dice_weight`` x dice on an anomaly probability map (N, H, W), resized to the mask when needed."""
     if prob.shape[-2:] != mask.shape[-2:]:
-        prob = F.interpolate(prob[:, None], size=mask.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        prob = torch.nn.functional.interpolate(
+            prob[:, None], size=mask.shape[-2:], mode="bilinear", align_corners=False
+        )[:, 0]
     return focal_loss(prob, mask) + dice_weight * dice_loss(prob, mask)
 
 
 def image_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of (N, 2) normal/anomalous logits against labels (N,) in {0, 1}."""
-    return F.cross_entropy(logits.float(), labels.long())
+    return torch.nn.functional.cross_entropy(logits.float(), labels.long())
 
 
 def image_bce(scores: torch.Tensor, labels: torch.Tensor, from_logits: bool = False) -> torch.Tensor:
     """Binary cross-entropy of anomaly scores (N,) against labels (N,): probabilities, or logits if told."""
     labels = labels.to(torch.float32)
     if from_logits:
-        return F.binary_cross_entropy_with_logits(scores.float(), labels)
-    return F.binary_cross_entropy(scores.float().clamp(_EPS, 1 - _EPS), labels)
+        return torch.nn.functional.binary_cross_entropy_with_logits(scores.float(), labels)
+    return torch.nn.functional.binary_cross_entropy(scores.float().clamp(_EPS, 1 - _EPS), labels)
 
 
 def knowledge_margin_loss(
@@ -65,8 +69,8 @@ def knowledge_margin_loss(
 
     Each argument is (..., C) (e.g. one row per class); the hinge is averaged over the rows.
     """
-    k, n, a = (F.normalize(t.float(), dim=-1) for t in (knowledge, normal, abnormal))
-    return F.relu((k - a).norm(dim=-1) - (k - n).norm(dim=-1)).mean()
+    k, n, a = (torch.nn.functional.normalize(t.float(), dim=-1) for t in (knowledge, normal, abnormal))
+    return torch.nn.functional.relu((k - a).norm(dim=-1) - (k - n).norm(dim=-1)).mean()
 
 
 def normal_anomalous_map_loss(
@@ -79,7 +83,9 @@ def normal_anomalous_map_loss(
     """
     if anomalous.shape[-2:] != mask.shape[-2:]:
         pair = torch.stack([normal, anomalous], 1)
-        pair = F.interpolate(pair, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+        pair = torch.nn.functional.interpolate(
+            pair, size=mask.shape[-2:], mode="bilinear", align_corners=False
+        )
         normal, anomalous = pair[:, 0], pair[:, 1]
     target = mask.to(anomalous.dtype)
     pt = torch.where(target > 0.5, anomalous, normal)  # probability given to the true class

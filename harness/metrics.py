@@ -13,7 +13,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import ndimage
-from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
+
+# sklearn.metrics is imported inside the functions that call it: importing sklearn imports
+# scipy.stats, whose array-API probe loads the lazily bound torch; `adbench list` (which loads the
+# report plugins, hence this module) must stay torch-free.
 
 IMAGE_METRICS: tuple[str, ...] = ("image_auroc", "image_ap", "image_f1max")
 PIXEL_METRICS: tuple[str, ...] = (
@@ -110,6 +113,8 @@ def _both_classes(y: np.ndarray) -> bool:
 def image_auroc(labels: Any, scores: Any) -> float:
     """Area under the ROC curve (sklearn); NaN when only one class is present."""
     y, s = _image_inputs(labels, scores)
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(y, s)) if _both_classes(y) else math.nan
 
 
@@ -129,6 +134,8 @@ def image_auroc_by_group(labels: Any, scores: Any, groups: Sequence[str | None])
 def image_ap(labels: Any, scores: Any) -> float:
     """Average precision (sklearn); NaN when only one class is present."""
     y, s = _image_inputs(labels, scores)
+    from sklearn.metrics import average_precision_score
+
     return float(average_precision_score(y, s)) if _both_classes(y) else math.nan
 
 
@@ -137,6 +144,8 @@ def f1_max(labels: Any, scores: Any) -> float:
     y, s = _image_inputs(labels, scores)
     if not _both_classes(y):
         return math.nan
+    from sklearn.metrics import precision_recall_curve
+
     precision, recall, _ = precision_recall_curve(y, s)
     with np.errstate(divide="ignore", invalid="ignore"):
         f1 = 2 * precision * recall / (precision + recall)
@@ -327,6 +336,8 @@ def _aupro_cflow(px: _Pixels, num_thresholds: int, fpr_limit: float) -> float:
     if fprs.size < 2 or fprs.max() == fprs.min():
         return math.nan
     fprs = (fprs - fprs.min()) / (fprs.max() - fprs.min())
+    from sklearn.metrics import auc
+
     return float(auc(fprs, pros))
 
 

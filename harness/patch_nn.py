@@ -1,7 +1,7 @@
 """Cross-image patch nearest neighbours: the one place adbench computes patch-to-patch distances.
 
-Training-free patch methods (PatchEAD, MuSc, AnomalyDINO) all score a query patch by its distance to
-the nearest patch of other images. The similarity block (query patches x reference patches) grows as
+Training-free patch methods (PatchEAD, MuSc, AnomalyDINO) and the few-shot memories of WinCLIP+ and
+APRIL-GAN all score a query patch by its distance to the nearest patch of other images. The similarity block (query patches x reference patches) grows as
 O(N^2 P^2) over a category, so it is computed in chunks whose size stays under ``max_elements``
 entries (query rows x reference columns) whatever the category size: memory is bounded by the
 features themselves plus one block. Hand-written because no library does grouped, chunked nearest
@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
+import lazy_loader as lazy
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
+
 
 Metric = Literal["cosine", "euclidean"]
 #: Default cap of the similarity block: 2**25 float32 entries = 128 MiB.
@@ -111,3 +114,16 @@ def bank_knn_distances(
             best = cand.topk(min(k, cand.shape[1]), dim=1, largest=False).values
         out.append(_to_distance(best, q, metric).mean(dim=1))  # type: ignore[arg-type]
     return torch.cat(out)
+
+
+def nearest_cosine_distance(
+    query: torch.Tensor, memory: torch.Tensor, max_elements: int = MAX_ELEMENTS
+) -> torch.Tensor:
+    """1 - the largest cosine similarity of each query feature (..., C) to any memory row (M, C): (...,).
+
+    The few-shot memories of WinCLIP+ and APRIL-GAN: both sides L2-normalised, then the chunked
+    1-nearest-neighbour scan of :func:`bank_knn_distances`.
+    """
+    flat = torch.nn.functional.normalize(query.reshape(-1, query.shape[-1]).float(), dim=-1)
+    mem = torch.nn.functional.normalize(memory.float(), dim=-1)
+    return bank_knn_distances(flat, mem, k=1, max_elements=max_elements).view(query.shape[:-1])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import logging
 import os
 from dataclasses import dataclass
@@ -33,6 +34,20 @@ KINDS = {
 LIFECYCLE = ("adbench_run_started", "adbench_job_finished", "adbench_run_finished")
 
 
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's manager, except that a module attribute holding a module is never inspected for hooks.
+
+    Plugins bind torch lazily (``lazy_loader.load``); pluggy's ``isinstance`` checks on every module
+    attribute would read the proxy's ``__class__`` and import torch while merely listing plugins.
+    ``isinstance(x, ModuleType)`` is decided from ``type(x)`` alone, so it does not load the proxy.
+    """
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        if isinstance(inspect.getattr_static(plugin, name, None), ModuleType):
+            return None
+        return super().parse_hookimpl_opts(plugin, name)
+
+
 @dataclass(frozen=True)
 class Entry:
     """One named thing a plugin provides, and which package provides it."""
@@ -47,7 +62,7 @@ class Registry:
     """Wraps a pluggy PluginManager and indexes what each hook returns by name."""
 
     def __init__(self, autoload: bool | None = None, plugins: list[ModuleType | object] = ()) -> None:
-        self.pm = pluggy.PluginManager("adbench")
+        self.pm = _PluginManager("adbench")
         self.pm.add_hookspecs(hookspecs)
         if autoload is None:
             autoload = not os.environ.get("ADBENCH_DISABLE_PLUGIN_AUTOLOAD")

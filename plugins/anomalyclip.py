@@ -29,19 +29,21 @@ Choices (config values where they are settings):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+import lazy_loader as lazy
 
 from adbench import hookimpl
+from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.losses import dice_loss, focal_loss, image_cross_entropy
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
-from .dma_sap import scale_taps
-from .dma_sap_modules import PromptLearner
+if TYPE_CHECKING:
+    from .prompt_learner import PromptLearner
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
 TEXT_DEPTH = 12
@@ -72,25 +74,6 @@ class AnomalyCLIPConfig(TrainedConfig):
     epochs: int = setting(15, ge=0)
 
 
-class DeepTextPrompts(nn.Module):
-    """Learnable text tokens for text layers 2..depth; optionally the official unused projections."""
-
-    def __init__(self, depth: int, length: int, width: int, unused_width: int | None, init_std: float = 0.02):
-        super().__init__()
-        self.tokens = nn.ParameterList(
-            [nn.Parameter(torch.randn(length, width) * init_std) for _ in range(depth - 1)]
-        )
-        # Never called (see the module docstring): the official checkpoint layout and parameter count.
-        self.unused_projections = (
-            nn.ModuleList([nn.Linear(width, unused_width) for _ in range(depth - 1)])
-            if unused_width
-            else None
-        )
-
-    def forward(self) -> list[torch.Tensor]:
-        return list(self.tokens)
-
-
 class AnomalyCLIP(Method):
     """Object-agnostic learnable prompts + DPAM over frozen CLIP; trained on auxiliary data."""
 
@@ -119,8 +102,10 @@ class AnomalyCLIP(Method):
         self._weights = {self.config.backbone: clip.weights}
         self.attach(clip)
 
-    def attach(self, clip: nn.Module) -> None:
+    def attach(self, clip: torch.nn.Module) -> None:
         """Build the learnable parts for a frozen CLIP (``setup`` builds it by name)."""
+        from .anomalyclip_modules import DeepTextPrompts
+
         cfg = self.config
         text_depth = len(clip.text_transformer.resblocks)
         deep_sets = cfg.deep_prompt_depth - 1
@@ -134,7 +119,7 @@ class AnomalyCLIP(Method):
         self.taps = scale_taps(cfg.feature_layers, CLIP_DEPTH, clip.num_blocks)
         self.vv_blocks = min(clip.num_blocks, round((cfg.dpam_layer - 1) * clip.num_blocks / CLIP_DEPTH))
         width = int(clip.token_embedding.weight.shape[1])
-        self.learnable = nn.ModuleDict(
+        self.learnable = torch.nn.ModuleDict(
             {
                 "prompts": self._prompt_learner(),
                 "deep": DeepTextPrompts(
@@ -148,24 +133,17 @@ class AnomalyCLIP(Method):
         self.learnable.eval()
 
     def _prompt_learner(self) -> PromptLearner:
+        from .prompt_learner import PromptLearner
+
         cfg = self.config
-        placeholder = " ".join(["X"] * cfg.n_ctx)
-        tokens = self.clip.tokenize(
-            [f"{placeholder} {cfg.normal_words}.", f"{placeholder} {cfg.anomalous_words}."]
-        )
-        ctx_ids = tokens[:, 1 : 1 + cfg.n_ctx]
-        if not bool((ctx_ids == ctx_ids[0, 0]).all()):
-            raise AdbenchError(
-                f"anomalyclip.n_ctx={cfg.n_ctx}: the tokenizer did not give one token per placeholder"
-            )
         if cfg.deep_prompt_length > cfg.n_ctx + 1:
             raise AdbenchError("anomalyclip.deep_prompt_length must not exceed n_ctx + 1")
-        with torch.no_grad():
-            emb = self.clip.token_embedding(tokens)
-        return PromptLearner(tokens, emb, cfg.n_ctx)
+        return PromptLearner.from_words(
+            self.clip, cfg.n_ctx, cfg.normal_words, cfg.anomalous_words, "anomalyclip.n_ctx"
+        )
 
     # --- the trained-method hooks ------------------------------------------------------------
-    def learnable_module(self) -> nn.Module:
+    def learnable_module(self) -> torch.nn.Module:
         return self.learnable
 
     def frozen_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -183,7 +161,7 @@ class AnomalyCLIP(Method):
         def encode(embeddings: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
             return self.clip.encode_text_embeddings(embeddings, eot, deep_prompts=deep)
 
-        return F.normalize(self.learnable["prompts"](encode).float(), dim=-1)
+        return torch.nn.functional.normalize(self.learnable["prompts"](encode).float(), dim=-1)
 
     def forward_head(self, feats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """P(anomalous) maps (N, L, h, w) per tapped layer and image logits (N, 2)."""
@@ -191,16 +169,18 @@ class AnomalyCLIP(Method):
         t = self.config.temperature
         maps = []
         for i in range(len(self.taps)):
-            sims = F.normalize(feats[f"layer{i}"].float(), dim=-1) @ text.T
+            sims = torch.nn.functional.normalize(feats[f"layer{i}"].float(), dim=-1) @ text.T
             maps.append(torch.softmax(sims / t, dim=-1)[..., 1])
-        logits = F.normalize(feats["cls"].float(), dim=-1) @ text.T / t
+        logits = torch.nn.functional.normalize(feats["cls"].float(), dim=-1) @ text.T / t
         return torch.stack(maps, dim=1), logits
 
     def training_loss(
         self, features: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
         maps, logits = self.forward_head(features)
-        maps = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        maps = torch.nn.functional.interpolate(
+            maps, size=masks.shape[-2:], mode="bilinear", align_corners=False
+        )
         target = masks.float()
         seg = sum(
             focal_loss(maps[:, i], target)

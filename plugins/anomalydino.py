@@ -28,9 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import lazy_loader as lazy
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from adbench import hookimpl
 from adbench.backbones import build_backbone
@@ -38,6 +37,8 @@ from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.methods import Context, Method, MethodConfig, Prediction
 from adbench.patch_nn import MAX_ELEMENTS, bank_knn_distances
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 ROTATIONS = (0, 45, 90, 135, 180, 225, 270, 315)
 #: Categories the authors' code masks under its default preprocessing (MVTec AD objects, all of VisA).
@@ -155,9 +156,8 @@ class AnomalyDINO(Method):
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Last-block patch tokens (N, P, C), not normalised (masking reads their raw scale), and the grid."""
         feats = []
-        for start in range(0, len(images), self.config.feature_batch_size):
-            batch = images[start : start + self.config.feature_batch_size].to(self.device)
-            (grid,) = self.encoder.forward_tokens(batch, (-1,)).patches.values()  # the last block only
+        for tokens in self.encoder.batched_tokens(images, (-1,), self.config.feature_batch_size, self.device):
+            (grid,) = tokens.patches.values()  # the last block only
             grid = grid.float()
             feats.append(grid.flatten(1, 2))
         return torch.cat(feats), tuple(grid.shape[1:3])  # type: ignore[return-value]
@@ -168,7 +168,10 @@ class AnomalyDINO(Method):
         cached = getattr(self, "_bank", None)
         if cached is None or cached[0] is not references:
             refs = rotated_references(references) if self.config.rotation else references
-            self._bank = (references, F.normalize(self.embed(refs)[0].flatten(0, 1), dim=-1))
+            self._bank = (
+                references,
+                torch.nn.functional.normalize(self.embed(refs)[0].flatten(0, 1), dim=-1),
+            )
         return self._bank[1]
 
     def masks_category(self, category: str) -> bool:
@@ -187,7 +190,7 @@ class AnomalyDINO(Method):
         patch = torch.stack(
             [
                 bank_knn_distances(
-                    F.normalize(f, dim=-1),
+                    torch.nn.functional.normalize(f, dim=-1),
                     bank,
                     k=self.config.neighbours,
                     max_elements=self.config.max_chunk_elements,

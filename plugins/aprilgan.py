@@ -29,25 +29,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+import lazy_loader as lazy
 
 from adbench import hookimpl
+from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.losses import dice_loss, focal_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
+from adbench.patch_nn import nearest_cosine_distance
 
-from .dma_sap import scale_taps
-from .patch_memory import nearest_cosine_distance
 from .prompt_ensemble import (
     APRILGAN_ANOMALOUS_STATES,
     APRILGAN_NORMAL_STATES,
     APRILGAN_TEMPLATES,
+    PromptEnsemble,
     class_name,
-    normal_anomalous_features,
 )
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
 TRAINING_NAME = "object"
@@ -95,28 +95,25 @@ class APRILGAN(Method):
         self._weights = {self.config.backbone: clip.weights}
         self.attach(clip)
 
-    def attach(self, clip: nn.Module) -> None:
+    def attach(self, clip: torch.nn.Module) -> None:
         """Build the per-stage linear layers for a frozen CLIP (``setup`` builds it by name)."""
         self.clip = clip
         self.taps = scale_taps(self.config.feature_layers, CLIP_DEPTH, clip.num_blocks)
-        self.learnable = nn.ModuleList(
-            [nn.Linear(int(clip.embed_dim), int(clip.output_dim)) for _ in self.taps]
+        self.learnable = torch.nn.ModuleList(
+            [torch.nn.Linear(int(clip.embed_dim), int(clip.output_dim)) for _ in self.taps]
         ).to(self.device)
         self.learnable.eval()
-        self._text: dict[str, torch.Tensor] = {}
+        self._prompts = PromptEnsemble(
+            clip, APRILGAN_NORMAL_STATES, APRILGAN_ANOMALOUS_STATES, APRILGAN_TEMPLATES
+        )
         self._memory: tuple[torch.Tensor, list[torch.Tensor]] | None = None
 
     def text(self, name: str) -> torch.Tensor:
         """(2, C) unit normal / anomalous ensemble features for the object ``name`` (cached)."""
-        if name not in self._text:
-            with torch.no_grad():
-                self._text[name] = normal_anomalous_features(
-                    self.clip, name, APRILGAN_NORMAL_STATES, APRILGAN_ANOMALOUS_STATES, APRILGAN_TEMPLATES
-                )
-        return self._text[name]
+        return self._prompts.features(name)
 
     # --- the trained-method hooks ------------------------------------------------------------
-    def learnable_module(self) -> nn.Module:
+    def learnable_module(self) -> torch.nn.Module:
         return self.learnable
 
     def frozen_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -130,7 +127,7 @@ class APRILGAN(Method):
         """P(anomalous) (N, S, h, w) of each stage's projected tokens against the text features."""
         maps = []
         for i, layer in enumerate(self.learnable):
-            proj = F.normalize(layer(feats[f"stage{i}"].float()), dim=-1)
+            proj = torch.nn.functional.normalize(layer(feats[f"stage{i}"].float()), dim=-1)
             maps.append(torch.softmax(proj @ text.T / self.config.temperature, dim=-1)[..., 1])
         return torch.stack(maps, dim=1)
 
@@ -138,7 +135,9 @@ class APRILGAN(Method):
         self, features: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor:
         maps = self.stage_maps(features, self.text(TRAINING_NAME))
-        maps = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear", align_corners=True)
+        maps = torch.nn.functional.interpolate(
+            maps, size=masks.shape[-2:], mode="bilinear", align_corners=True
+        )
         target = masks.float()
         return sum(
             focal_loss(maps[:, i], target) + dice_loss(maps[:, i], target) for i in range(maps.shape[1])
@@ -156,7 +155,9 @@ class APRILGAN(Method):
         with torch.no_grad():
             feats = self.frozen_features(images)
             amap = self.stage_maps(feats, text).sum(1)
-            logits = F.normalize(feats["cls"].float(), dim=-1) @ text.T / self.config.temperature
+            logits = (
+                torch.nn.functional.normalize(feats["cls"].float(), dim=-1) @ text.T / self.config.temperature
+            )
             scores = torch.softmax(logits, dim=-1)[:, 1]
             if ctx.protocol == "few_shot":
                 if ctx.references is None or len(ctx.references) == 0:

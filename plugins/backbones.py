@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from adbench import hookimpl
-from adbench.backbones.base import CLIP_CAPABILITIES, VIT_CAPABILITIES, Backbone, BackboneSpec
+from adbench.backbones.spec import CLIP_CAPABILITIES, VIT_CAPABILITIES, BackboneSpec
+
+if TYPE_CHECKING:
+    from adbench.backbones.base import Backbone
 
 
 def _lazy(module: str, function: str) -> Callable[..., Backbone]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+import lazy_loader as lazy
 
 from adbench import hookimpl
 from adbench.config import setting
@@ -31,10 +31,12 @@ from .prompt_ensemble import (
     CLIP_ANOMALOUS_STATES,
     CLIP_NORMAL_STATES,
     WINCLIP_TEMPLATES,
+    PromptEnsemble,
     anomaly_probability,
     class_name,
-    normal_anomalous_features,
 )
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 
 @dataclass
@@ -78,20 +80,13 @@ class CLIPZeroShot(Method):
                 f"clip.vv_blocks={self.config.vv_blocks}: backbone '{self.config.backbone}' has "
                 f"{self.clip.num_blocks} blocks"
             )
-        self._text: dict[str, torch.Tensor] = {}
+        self._prompts = PromptEnsemble(
+            self.clip, CLIP_NORMAL_STATES, CLIP_ANOMALOUS_STATES, WINCLIP_TEMPLATES
+        )
 
     def text(self, category: str) -> torch.Tensor:
         """(2, C) normal / damaged text features of the category, computed once per category."""
-        if category not in self._text:
-            with torch.no_grad():
-                self._text[category] = normal_anomalous_features(
-                    self.clip,
-                    class_name(category),
-                    CLIP_NORMAL_STATES,
-                    CLIP_ANOMALOUS_STATES,
-                    WINCLIP_TEMPLATES,
-                )
-        return self._text[category]
+        return self._prompts.features(class_name(category))
 
     def predict(self, images: torch.Tensor, ctx: Context) -> Prediction:
         text = self.text(ctx.category)

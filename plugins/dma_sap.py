@@ -45,19 +45,21 @@ Choices where the paper is silent or contradicts itself (all are config values):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+import lazy_loader as lazy
 
 from adbench import hookimpl
+from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.losses import dice_loss, image_cross_entropy, segmentation_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
-from .dma_sap_modules import FusionHead, PromptLearner
+if TYPE_CHECKING:
+    from .prompt_learner import PromptLearner
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
 DINO_DEPTH = 12
@@ -95,17 +97,12 @@ class DMASAPConfig(TrainedConfig):
     epochs: int = setting(10, ge=0)
 
 
-def scale_taps(taps: tuple[int, ...], paper_depth: int, depth: int) -> tuple[int, ...]:
-    """Taps given for a ``paper_depth``-block model, moved proportionally to a ``depth``-block one."""
-    if depth == paper_depth:
-        return tuple(taps)
-    return tuple(min(depth, max(1, round(t * depth / paper_depth))) for t in taps)
-
-
 def normal_map_dice(prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Dice of the normal map (1 - prob) against the normal pixels (1 - mask), resized to the mask."""
     if prob.shape[-2:] != mask.shape[-2:]:
-        prob = F.interpolate(prob[:, None], size=mask.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        prob = torch.nn.functional.interpolate(
+            prob[:, None], size=mask.shape[-2:], mode="bilinear", align_corners=False
+        )[:, 0]
     return dice_loss(1 - prob, 1 - mask.to(prob.dtype))
 
 
@@ -141,8 +138,10 @@ class DMASAP(Method):
         self._weights = {cfg.clip_backbone: clip.weights, cfg.dino_backbone: dino.weights}
         self.attach(clip, dino)
 
-    def attach(self, clip: nn.Module, dino: nn.Module) -> None:
+    def attach(self, clip: torch.nn.Module, dino: torch.nn.Module) -> None:
         """Build the learnable parts for the given frozen backbones (``setup`` builds them by name)."""
+        from .dma_sap_modules import FusionHead
+
         cfg = self.config
         if not clip.has_text:
             raise AdbenchError(
@@ -158,7 +157,7 @@ class DMASAP(Method):
         self.vv_blocks = min(clip.num_blocks, max(1, round(cfg.vv_blocks * clip.num_blocks / CLIP_DEPTH)))
         self.vv_blocks = max(self.vv_blocks, clip.num_blocks - self.clip_taps[-1] + 1)
         dim = int(clip.output_dim)
-        self.learnable = nn.ModuleDict(
+        self.learnable = torch.nn.ModuleDict(
             {
                 "prompts": self._prompt_learner(),
                 "head": FusionHead(
@@ -180,21 +179,15 @@ class DMASAP(Method):
         self.learnable.eval()
 
     def _prompt_learner(self) -> PromptLearner:
+        from .prompt_learner import PromptLearner
+
         cfg = self.config
-        placeholder = " ".join(["X"] * cfg.n_ctx)
-        texts = [f"{placeholder} {cfg.normal_words}.", f"{placeholder} {cfg.anomalous_words}."]
-        tokens = self.clip.tokenize(texts)
-        ctx_ids = tokens[:, 1 : 1 + cfg.n_ctx]
-        if not bool((ctx_ids == ctx_ids[0, 0]).all()):
-            raise AdbenchError(
-                f"dma_sap.n_ctx={cfg.n_ctx}: the tokenizer did not give one token per placeholder"
-            )
-        with torch.no_grad():
-            emb = self.clip.token_embedding(tokens)
-        return PromptLearner(tokens, emb, cfg.n_ctx)
+        return PromptLearner.from_words(
+            self.clip, cfg.n_ctx, cfg.normal_words, cfg.anomalous_words, "dma_sap.n_ctx"
+        )
 
     # --- the trained-method hooks ------------------------------------------------------------
-    def learnable_module(self) -> nn.Module:
+    def learnable_module(self) -> torch.nn.Module:
         return self.learnable
 
     def frozen_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -239,7 +232,7 @@ class DMASAP(Method):
         with torch.no_grad():
             maps, logits = self.forward_head(self.frozen_features(images))
         scores = torch.softmax(logits, dim=-1)[:, 1]
-        amap = F.interpolate(
+        amap = torch.nn.functional.interpolate(
             maps.mean(1, keepdim=True), size=images.shape[-2:], mode="bilinear", align_corners=False
         )
         return Prediction(scores=scores.float(), maps=amap[:, 0].float())

@@ -8,7 +8,7 @@ for the paper reference and the choices made where the paper is silent.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -147,39 +147,6 @@ class SAP(nn.Module):
         f_attn = (a @ patches)[:, 0]
         g = torch.sigmoid(self.gate)
         return (1 - g) * f_base + g * f_attn
-
-
-class PromptLearner(nn.Module):
-    """Two category-agnostic learnable contexts, [ctx_n] + "object" and [ctx_a] + "damaged object".
-
-    The frozen token embeddings of the fixed words are buffers kept out of the state dict; the text
-    tower itself stays in the backbone and is passed in at call time.
-    """
-
-    def __init__(
-        self,
-        tokens: torch.Tensor,
-        embeddings: torch.Tensor,
-        n_ctx: int,
-        init_std: float = 0.02,
-    ) -> None:
-        """``tokens`` (2, L) ids of "X * n_ctx + words" for (normal, anomalous); ``embeddings`` (2, L, D) their
-        frozen token embeddings. Positions 1..n_ctx (after SOS) become learnable."""
-        super().__init__()
-        d = embeddings.shape[-1]
-        self.n_ctx = n_ctx
-        self.ctx = nn.Parameter(torch.randn(2, n_ctx, d) * init_std)
-        self.register_buffer("prefix", embeddings[:, :1].detach().clone(), persistent=False)
-        self.register_buffer("suffix", embeddings[:, 1 + n_ctx :].detach().clone(), persistent=False)
-        self.register_buffer("eot", tokens.argmax(-1), persistent=False)
-
-    def embeddings(self) -> torch.Tensor:
-        """The (2, L, D) input embeddings with the learnable contexts in place."""
-        return torch.cat([self.prefix, self.ctx.to(self.prefix.dtype), self.suffix], dim=1)
-
-    def forward(self, encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """Text features (2, C) from ``encode(embeddings, eot_indices)`` (the frozen text tower)."""
-        return encode(self.embeddings(), self.eot)
 
 
 class FusionHead(nn.Module):

@@ -48,22 +48,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torchvision.transforms.functional import gaussian_blur
+import lazy_loader as lazy
 
 from adbench import hookimpl
+from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.data import Category
 from adbench.errors import AdbenchError
 from adbench.knowledge import KnowledgeProvider, choose_provider, describe, knowledge_hash
-from adbench.losses import dice_loss, focal_loss, image_bce, knowledge_margin_loss
+from adbench.losses import image_bce, knowledge_margin_loss, normal_anomalous_map_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
-from .dma_sap import scale_taps
 from .kanoclip_knowledge import KNOWLEDGE_FILE, shipped_knowledge
-from .kanoclip_modules import BiCMCI, ConvAdapter, KnowledgePromptLearner, combine_maps, global_probability
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
 
@@ -158,8 +156,10 @@ class KAnoCLIP(Method):
         self._weights = {cfg.backbone: clip.weights}
         self.attach(clip)
 
-    def attach(self, clip: nn.Module) -> None:
+    def attach(self, clip: torch.nn.Module) -> None:
         """Build the learnable parts for a frozen CLIP backbone (``setup`` builds it by name)."""
+        from .kanoclip_modules import BiCMCI, ConvAdapter, KnowledgePromptLearner
+
         cfg = self.config
         if not clip.has_text:
             raise AdbenchError(f"kanoclip.backbone={cfg.backbone!r}: needs a CLIP model with a text tower")
@@ -169,7 +169,7 @@ class KAnoCLIP(Method):
         dim = int(clip.output_dim)
         if dim % cfg.heads:
             raise AdbenchError(f"kanoclip.heads={cfg.heads}: must divide the feature width {dim}")
-        parts: dict[str, nn.Module] = {
+        parts: dict[str, torch.nn.Module] = {
             "prompts": KnowledgePromptLearner(
                 dim_of_tokens(clip), cfg.n_ctx, cfg.normal_words, cfg.abnormal_words
             ),
@@ -185,7 +185,7 @@ class KAnoCLIP(Method):
         }
         if cfg.conv_adapter:
             parts["adapter"] = ConvAdapter(dim, cfg.adapter_reduction)
-        self.learnable = nn.ModuleDict(parts).to(self.device)
+        self.learnable = torch.nn.ModuleDict(parts).to(self.device)
         self.learnable.eval()
         self.train_classes: list[str] = []
         self._knowledge: dict[str, torch.Tensor] = {}
@@ -213,7 +213,7 @@ class KAnoCLIP(Method):
         return torch.stack([self._knowledge[n] for n in class_names])
 
     # --- the trained-method hooks ----------------------------------------------------------------
-    def learnable_module(self) -> nn.Module:
+    def learnable_module(self) -> torch.nn.Module:
         return self.learnable
 
     def auxiliary_targets(self, categories: list[Category]) -> dict[str, torch.Tensor]:
@@ -234,6 +234,8 @@ class KAnoCLIP(Method):
         self, feats: dict[str, torch.Tensor], text: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """M_n, M_a (N, h, w) and softmax(Î_G F_text^T)[abnormal] (N,) for per-image text (N, 2, D)."""
+        from .kanoclip_modules import global_probability
+
         patches = [feats[f"stage{i}"].float() for i in range(len(self.stages))]
         m_n, m_a = self.learnable["bicmci"](patches, text.float())
         glob = feats["cls"].float()
@@ -244,6 +246,8 @@ class KAnoCLIP(Method):
     def training_loss(
         self, features: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
+        from .kanoclip_modules import combine_maps
+
         cfg = self.config
         if not self.train_classes:
             raise AdbenchError(
@@ -251,11 +255,9 @@ class KAnoCLIP(Method):
             )
         text = self.text_features(self.train_classes)  # (C, 2, D)
         m_n, m_a, g = self.forward_head(features, text[features["class_index"]])
-        size = masks.shape[-2:]
-        up = F.interpolate(torch.stack([m_n, m_a], 1), size=size, mode="bilinear", align_corners=False)
-        m_n_up, m_a_up = up[:, 0], up[:, 1]
-        gt = masks.float()
-        local = focal_loss(m_a_up, gt) + dice_loss(m_n_up, 1 - gt) + dice_loss(m_a_up, gt)
+        # focal(M_a, G) + dice(M_n, 1 - G) + dice(M_a, G) (the paper's local loss): AnomalyCLIP's local loss, whose
+        # two-way focal equals the binary focal of M_a here because M_n + M_a = 1 (a softmax pair)
+        local = normal_anomalous_map_loss(m_n, m_a, masks)
         s_global = (g + combine_maps(m_n, m_a).flatten(1).amax(1)) / 2
         glob = image_bce(s_global, labels)
         loss = cfg.global_weight * glob + cfg.local_weight * local
@@ -268,12 +270,16 @@ class KAnoCLIP(Method):
         return loss, parts
 
     def predict(self, images: torch.Tensor, ctx: Context) -> Prediction:
+        from torchvision.transforms.functional import gaussian_blur
+
+        from .kanoclip_modules import combine_maps
+
         name = ctx.object_name or ctx.category.replace("_", " ")
         with torch.no_grad():
             feats = self.frozen_features(images)
             text = self.text_features([name]).expand(len(images), -1, -1)
             m_n, m_a, g = self.forward_head(feats, text)
-            amap = F.interpolate(
+            amap = torch.nn.functional.interpolate(
                 combine_maps(m_n, m_a)[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False
             )
             sigma = self.smoothing_sigma
@@ -284,7 +290,7 @@ class KAnoCLIP(Method):
         return Prediction(scores=scores.float(), maps=amap[:, 0].float())
 
 
-def dim_of_tokens(clip: nn.Module) -> int:
+def dim_of_tokens(clip: torch.nn.Module) -> int:
     """Width of the text tower's token embeddings (the learnable prefix vectors)."""
     return int(clip.token_embedding.weight.shape[-1])
 

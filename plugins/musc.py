@@ -38,17 +38,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
+import lazy_loader as lazy
 
 from adbench import hookimpl
 from adbench.backbones import build_backbone
+from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.methods import Context, Method, MethodConfig, Prediction
 from adbench.patch_nn import MAX_ELEMENTS, per_reference_distances
 
-from .dma_sap import scale_taps
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 PAPER_DEPTH = 24  # layers are given for ViT-L/14 (24 blocks)
 
@@ -76,10 +76,10 @@ def lnamd(tokens: torch.Tensor, r: int) -> torch.Tensor:
     padding counted (MuSc's unfold + adaptive average pooling is exactly this average pooling).
     """
     x = tokens.permute(0, 3, 1, 2).float()
-    x = F.layer_norm(x, x.shape[1:])
+    x = torch.nn.functional.layer_norm(x, x.shape[1:])
     if r > 1:
-        x = F.avg_pool2d(x, r, stride=1, padding=(r - 1) // 2, count_include_pad=True)
-    return F.normalize(x.flatten(2).transpose(1, 2), dim=-1)
+        x = torch.nn.functional.avg_pool2d(x, r, stride=1, padding=(r - 1) // 2, count_include_pad=True)
+    return torch.nn.functional.normalize(x.flatten(2).transpose(1, 2), dim=-1)
 
 
 def interval_mean(dist: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -160,14 +160,14 @@ class MuSc(Method):
         the L2-normalised image features (N, D) for RsCIN."""
         layers: list[list[torch.Tensor]] = [[] for _ in self.taps]
         image_feats = []
-        for start in range(0, len(images), self.config.feature_batch_size):
-            batch = images[start : start + self.config.feature_batch_size].to(self.device)
-            tokens = self.encoder.forward_tokens(batch, self.taps)
+        for tokens in self.encoder.batched_tokens(
+            images, self.taps, self.config.feature_batch_size, self.device
+        ):
             grids = [tokens.patches[t].float() for t in self.taps]
             for store, grid in zip(layers, grids, strict=True):
                 store.append(grid.half().cpu())  # MuSc runs under fp16 autocast; halves a category's memory
             cls = tokens.cls if tokens.cls is not None else grids[-1].mean(dim=(1, 2))
-            image_feats.append(F.normalize(cls.float(), dim=-1).cpu())
+            image_feats.append(torch.nn.functional.normalize(cls.float(), dim=-1).cpu())
         return [torch.cat(g) for g in layers], torch.cat(image_feats)
 
     def predict(self, images: torch.Tensor, ctx: Context) -> Prediction:
@@ -186,10 +186,10 @@ class MuSc(Method):
                 feats = lnamd(grid, r)
                 if tuple(grid.shape[1:3]) != size:  # CNN stages: bring every layer to the finest grid
                     h, w = grid.shape[1:3]
-                    up = F.interpolate(
+                    up = torch.nn.functional.interpolate(
                         feats.transpose(1, 2).view(len(grid), -1, h, w), size=size, mode="bilinear"
                     )
-                    feats = F.normalize(up.flatten(2).transpose(1, 2), dim=-1)
+                    feats = torch.nn.functional.normalize(up.flatten(2).transpose(1, 2), dim=-1)
                 scores = mutual_scores(
                     feats.to(self.device), cfg.interval_low, cfg.interval_high, cfg.max_chunk_elements
                 ).cpu()

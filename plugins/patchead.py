@@ -36,8 +36,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-import torch.nn.functional as F
+import lazy_loader as lazy
 
 from adbench import hookimpl
 from adbench.backbones import build_backbone
@@ -45,6 +44,8 @@ from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.methods import Context, Method, MethodConfig, Prediction
 from adbench.patch_nn import per_reference_distances
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 #: ``alignment_merge`` -> how the nearest-neighbour core merges a reference's alignment variants.
 GROUP_REDUCE = {"min": "amin", "mean": "mean"}
@@ -109,7 +110,7 @@ def foreground_weights(
     """PatchEAD+ mask (N, P): CLS attention resized to the grid, min-max normalised per image;
     patches at or above ``threshold`` weigh 1, the others ``background`` (down-weighted, not zeroed)."""
     if tuple(attention.shape[-2:]) != tuple(grid):
-        attention = F.interpolate(attention[:, None], size=grid, mode="bilinear")[:, 0]
+        attention = torch.nn.functional.interpolate(attention[:, None], size=grid, mode="bilinear")[:, 0]
     flat = attention.flatten(1)
     lo, hi = flat.min(dim=1, keepdim=True).values, flat.max(dim=1, keepdim=True).values
     norm = (flat - lo) / (hi - lo).clamp_min(1e-8)
@@ -175,8 +176,11 @@ class PatchEAD(Method):
             grids = [t.permute(0, 3, 1, 2).float() for t in tokens.patches.values()]
             size = max(g.shape[-2:] for g in grids)
             layers = [
-                F.normalize(
-                    F.interpolate(g, size=size, mode="bilinear") if g.shape[-2:] != size else g, dim=1
+                torch.nn.functional.normalize(
+                    torch.nn.functional.interpolate(g, size=size, mode="bilinear")
+                    if g.shape[-2:] != size
+                    else g,
+                    dim=1,
                 )
                 for g in grids
             ]

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-import torch.nn.functional as F
+import lazy_loader as lazy
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
+
 
 #: State words of WinCLIP's compositional prompt ensemble (Jeong et al. 2023, supplement).
 WINCLIP_NORMAL_STATES = (
@@ -111,8 +113,8 @@ def ensemble_sentences(states: Sequence[str], templates: Sequence[str], name: st
 
 def text_features(backbone: object, sentences: Sequence[str]) -> torch.Tensor:
     """The ensemble feature (C,) of ``sentences``: mean of their normalised features, renormalised."""
-    feats = F.normalize(backbone.encode_text(list(sentences)).float(), dim=-1)  # type: ignore[attr-defined]
-    return F.normalize(feats.mean(0), dim=-1)
+    feats = torch.nn.functional.normalize(backbone.encode_text(list(sentences)).float(), dim=-1)  # type: ignore[attr-defined]
+    return torch.nn.functional.normalize(feats.mean(0), dim=-1)
 
 
 def normal_anomalous_features(
@@ -131,8 +133,37 @@ def normal_anomalous_features(
     )
 
 
+class PromptEnsemble:
+    """A frozen text tower's (2, C) normal / anomalous ensemble features per object name, encoded once
+    (without gradients) and cached: the text side of CLIP, WinCLIP and APRIL-GAN."""
+
+    def __init__(
+        self,
+        backbone: object,
+        normal_states: Sequence[str],
+        anomalous_states: Sequence[str],
+        templates: Sequence[str],
+    ) -> None:
+        self.backbone = backbone
+        self.states = (tuple(normal_states), tuple(anomalous_states))
+        self.templates = tuple(templates)
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def features(self, name: str) -> torch.Tensor:
+        """(2, C) unit normal / anomalous features of the object ``name``."""
+        if name not in self._cache:
+            with torch.no_grad():
+                self._cache[name] = normal_anomalous_features(
+                    self.backbone, name, *self.states, self.templates
+                )
+        return self._cache[name]
+
+
 def anomaly_probability(features: torch.Tensor, text: torch.Tensor, temperature: float) -> torch.Tensor:
     """P(anomalous) of each feature (..., C) against (2, C) normal/anomalous text features: the softmax
     over the two cosine similarities divided by ``temperature``."""
-    logits = F.normalize(features.float(), dim=-1) @ F.normalize(text.float(), dim=-1).T
+    logits = (
+        torch.nn.functional.normalize(features.float(), dim=-1)
+        @ torch.nn.functional.normalize(text.float(), dim=-1).T
+    )
     return torch.softmax(logits / temperature, dim=-1)[..., 1]

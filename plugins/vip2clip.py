@@ -43,20 +43,21 @@ FGP and the top-k scoring also run per step. ``benchmarks/bench_vip2clip.py`` me
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torchvision.transforms.functional import gaussian_blur
+import lazy_loader as lazy
 
 from adbench import hookimpl
+from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.losses import image_cross_entropy, normal_anomalous_map_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
-from .dma_sap import scale_taps
-from .vip2clip_modules import MetaNet, UTPAHead, ViPPromptLearner, combine_maps
+if TYPE_CHECKING:
+    from .vip2clip_modules import ViPPromptLearner
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
 
@@ -122,8 +123,10 @@ class ViP2CLIP(Method):
         self._weights = {cfg.clip_backbone: clip.weights}
         self.attach(clip)
 
-    def attach(self, clip: nn.Module) -> None:
+    def attach(self, clip: torch.nn.Module) -> None:
         """Build the learnable parts for the given frozen CLIP (``setup`` builds it by name)."""
+        from .vip2clip_modules import UTPAHead
+
         cfg = self.config
         if not clip.has_text:
             raise AdbenchError(
@@ -141,7 +144,7 @@ class ViP2CLIP(Method):
             self.vv_blocks = min(clip.num_blocks, max(scaled, clip.num_blocks - min(self.taps) + 1))
         text_dim = int(clip.output_dim)
         patch_dim = int(clip.embed_dim) if cfg.fgp else text_dim
-        self.learnable = nn.ModuleDict(
+        self.learnable = torch.nn.ModuleDict(
             {
                 "prompts": self._prompt_learner(text_dim),
                 "head": UTPAHead(text_dim, patch_dim, cfg.fgp, cfg.top_k, cfg.temperature),
@@ -150,6 +153,8 @@ class ViP2CLIP(Method):
         self.learnable.eval()
 
     def _prompt_learner(self, image_dim: int) -> ViPPromptLearner:
+        from .vip2clip_modules import MetaNet, ViPPromptLearner
+
         cfg = self.config
         front, back = cfg.n_ctx - cfg.n_conditioned, cfg.n_conditioned
         texts = [
@@ -168,7 +173,7 @@ class ViP2CLIP(Method):
             raise AdbenchError(f"vip2clip: {exc} (normal_word / anomalous_word contain 'X'?)") from None
 
     # --- the trained-method hooks ------------------------------------------------------------
-    def learnable_module(self) -> nn.Module:
+    def learnable_module(self) -> torch.nn.Module:
         return self.learnable
 
     def frozen_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -213,11 +218,15 @@ class ViP2CLIP(Method):
         return loss, {"global": float(glob.detach()), "local": float(local.detach())}
 
     def predict(self, images: torch.Tensor, ctx: Context) -> Prediction:
+        from .vip2clip_modules import combine_maps
+
         with torch.no_grad():
             probs, logits, grid = self.forward_head(self.frozen_features(images))
             scores = torch.softmax(logits, dim=-1)[..., 1].mean(1)
             maps = probs.unflatten(-1, grid).flatten(1, 2)  # (N, layers*2, h, w): Up() each map, then Eq. 11
-            maps = F.interpolate(maps, size=images.shape[-2:], mode="bilinear", align_corners=False)
+            maps = torch.nn.functional.interpolate(
+                maps, size=images.shape[-2:], mode="bilinear", align_corners=False
+            )
             maps = maps.unflatten(1, (probs.shape[1], 2))
             amap = combine_maps(maps[:, :, 0], maps[:, :, 1])
             amap = smooth(amap, float(self.config.sigma))
@@ -226,6 +235,8 @@ class ViP2CLIP(Method):
 
 def smooth(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian smoothing G_sigma of maps (N, H, W), kernel truncated at 4 sigma (scipy's default)."""
+    from torchvision.transforms.functional import gaussian_blur
+
     if sigma <= 0:
         return maps
     half = min(int(4 * sigma + 0.5), min(maps.shape[-2:]) - 1)  # reflect padding needs half < size

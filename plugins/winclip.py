@@ -26,22 +26,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+import lazy_loader as lazy
 
 from adbench import hookimpl
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.methods import Context, Method, MethodConfig, Prediction
+from adbench.patch_nn import nearest_cosine_distance
 
-from .patch_memory import nearest_cosine_distance
 from .prompt_ensemble import (
     WINCLIP_ANOMALOUS_STATES,
     WINCLIP_NORMAL_STATES,
     WINCLIP_TEMPLATES,
+    PromptEnsemble,
     anomaly_probability,
     class_name,
-    normal_anomalous_features,
 )
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 
 @dataclass
@@ -109,23 +111,16 @@ class WinCLIP(Method):
             self.config.backbone, device=self.device, pretrained=self.pretrained_backbones
         )
         self._weights = {self.config.backbone: self.clip.weights}
-        self._text: dict[str, torch.Tensor] = {}
+        self._prompts = PromptEnsemble(
+            self.clip, WINCLIP_NORMAL_STATES, WINCLIP_ANOMALOUS_STATES, WINCLIP_TEMPLATES
+        )
         self._windows: dict[tuple[int, int], list[torch.Tensor]] = {}
         self._memory: tuple[torch.Tensor, list[torch.Tensor]] | None = None
         self._memory_of: torch.Tensor | None = None
 
     def text(self, category: str) -> torch.Tensor:
         """(2, C) normal / anomalous ensemble features of the category (cached)."""
-        if category not in self._text:
-            with torch.no_grad():
-                self._text[category] = normal_anomalous_features(
-                    self.clip,
-                    class_name(category),
-                    WINCLIP_NORMAL_STATES,
-                    WINCLIP_ANOMALOUS_STATES,
-                    WINCLIP_TEMPLATES,
-                )
-        return self._text[category]
+        return self._prompts.features(class_name(category))
 
     def windows(self, grid: tuple[int, int]) -> list[torch.Tensor]:
         """The sliding windows of each configured size on ``grid``."""

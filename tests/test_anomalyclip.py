@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from adbench.methods import Context
-from adbench.plugins.anomalyclip import AnomalyCLIP, AnomalyCLIPConfig, DeepTextPrompts
-from adbench.plugins.dma_sap_modules import PromptLearner
+from adbench.plugins.anomalyclip import AnomalyCLIP, AnomalyCLIPConfig
+from adbench.plugins.anomalyclip_modules import DeepTextPrompts
+from adbench.plugins.prompt_learner import PromptLearner
 
 
 def official_dpam_tokens(

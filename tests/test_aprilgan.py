@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from adbench.methods import Context
+from adbench.patch_nn import nearest_cosine_distance
 from adbench.plugins.aprilgan import APRILGAN, APRILGANConfig
-from adbench.plugins.patch_memory import nearest_cosine_distance
 from adbench.plugins.prompt_ensemble import (
     APRILGAN_ANOMALOUS_STATES,
     APRILGAN_NORMAL_STATES,
@@ -78,10 +78,3 @@ def test_few_shot_adds_the_memory_distance(method):
     torch.testing.assert_close(other.maps, zero.maps + extra, rtol=1e-4, atol=1e-4)
     expected = (zero.scores + other.maps.flatten(1).amax(1) / 12) / 2
     torch.testing.assert_close(other.scores, expected, rtol=1e-4, atol=1e-5)
-
-
-def test_nearest_cosine_distance_matches_brute_force():
-    q, mem = torch.randn(2, 5, 8), torch.randn(30, 8)
-    got = nearest_cosine_distance(q, mem, max_elements=40)  # forces several chunks
-    cos = torch.nn.functional.cosine_similarity(q[..., None, :], mem, dim=-1)
-    torch.testing.assert_close(got, 1 - cos.amax(-1), rtol=1e-5, atol=1e-6)

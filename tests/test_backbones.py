@@ -67,6 +67,18 @@ def test_non_square_input_and_last_layer_alias(tiny: dict, name: str) -> None:
     assert tokens.cls is None
 
 
+@pytest.mark.parametrize("name", TINY)
+def test_batched_tokens_equal_one_pass(tiny: dict, name: str) -> None:
+    bb, images = tiny[name], _images(5, 56)
+    with torch.no_grad():
+        whole = bb.forward_tokens(images, [2, -1])
+        parts = list(bb.batched_tokens(images, [2, -1], 2, "cpu"))
+    assert [len(t.patches[-1]) for t in parts] == [2, 2, 1]
+    for layer in (2, -1):
+        torch.testing.assert_close(torch.cat([t.patches[layer] for t in parts]), whole.patches[layer])
+    torch.testing.assert_close(torch.cat([t.cls for t in parts]), whole.cls)
+
+
 def test_layer_out_of_range_is_a_user_error(tiny: dict) -> None:
     with pytest.raises(AdbenchError, match="out of range"):
         tiny["tiny-dinov2"].forward_tokens(_images(1, 112), [5])

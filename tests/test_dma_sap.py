@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from adbench.backbones.spec import scale_taps
 from adbench.methods import Context
-from adbench.plugins.dma_sap import DMASAP, DMASAPConfig, scale_taps
+from adbench.plugins.dma_sap import DMASAP, DMASAPConfig
 from adbench.plugins.dma_sap_modules import (
     DMA,
     SAP,
@@ -217,3 +218,25 @@ def test_normal_map_dice_is_an_option_off_by_default():
     base = method.training_loss(feats, masks, labels)[0]
     method.config.normal_map_dice = True
     assert method.training_loss(feats, masks, labels)[0] > base
+
+
+def test_prompt_learner_from_words_embeds_the_placeholders_and_names_the_option_on_a_bad_tokenizer():
+    from adbench.errors import AdbenchError
+    from adbench.plugins.prompt_learner import PromptLearner
+
+    class Clip(torch.nn.Module):
+        def __init__(self, split: bool):
+            super().__init__()
+            self.split, self.token_embedding = split, torch.nn.Embedding(50, 8)
+
+        def tokenize(self, texts):
+            ids = torch.zeros(len(texts), 10, dtype=torch.long)
+            ids[:, 1:4] = torch.tensor([7, 8, 7]) if self.split else 7  # 3 placeholders "X"
+            ids[:, 4], ids[:, 5] = torch.arange(len(texts)) + 20, 49  # the words, then EOT (the max id)
+            return ids
+
+    learner = PromptLearner.from_words(Clip(False), 3, "object", "damaged object", "dma_sap.n_ctx")
+    assert learner.ctx.shape == (2, 3, 8) and learner.eot.tolist() == [5, 5]
+    assert learner.suffix.shape == (2, 6, 8)  # everything after the 3 learnable positions stays frozen
+    with pytest.raises(AdbenchError, match=r"dma_sap.n_ctx=3: the tokenizer"):
+        PromptLearner.from_words(Clip(True), 3, "object", "damaged object", "dma_sap.n_ctx")

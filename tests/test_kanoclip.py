@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from adbench import hookimpl
 from adbench.datasets.synthetic import CATEGORIES as SYNTHETIC_CATEGORIES
 from adbench.knowledge import KnowledgeProvider, choose_provider, describe, knowledge_hash
-from adbench.losses import knowledge_margin_loss
+from adbench.losses import dice_loss, focal_loss, knowledge_margin_loss
 from adbench.methods import Context
 from adbench.plugins.kanoclip import KAnoCLIP, KAnoCLIPConfig
 from adbench.plugins.kanoclip_knowledge import SHIPPED, shipped_descriptions, shipped_knowledge
@@ -331,6 +331,15 @@ def test_training_loss_parts_gradients_and_falling_loss():
     feats = method.frozen_features(images[:4]) | {"class_index": extras["class_index"][:4]}
     loss, parts = method.training_loss(feats, masks[:4], labels[:4])
     assert set(parts) == {"global", "local", "kd"}
+    # the local part is the paper's formula written out: focal(M_a, G) + dice(M_n, 1 - G) + dice(M_a, G) on upsampled maps
+    with torch.no_grad():
+        m_n, m_a, _ = method.forward_head(
+            feats, method.text_features(method.train_classes)[feats["class_index"]]
+        )
+        up = F.interpolate(torch.stack([m_n, m_a], 1), size=(56, 56), mode="bilinear")
+        gt = masks[:4].float()
+        written_out = focal_loss(up[:, 1], gt) + dice_loss(up[:, 0], 1 - gt) + dice_loss(up[:, 1], gt)
+    assert parts["local"] == pytest.approx(float(written_out), rel=1e-5)
     loss.backward()
     assert method.learnable["prompts"].ctx.grad.abs().sum() > 0
     assert all(p.grad is None for p in method.clip.parameters())

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adbench.patch_nn import bank_knn_distances, per_reference_distances
+from adbench.patch_nn import bank_knn_distances, nearest_cosine_distance, per_reference_distances
 
 
 def _unit(*shape):
@@ -55,3 +55,10 @@ def test_bank_knn_matches_brute_force(k, max_elements):
     full = 1 - q @ bank.T
     expected = full.sort(dim=1).values[:, :k].mean(1)
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_nearest_cosine_distance_matches_brute_force():
+    q, mem = torch.randn(2, 5, 8), torch.randn(30, 8)
+    got = nearest_cosine_distance(q, mem, max_elements=40)  # forces several chunks
+    cos = torch.nn.functional.cosine_similarity(q[..., None, :], mem, dim=-1)
+    torch.testing.assert_close(got, 1 - cos.amax(-1), rtol=1e-5, atol=1e-6)

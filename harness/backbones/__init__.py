@@ -8,10 +8,21 @@ caches the model per (name, weights identity, device), so two methods sharing a 
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from .base import CAPABILITIES, CLIP_CAPABILITIES, VIT_CAPABILITIES, Backbone, BackboneSpec, Tokens
-from .weights import WeightSource, resolve_weights
+import lazy_loader as lazy
+
+from .spec import CAPABILITIES, CLIP_CAPABILITIES, VIT_CAPABILITIES, BackboneSpec, scale_taps
+
+if TYPE_CHECKING:
+    from .base import Backbone, Tokens
+    from .weights import WeightSource
+
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
+# The torch-bound names load with their module on first access (SPEC 1 lazy attributes).
+__getattr__, _dir, _ = lazy.attach(
+    __name__, submod_attrs={"base": ["Backbone", "Tokens"], "weights": ["WeightSource", "resolve_weights"]}
+)
 
 __all__ = [
     "CAPABILITIES",
@@ -26,7 +37,13 @@ __all__ = [
     "check_capabilities",
     "clear_backbone_cache",
     "resolve_backbone_identity",
+    "scale_taps",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(_dir()) | set(__all__))
+
 
 _CACHE: dict[tuple[str, str, str], Backbone] = {}
 
@@ -50,6 +67,8 @@ def build_from_spec(
 ) -> Backbone:
     """Build one backbone (no cache): resolve weights (unless ``source`` is given), build with the torch
     RNG seeded from ``spec.kwargs['seed']`` (default 0, so random inits are reproducible), freeze, move to ``device``."""
+    from .weights import resolve_weights
+
     source = source or resolve_weights(spec, weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(spec.kwargs.get("seed", 0)))
@@ -75,6 +94,8 @@ def build_backbone(
     ``weights`` is a file path or 'random'; ``pretrained=False`` builds a random init (e.g. to count
     parameters). Raises WeightsNotFoundError (one line) when pretrained weights are nowhere to be found.
     """
+    from .weights import resolve_weights
+
     spec = _spec(name, registry)
     source = resolve_weights(spec, weights, pretrained)
     key = (name, source.identity, str(torch.device(device)))
@@ -85,6 +106,8 @@ def build_backbone(
 
 def resolve_backbone_identity(name: str, weights: str | None = None, registry: object | None = None) -> str:
     """Weights identity of backbone ``name`` for job keys ('random', a tag or a file hash); builds nothing."""
+    from .weights import resolve_weights
+
     return resolve_weights(_spec(name, registry), weights).identity
 
 

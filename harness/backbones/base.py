@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..errors import AdbenchError
+from .spec import CAPABILITIES, CLIP_CAPABILITIES, VIT_CAPABILITIES, BackboneSpec
+
+__all__ = ["CAPABILITIES", "CLIP_CAPABILITIES", "VIT_CAPABILITIES", "Backbone", "BackboneSpec", "Tokens"]
 
 
 @dataclass
@@ -32,48 +35,6 @@ class Tokens:
     grid: tuple[int, int] = (0, 0)
     vv: dict[int, torch.Tensor] = field(default_factory=dict)
     attention: torch.Tensor | None = None
-
-
-#: What a backbone can do beyond patch tokens; methods declare what they call in
-#: ``Method.backbone_requirements`` and the runner checks it at plan time, before building anything.
-CAPABILITIES: dict[str, str] = {
-    "text": "text tower: encode_text / encode_text_embeddings (prompt learning)",
-    "deep_text_prompts": "learnable tokens inserted at the input of text blocks (encode_text_embeddings deep_prompts)",
-    "projection": "patch tokens projected into the joint image-text space (forward_tokens project=True)",
-    "vv": "V-V attention path in the last blocks (forward_tokens vv_blocks=n; CLIP Surgery / DPAM)",
-    "cls_attention": "last block's CLS-to-patch attention (forward_tokens with_attention=True)",
-    "windows": "image embedding of the vision tower run on subsets of patch tokens (encode_windows; WinCLIP)",
-}
-CLIP_CAPABILITIES = frozenset(CAPABILITIES)
-VIT_CAPABILITIES = frozenset({"cls_attention"})
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """A named backbone: how to build it and where its weights come from (timm-style config as data)."""
-
-    name: str
-    description: str
-    family: str  # "open_clip" | "timm" | "efficientnet" | "tiny"
-    builder: Callable[..., Backbone]
-    model_name: str = ""  # the library's own name, e.g. "ViT-L-14-336-quickgelu"
-    pretrained: str | None = None  # library tag, e.g. "openai"; None for random-only models
-    weight_files: tuple[str, ...] = ()  # file names looked for under $ADBENCH_WEIGHTS
-    capabilities: frozenset[str] = frozenset()  # keys of CAPABILITIES
-    patch_size: int = 16
-    default_size: int = 224
-    num_blocks: int = 12
-    kwargs: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        unknown = set(self.capabilities) - set(CAPABILITIES)
-        if unknown:
-            raise ValueError(f"backbone '{self.name}': unknown capabilities {sorted(unknown)}")
-
-    @property
-    def has_text(self) -> bool:
-        """Whether the backbone has a text tower (the ``text`` capability)."""
-        return "text" in self.capabilities
 
 
 class Backbone(nn.Module, ABC):
@@ -140,6 +101,19 @@ class Backbone(nn.Module, ABC):
         ``with_attention`` also fills ``Tokens.attention`` (the last block's CLS attention) from the
         same pass; a backbone without CLS attention raises TypeError, as :meth:`cls_attention` does.
         """
+
+    def batched_tokens(
+        self,
+        images: torch.Tensor,
+        layers: Sequence[int],
+        batch_size: int,
+        device: torch.device | str,
+        **kwargs: object,
+    ) -> Iterator[Tokens]:
+        """:meth:`forward_tokens` over ``images`` in batches of ``batch_size``, each moved to ``device``:
+        the patch methods embed a whole category (or memory) without one oversized pass."""
+        for start in range(0, len(images), batch_size):
+            yield self.forward_tokens(images[start : start + batch_size].to(device), layers, **kwargs)
 
     def cls_attention(self, images: torch.Tensor) -> torch.Tensor:
         """Last block's CLS-to-patch attention averaged over heads, (N, h, w)."""
