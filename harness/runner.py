@@ -510,6 +510,7 @@ class Runner:
             seed=job.seed,
             retrain=self.spec.retrain,
             progress=self.spec.progress,
+            claim=lambda key: self.store.hold(f"fit-{key}"),
         )
         from .training import read_fit_log
 

@@ -329,6 +329,17 @@ class ResultsStore:
         return swept
 
     @contextlib.contextmanager
+    def hold(self, key: str, poll_s: float = 0.5) -> Iterator[None]:
+        """Claim ``key``, waiting while another live process holds it (e.g. a fit being trained by
+        another worker); released on exit. A holder that dies leaves a stale claim, which is taken over."""
+        while True:
+            with self.claim(key) as claimed:
+                if claimed:
+                    yield
+                    return
+            time.sleep(poll_s)
+
+    @contextlib.contextmanager
     def claim(self, key: str) -> Iterator[bool]:
         """Claim a job for this process: yields True when claimed (released on exit), False when another
         live run holds it. The claim file is created with O_EXCL and kept fresh by a heartbeat thread."""

@@ -12,10 +12,12 @@ optimiser (Adam by default), schedule, epochs, batch size and lr come from the m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -280,15 +282,34 @@ def ensure_fitted(
     seed: int,
     retrain: bool = False,
     progress: bool = True,
+    claim: Callable[[str], AbstractContextManager[object]] | None = None,
 ) -> FitResult:
     """Fit `method` on the TEST splits of the auxiliary categories (images, masks, labels at
-    method.image_size), or load a cached fit; afterwards `method` is ready to predict."""
+    method.image_size), or load a cached fit; afterwards `method` is ready to predict.
+
+    ``claim(fit_key)`` (the results store's blocking claim) is held while the fit is looked up and
+    trained, so parallel workers that need the same fit train it once: the others wait, then load it.
+    """
     if not method.trained:
         raise AdbenchError(f"method '{method.name}' is training-free; nothing to fit")
     t0 = time.perf_counter()
     key = fit_key(
         method, aux_fingerprint, seed, method.key_material(method.config, [c.object_name for _, c in aux])
     )
+    with claim(key) if claim is not None else contextlib.nullcontext():
+        return _load_or_train(method, aux, key, aux_fingerprint, seed, retrain, progress, t0)
+
+
+def _load_or_train(
+    method: Method,
+    aux: list[tuple[str, Category]],
+    key: str,
+    aux_fingerprint: str,
+    seed: int,
+    retrain: bool,
+    progress: bool,
+    t0: float,
+) -> FitResult:
     path, log_path = fit_paths(method.name, key)
     trained_on = [f"{d}/{cat.name}" for d, cat in aux]
     if path.exists() and log_path.exists() and not retrain:

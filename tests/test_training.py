@@ -223,3 +223,44 @@ def test_zero_epochs_keeps_the_initialisation_as_a_baseline(tiny_aux):
         assert torch.equal(v, before[k])
     with pytest.raises(AdbenchError, match="epochs must be >= 0"):
         train(_toy(epochs=-1), samples, masks, labels, seed=0, progress=False)
+
+
+def test_workers_needing_the_same_fit_train_it_once(tiny_aux, tmp_path, monkeypatch):
+    """Two workers (threads here, processes in a run) claim the fit key: one trains, the other waits
+    and loads the saved fit, with identical parameters."""
+    import threading
+
+    from adbench import training
+    from adbench.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "store")
+    calls = []
+    real_train = training.train
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train", counted)
+    methods = [_toy(epochs=3), _toy(epochs=3)]
+    results: list = [None, None]
+
+    def work(i: int) -> None:
+        results[i] = training.ensure_fitted(
+            methods[i],
+            tiny_aux,
+            aux_fingerprint="shared-claim-test",
+            seed=0,
+            progress=False,
+            claim=lambda key: store.hold(f"fit-{key}", poll_s=0.05),
+        )
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and sorted(r.reused for r in results) == [False, True]
+    a, b = (m.learnable_state() for m in methods)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not list((tmp_path / "store" / "claims").glob("*.claim"))
