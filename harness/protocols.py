@@ -44,20 +44,29 @@ def few_shot_references(category: Category, shots: int, seed: int) -> list[Sampl
 
 def predict_category(
     method: Method,
-    images: torch.Tensor,
+    images: torch.Tensor | Sequence[Sample],
     ctx: Context,
     batch_size: int = 16,
+    size: int | None = None,
+    device: torch.device | str | None = None,
 ) -> Prediction:
     """Run the method on a category's test images under ``ctx.protocol``.
 
+    ``images`` is a tensor (N, 3, H, W), or the test samples themselves, which are then decoded at
+    ``size`` and moved to ``device`` one batch at a time (memory bounded by the batch, not the split).
     Batch zero-shot hands over the whole split in one call (the batch is its own reference set);
-    the other protocols stream fixed-size batches so memory stays bounded.
+    the other protocols stream fixed-size batches.
     """
     if ctx.protocol == "batch_zero_shot":
+        if not isinstance(images, torch.Tensor):
+            images = load_images(images, int(size or method.image_size)).to(device or "cpu")
         return method.predict(images, ctx)
     scores, maps = [], []
     for start in range(0, len(images), batch_size):
-        pred = method.predict(images[start : start + batch_size], ctx)
+        batch = images[start : start + batch_size]
+        if not isinstance(batch, torch.Tensor):
+            batch = load_images(batch, int(size or method.image_size)).to(device or "cpu")
+        pred = method.predict(batch, ctx)
         scores.append(pred.scores.detach().float().cpu())
         if pred.maps is not None:
             maps.append(pred.maps.detach().float().cpu())

@@ -711,13 +711,16 @@ class Runner:
 
     def test_split(
         self, job: Job, category: Category, size: int
-    ) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor] | None]:
-        """Test images and masks of a category; the last one is kept, since consecutive jobs
-        (few-shot k and seeds, config variants) share it. One category at a time bounds memory."""
+    ) -> tuple[torch.Tensor | None, torch.Tensor | list[torch.Tensor] | None]:
+        """Test masks of a category, and its images when the protocol hands the whole split to the
+        method at once (batch zero-shot; other protocols stream images from disk batch by batch).
+        The last split is kept, since consecutive jobs (few-shot k and seeds, config variants) share it."""
         ev = job.evaluation
-        ident = (job.dataset.name, category.name, size, ev.size, ev.mask_resize)
+        whole = job.protocol == "batch_zero_shot"
+        ident = (job.dataset.name, category.name, size, ev.size, ev.mask_resize, whole)
         if self._split_cache is None or self._split_cache[0] != ident:
-            images = load_images(category.test, size)
+            self._split_cache = None  # free the previous split before loading the next
+            images = load_images(category.test, size) if whole else None
             mask_size = None if ev.size == "original" else int(ev.size)
             masks = (
                 load_masks(category.test, mask_size, ev.mask_resize, job.dataset.allow_mask_resize)
@@ -741,7 +744,8 @@ class Runner:
             torch.inference_mode(),
             torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=job.precision == "bf16-autocast"),
         ):
-            pred = predict_category(method, images.to(self.device), ctx, self.spec.batch_size)
+            source = images.to(self.device) if images is not None else category.test
+            pred = predict_category(method, source, ctx, self.spec.batch_size, method.image_size, self.device)
         predict_s = time.perf_counter() - t1
         scores = pred.scores.detach().float().cpu().numpy()
         ev = job.evaluation

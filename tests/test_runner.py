@@ -191,3 +191,35 @@ def test_parameter_counts_count_shared_parameters_once():
             raise NotImplementedError
 
     assert parameter_counts(Fake()) == (30, 10)
+
+
+def test_streamed_protocols_decode_one_batch_at_a_time_with_identical_scores(tmp_path):
+    """Zero-shot and few-shot stream test images from disk batch by batch (memory bounded by the
+    batch); the scores equal scoring the decoded split at once."""
+    from adbench import protocols
+    from adbench.data import load_images
+    from adbench.methods import Context
+
+    from .helpers import TinyDataset, example_plugin_module, write_tiny_dataset
+
+    write_tiny_dataset(tmp_path, categories=("alpha",), n_normal=5, n_anom=5)
+    category = TinyDataset(tmp_path).load_category("alpha")
+    plugin = example_plugin_module()
+    method = plugin.MedianDeviation(plugin.MedianDevConfig(image_size=32))
+    refs = load_images(category.train, 32)
+    ctx = Context(protocol="few_shot", category="alpha", references=refs)
+    sizes = []
+    real = protocols.load_images
+
+    def spy(samples, size):
+        sizes.append(len(samples))
+        return real(samples, size)
+
+    protocols.load_images = spy
+    try:
+        streamed = protocols.predict_category(method, category.test, ctx, batch_size=4, size=32)
+    finally:
+        protocols.load_images = real
+    whole = protocols.predict_category(method, load_images(category.test, 32), ctx, batch_size=4)
+    assert sizes == [4, 4, 2]
+    assert torch.equal(streamed.scores, whole.scores) and torch.equal(streamed.maps, whole.maps)
