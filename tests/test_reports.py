@@ -38,6 +38,7 @@ def make_record(method, variant, dataset, category, rng, *, config=None, nan_ima
         metrics=metrics,
         config=config if config is not None else ({"variant": variant} if variant else {}),
         method_title=TITLES.get(method, ""),
+        published_name=kw.pop("published_name", TITLES.get(method)),
         n_anomalous=8 if nan_image else 4,
         **kw,
     )
@@ -307,17 +308,21 @@ def test_html_is_escaped(rendered):
     assert SCRIPT not in "".join(rendered["tables"].values())
 
 
-def test_published_name_mapping():
-    assert published.published_name("patchead", {"backbone": "dinov2-vitb14-reg"}) == "PatchEAD"
-    assert (
-        published.published_name("patchead", {"backbone": "dinov2-vitb14-reg", "align": True})
-        == "PatchEAD+ (DINOv2)"
-    )
-    assert published.published_name("patchead", {"backbone": "clip-b16", "foreground_mask": True}) is None
-    names = set(published.load_published()["method"])
-    assert {
-        published.published_name(m) for m in ("dma_sap", "winclip", "anomalyclip", "vip2clip", "kanoclip")
-    } <= names
+def test_paper_facts_cover_every_paper_of_the_published_csv():
+    """Each paper of the CSV has its facts (own methods, AUPRO definition, averages) in papers.json,
+    and every dataset behind an average row is one the paper reports or a registered one."""
+    papers = published.load_papers()
+    data = published.load_published()
+    assert set(data["paper"]) <= set(papers)
+    for name in set(data["method"]):
+        own = published.own_paper(name)
+        assert own is None or name in set(data.loc[data["paper"] == own, "method"])
+    assert published.own_paper("DMA-SAP") == "dma_sap__clip_dinov2_fusion.txt"
+    assert published.own_paper("WinCLIP") is None
+    assert published.uses_cflow_aupro("vip2clip.txt (Tables 1-2)")
+    assert not published.uses_cflow_aupro("patchead.txt (text of Sections 1 and 4.3)")
+    # the preference among papers is the file's order: WinCLIP comes from DMA-SAP's tables first
+    assert published.lookup("WinCLIP", "zero_shot")[0].startswith("dma_sap__")
 
 
 def test_few_shot_mean_and_std_over_seeds(tmp_path):
@@ -337,19 +342,36 @@ def test_few_shot_mean_and_std_over_seeds(tmp_path):
 
 
 def test_published_mode_needs_no_records(tmp_path):
+    """Dataset titles and row order of a published-only report come from the registered dataset
+    plugins; without them the raw names stay (the numbers are the same)."""
+    from adbench.datasets import btad, mvtec_style, visa
+
+    registry = Registry(autoload=False, plugins=[formats, mvtec_style, visa, btad])
     paths = render_report(
         ResultsStore(tmp_path / "empty"),
         tmp_path / "o",
         ["html", "csv"],
         mode="published",
         paper="dma_sap",
-        registry=REGISTRY,
+        registry=registry,
     )
     html = (tmp_path / "o" / "report.html").read_text()
     table = html_table(html, "pub-dma_sap__clip_dinov2_fusion.txt (Tables 1-6)-image_auroc")
     row = html_row(table, "MVTec AD")
     assert "<strong>94.8</strong>" in row[-1] and "<u>93.9</u>" in row[-2]  # the paper's Table 1 ranks
+    labels = re.findall(r"<tr[^>]*><th>([^<]+)</th>", table.split("<tbody>")[1])
+    # described datasets first in the plugins' order, the undescribed ones after them by name
+    described = ["MVTec AD", "VisA", "MPDD", "BTAD", "DTD-Synthetic"]  # mvtec_style holds three
+    assert labels[:-1] == described + ["dagm", "ksdd"]
+    assert labels[-1] == "Average"
     assert any(p.suffix == ".csv" for p in paths)
+    render_report(
+        ResultsStore(tmp_path / "empty"), tmp_path / "bare", ["html"], mode="published", registry=REGISTRY
+    )
+    bare = html_table(
+        (tmp_path / "bare" / "report.html").read_text(), "pub-vip2clip.txt (Tables 1-2)-image_auroc"
+    )
+    assert html_row(bare, "mvtec")[0] and html_row(bare, "Average (medical)")[0]
     with pytest.raises(AdbenchError, match="no finished records"):
         render_report(ResultsStore(tmp_path / "empty"), tmp_path / "o", ["html"], registry=REGISTRY)
 
