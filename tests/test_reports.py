@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -495,3 +496,80 @@ def test_bar_chart_keeps_its_width_with_many_long_labels(tmp_path):
     assert len(lines) > 1 and all(len(ln) <= 40 for ln in lines)
     assert "dino_backbone=dinov2-vitb14-reg" in lines[-1]  # wrapped between settings, not inside one
     assert LEGEND_WRAP >= 60
+
+
+def test_names_groups_and_order_come_from_the_records(tmp_path):
+    """A method and datasets no code knows: the report shows their recorded display name, titles,
+    groups and order as given (a name list in reports/ would have to be edited for this)."""
+    rng = np.random.default_rng(5)
+    invented = {
+        "barset": {"dataset_title": "Bar Set", "dataset_group": "medical", "dataset_order": 5},
+        "bazset": {"dataset_title": "Baz Set", "dataset_group": "medical", "dataset_order": 3},
+        "quxset": {"dataset_title": "Qux Set", "dataset_group": "aerial", "dataset_order": 400},
+    }
+    recs = []
+    for method, title in (("foonet", "FooNet"), ("dma_sap", "DMA-SAP")):
+        for dataset in [*invented, "mvtec"]:
+            recs += [
+                job_record(
+                    method,
+                    dataset,
+                    cat,
+                    rng=rng,
+                    method_title=title,
+                    published_name=None if method == "foonet" else "DMA-SAP",
+                    **invented.get(dataset, {}),
+                )
+                for cat in ("c1", "c2")
+            ]
+    store = write_store(tmp_path / "s", recs)
+    render_report(store, tmp_path / "o", ["html", "latex"], published=True, registry=REGISTRY)
+    html = (tmp_path / "o" / "report.html").read_text()
+    medical = html_table(html, "metric-image_auroc-medical")
+    labels = re.findall(r"<tr[^>]*><th>([^<]+)</th>", medical.split("<tbody>")[1])
+    assert labels == ["Baz Set", "Bar Set", "Average"]  # the recorded order, within the group
+    assert "FooNet" in medical and "foonet" not in medical
+    assert re.search(r"<tr[^>]*><th>MVTec AD</th>", html_table(html, "metric-image_auroc-industrial"))
+    assert re.search(r"<tr[^>]*><th>Qux Set</th>", html_table(html, "metric-image_auroc-aerial"))
+    assert "Bar Set" not in html_table(html, "metric-image_auroc-industrial")
+    # groups ordered by their first dataset: medical (3) before industrial (10) before aerial (400)
+    ids = re.findall(r'id="(metric-image_auroc-[a-z]+)"', html)
+    assert ids == ["metric-image_auroc-medical", "metric-image_auroc-industrial", "metric-image_auroc-aerial"]
+    # the published pairing follows the recorded published_name: DMA-SAP has MVTec numbers, FooNet none
+    industrial = html_table(html, "metric-image_auroc-industrial")
+    heads = re.findall(r'<th class="col"[^>]*>(.*?)</th>', industrial, re.S)
+    assert [h.split("<")[0].strip() for h in heads] == ["DMA-SAP", "FooNet"]
+    row = html_row(industrial, "MVTec AD")  # ours, paper, Δ per column
+    assert re.fullmatch(r"\d+\.\d", text(row[1])) and text(row[4]).startswith("—")
+    tex = (tmp_path / "o" / "tables" / "metric-image_auroc-medical.tex").read_text()
+    assert "FooNet" in tex and "Bar Set" in tex
+    assert "foonet" not in html + "".join(p.read_text() for p in (tmp_path / "o").rglob("*.tex"))
+
+
+def test_records_without_names_still_render(tmp_path):
+    """Records written before the names were recorded (schema 0): raw names, the ``other`` group,
+    rows by name, and no published pairing (nothing says which paper name the method has)."""
+    rng = np.random.default_rng(6)
+    store = ResultsStore(tmp_path / "s")
+    for dataset in ("zeta", "mvtec", "alpha"):
+        for method in ("dma_sap", "winclip"):
+            data = job_record(method, dataset, "c1", rng=rng).to_dict()
+            for name in (
+                "schema_version",
+                "method_title",
+                "published_name",
+                "dataset_title",
+                "dataset_group",
+                "dataset_order",
+            ):
+                data.pop(name)
+            store.records_dir.mkdir(parents=True, exist_ok=True)
+            (store.records_dir / f"{data['key']}.json").write_text(json.dumps(data))
+    render_report(store, tmp_path / "o", ["html", "latex"], published=True, registry=REGISTRY)
+    html = (tmp_path / "o" / "report.html").read_text()
+    table = html_table(html, "metric-image_auroc")
+    labels = re.findall(r"<tr[^>]*><th>([^<]+)</th>", table.split("<tbody>")[1])
+    assert labels == ["alpha", "mvtec", "zeta", "Average"]
+    assert "dma_sap" in table and "winclip" in table
+    assert html_row(table, "mvtec")[1].startswith("—")  # no published value without a published name
+    assert (tmp_path / "o" / "report.tex").exists()
