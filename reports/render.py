@@ -141,7 +141,7 @@ def published_side(
         protocol, shots = grid.protocol(col)
         name = grid.published_name(col)
         if name is None:
-            return Stat(notes=(f"no published number for {grid.title(col)} with this config",)), []
+            return Stat(notes=(f"{grid.columns[col]}: no paper reports this configuration",)), []
         source, rows = pub.lookup(name, protocol, paper)
         if source is None:
             where = f" in {paper}" if paper else ""

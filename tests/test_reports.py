@@ -438,6 +438,8 @@ def test_headers_are_short_two_lines_with_settings_in_a_legend(rendered):
     assert "(b) variant=A" in table.split("</table>", 1)[1]
     tex = rendered["tables"]["metric-image_auroc"].split(r"\midrule", 1)[0]
     assert r"\begin{tabular}[b]{@{}c@{}}PatchEAD\\\scriptsize batch zero-shot\end{tabular}" in tex
+    # over the narrow ours/paper/Δ subcolumns every tag gets its own line
+    assert r"\\\scriptsize (b)\\\scriptsize zero-shot\\\scriptsize random weights\end{tabular}" in tex
     # category tables are longtables: the header is repeated on every page
     cat = rendered["tables"]["category-image_auroc"]
     assert r"\endfirsthead" in cat and r"\endhead" in cat and "(continued)" in cat
