@@ -96,6 +96,14 @@ def paper_of(source: str) -> str:
     return source.split(" ", 1)[0]
 
 
+def source_label(source: str) -> str:
+    """A readable name of a CSV source: ``'dma_sap__x.txt (Tables 1-6)'`` -> ``'DMA-SAP paper, Tables 1-6'``."""
+    paper = paper_info(paper_of(source))
+    where = source.split(" ", 1)[1].strip("()") if " " in source else ""
+    name = f"{paper.own_methods[0]} paper" if paper.own_methods else paper.paper
+    return f"{name}, {where}" if where else name
+
+
 def uses_cflow_aupro(source: str) -> bool:
     """True when the paper's AUPRO is the AnomalyCLIP (``aupro_cflow``) definition."""
     return paper_info(paper_of(source)).aupro_definition == "aupro_cflow"

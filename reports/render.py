@@ -413,15 +413,22 @@ def _published_report(paper: str | None, registry: Any = None) -> Report:
     tables: list[Table] = []
     for source in sources:
         grid = PublishedGrid(data[data["source"] == source], catalog)
+        label = pub.source_label(source)
+        cite = f"Source: {pub.paper_info(pub.paper_of(source)).title} ({source})."
         if "ablation" in source:  # the paper's orientation: configurations as rows
-            tables.append(published_ablation_table(grid, table_id=f"pub-{source}", title=source))
+            t = published_ablation_table(grid, table_id=f"pub-{source}", title=label)
+            t.remarks.append(cite)
+            tables.append(t)
             continue
         rows = grid.datasets + grid.averages
         for m in grid.metrics:
             t = metric_table(
-                grid, m, rows=rows, table_id=f"pub-{source}-{m}", title=f"{metric_name(m)} — {source}"
+                grid, m, rows=rows, table_id=f"pub-{source}-{m}", title=f"{metric_name(m)} — {label}"
             )
             t.section = "published"
+            if m == "pixel_aupro" and pub.uses_cflow_aupro(source):
+                t.remarks.append("The paper's AUPRO follows AnomalyCLIP's evaluation code (aupro_cflow).")
+            t.remarks.append(cite)
             t.rows = [r for r in t.rows if any(c.parts[0].value is not None for c in r.cells)]
             tables.append(t)
     tables.append(_efficiency_table(paper))
