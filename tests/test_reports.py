@@ -24,7 +24,6 @@ from adbench.store import ResultsStore
 from .fixtures.records import job_record, write_store
 
 SCRIPT = "<script>alert(1)</script>"
-TITLES = {"dma_sap": "DMA-SAP", "patchead": "PatchEAD", "winclip": "WinCLIP"}
 
 
 def make_record(method, variant, dataset, category, rng, *, config=None, nan_image=False, **kw):
@@ -38,8 +37,6 @@ def make_record(method, variant, dataset, category, rng, *, config=None, nan_ima
         category,
         metrics=metrics,
         config=config if config is not None else ({"variant": variant} if variant else {}),
-        method_title=TITLES.get(method, ""),
-        published_name=kw.pop("published_name", TITLES.get(method)),
         n_anomalous=8 if nan_image else 4,
         **kw,
     )
