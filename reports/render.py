@@ -170,12 +170,14 @@ def published_side(
             avg = pub.average_row_for(rows, wanted, grid.datasets_with_value(col, metric, dataset))
             if avg is None:
                 if not rows["dataset"].str.startswith("average").any():
-                    return Stat(notes=(f"{name}: no average reported in {pub.paper_of(source)}",)), remarks
+                    return Stat(
+                        notes=(f"{name}: no average reported in {pub.source_label(source)}",)
+                    ), remarks
                 return Stat(notes=("the paper's average covers a different set of datasets",)), remarks
             dataset = avg
         value = pub.value_of(rows, dataset, wanted)
         if value is None:
-            return Stat(notes=(f"{name}: not reported in {pub.paper_of(source)}",)), remarks
+            return Stat(notes=(f"{name}: not reported in {pub.source_label(source)}",)), remarks
         return Stat(value, diffable=diffable), remarks
 
     return lookup
