@@ -21,7 +21,6 @@ from .tables import (
     Table,
     _header_fields,
     _value_cell,
-    dataset_name,
     rank_parts,
 )
 
@@ -67,7 +66,7 @@ def _table(
             rank_parts([c.parts[0] for c in row_cells])
             counts = {len(v) for v in cells[(d, g)] if v}
             label = f"{g} ({counts.pop()})" if len(counts) == 1 else g
-            rows.append(Row(label, row_cells, group=dataset_name(d), group_start=i == 0))
+            rows.append(Row(label, row_cells, group=grid.catalog.title(d), group_start=i == 0))
     return Table(
         table_id,
         title,

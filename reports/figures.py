@@ -23,7 +23,7 @@ from adbench.errors import AdbenchError  # noqa: E402
 from adbench.store import ResultsStore  # noqa: E402
 
 from .render import ImageLoader  # noqa: E402
-from .tables import ReproducedGrid, dataset_name  # noqa: E402
+from .tables import ReproducedGrid  # noqa: E402
 
 PANEL_IN = 1.25  # inches per panel
 MAX_FIGURES = 6  # categories drawn when none are chosen
@@ -126,7 +126,7 @@ def category_figure(
             if r == 0:
                 ax.set_title(titles[a] + (f"\n{tags[a]}" if tags[a] else ""), fontsize=6.5)
         axes[r][0].set_ylabel(ids[i], fontsize=6)
-    caption = f"{dataset_name(dataset)} / {category}: images where the maps disagree most"
+    caption = f"{grid.catalog.title(dataset)} / {category}: images where the maps disagree most"
     if images is None:
         caption += " (image column left out: no dataset loader)"
     if any(grid.is_random(c) for c in cols):

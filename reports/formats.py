@@ -124,6 +124,10 @@ def latex_header(table: Table, col: int, size: str = "scriptsize") -> Tex:
     so no extra package is needed) to keep long variant strings from widening the table."""
     name = escape_latex(table.columns[col])
     lines = table.details(col)
+    if table.subcolumns:
+        # a header spanning narrow ours/paper/Δ columns: one tag per line, or its width would
+        # spread the extra space into the last subcolumn
+        lines = [part for line in lines for part in line.split(" · ")]
     if not lines:
         return Tex(name)
     small = "".join(rf"\\\{size} {escape_latex(line)}" for line in lines)

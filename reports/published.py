@@ -1,18 +1,21 @@
-"""Published numbers from the papers (package data), and how adbench names map onto them.
+"""Published numbers from the papers (package data) and the facts about those papers.
 
 ``data/published_results.csv`` holds one value per (source, method, setting, dataset, level,
 metric) in percent. Several papers report the same baseline with different numbers, so a
-comparison always names the one source it used.
+comparison always names the one source it used. ``data/papers.json`` says, per paper, which
+methods are its own, which AUPRO definition it prints and which datasets its average rows cover;
+its order is the preference among papers. Records carry the CSV name of their method
+(``published_name``, from the method plugin), so nothing here maps adbench names.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
-from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
-from typing import Any
 
 import pandas as pd
 
@@ -29,55 +32,63 @@ METRIC_KEYS: dict[str, tuple[str, str]] = {
     "pixel_aupro": ("pixel", "aupro"),
 }
 
-#: Papers whose AUPRO follows AnomalyCLIP's evaluation code (the ``aupro_cflow`` definition).
-CFLOW_AUPRO_PAPERS = ("dma_sap__clip_dinov2_fusion.txt", "vip2clip.txt", "kanoclip.txt")
-
-#: Which paper to prefer when several report the same method: its own paper first, then these.
-SOURCE_PRIORITY = ("dma_sap__clip_dinov2_fusion.txt", "vip2clip.txt", "kanoclip.txt", "patchead.txt")
-OWN_PAPER = {
-    "DMA-SAP": "dma_sap__clip_dinov2_fusion.txt",
-    "ViP2-CLIP": "vip2clip.txt",
-    "KAnoCLIP": "kanoclip.txt",
-    "PatchEAD": "patchead.txt",
-    "PatchEAD+ (DINOv2)": "patchead.txt",
-}
-
-#: adbench method name -> the CSV's method name (PatchEAD is resolved from its config).
-METHOD_NAMES = {
-    "dma_sap": "DMA-SAP",
-    "vip2clip": "ViP2-CLIP",
-    "kanoclip": "KAnoCLIP",
-    "winclip": "WinCLIP",
-    "anomalyclip": "AnomalyCLIP",
-    "adaclip": "AdaCLIP",
-    "april_gan": "APRIL-GAN",
-    "aprilgan": "APRIL-GAN",
-    "clip": "CLIP",
-    "crane": "Crane",
-    "anovl": "AnoVL",
-    "mvfa_ad": "MVFA-AD",
-}
-
-#: PatchEADConfig fields that, when true, turn PatchEAD into PatchEAD+ (alignment and/or foreground mask).
-_PATCHEAD_PLUS_FIELDS = ("align", "foreground_mask")
-
-#: Dataset groups behind the CSV's average rows.
-AVERAGE_GROUPS = {
-    "average_industrial": ("mvtec", "visa", "mpdd", "btad", "ksdd", "dagm", "dtd_synthetic"),
-    "average_medical": (
-        "headct",
-        "brainmri",
-        "br35h",
-        "isic",
-        "cvc_colondb",
-        "cvc_clinicdb",
-        "endo",
-        "kvasir",
-    ),
-}
-
 #: adbench protocol -> prefix of the CSV's ``setting`` values it can be compared with.
 _SETTING_PREFIX = {"zero_shot": "zero-shot (", "batch_zero_shot": "batch zero-shot", "few_shot": "few-shot"}
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One paper behind the published numbers (an entry of ``data/papers.json``)."""
+
+    paper: str
+    title: str
+    own_methods: tuple[str, ...]
+    aupro_definition: str  # "aupro_cflow" (AnomalyCLIP's evaluation code) or "aupro" (official)
+    averages: dict[str, tuple[str, ...]]  # average row -> the datasets it covers
+
+
+AUPRO_DEFINITIONS = ("aupro", "aupro_cflow")
+
+
+@functools.cache
+def load_papers() -> dict[str, Paper]:
+    """The papers of the shipped data, in preference order (keyed by paper file name)."""
+    path = resources.files("adbench.reports").joinpath("data/papers.json")
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["papers"]
+        papers = {
+            e["paper"]: Paper(
+                e["paper"],
+                e["title"],
+                tuple(e["own_methods"]),
+                e["aupro_definition"],
+                {k: tuple(v) for k, v in e["averages"].items()},
+            )
+            for e in entries
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AdbenchError(f"{path}: malformed paper list ({type(exc).__name__}: {exc})") from None
+    bad = [p.paper for p in papers.values() if p.aupro_definition not in AUPRO_DEFINITIONS]
+    if bad:
+        raise AdbenchError(
+            f"{path}: {bad[0]}: aupro_definition must be one of {', '.join(AUPRO_DEFINITIONS)}"
+        )
+    return papers
+
+
+def paper_info(paper: str) -> Paper:
+    """The facts about one paper of the published CSV (a paper without an entry is a data error)."""
+    papers = load_papers()
+    if paper not in papers:
+        raise AdbenchError(
+            f"adbench.reports/data/papers.json: no entry for paper '{paper}' of the published CSV"
+        )
+    return papers[paper]
+
+
+def own_paper(name: str) -> str | None:
+    """The paper that proposes the method named ``name`` in the CSV (None for a baseline)."""
+    return next((p.paper for p in load_papers().values() if name in p.own_methods), None)
 
 
 def paper_of(source: str) -> str:
@@ -85,9 +96,17 @@ def paper_of(source: str) -> str:
     return source.split(" ", 1)[0]
 
 
+def source_label(source: str) -> str:
+    """A readable name of a CSV source: ``'dma_sap__x.txt (Tables 1-6)'`` -> ``'DMA-SAP paper, Tables 1-6'``."""
+    paper = paper_info(paper_of(source))
+    where = source.split(" ", 1)[1].strip("()") if " " in source else ""
+    name = f"{paper.own_methods[0]} paper" if paper.own_methods else paper.paper
+    return f"{name}, {where}" if where else name
+
+
 def uses_cflow_aupro(source: str) -> bool:
     """True when the paper's AUPRO is the AnomalyCLIP (``aupro_cflow``) definition."""
-    return paper_of(source) in CFLOW_AUPRO_PAPERS
+    return paper_info(paper_of(source)).aupro_definition == "aupro_cflow"
 
 
 @functools.cache
@@ -111,24 +130,6 @@ def load_efficiency() -> pd.DataFrame:
         return pd.read_csv(p)
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in {"", "0", "false", "no", "off", "none"}
-    return bool(value) and not (isinstance(value, float) and value != value)
-
-
-def published_name(method: str, config: Mapping[str, Any] | None = None) -> str | None:
-    """The CSV's name for an adbench method with this config, or None when no paper reports it."""
-    config = config or {}
-    if method == "patchead":
-        plus = any(_truthy(config.get(f)) for f in _PATCHEAD_PLUS_FIELDS)
-        if not plus:
-            return "PatchEAD"
-        # Only the DINOv2 flavour of PatchEAD+ has a published number.
-        return "PatchEAD+ (DINOv2)" if "dinov2" in str(config.get("backbone", "")).lower() else None
-    return METHOD_NAMES.get(method)
-
-
 def setting_matches(protocol: str, setting: str) -> bool:
     """Whether a CSV ``setting`` describes the same protocol as an adbench ``protocol``."""
     prefix = _SETTING_PREFIX.get(protocol)
@@ -144,7 +145,7 @@ def matches_paper(source: str, paper: str | None) -> bool:
 def lookup(name: str, protocol: str, paper: str | None = None) -> tuple[str | None, pd.DataFrame]:
     """The one source used for a method under a protocol, and its rows (empty when none).
 
-    The method's own paper wins; otherwise the first paper of ``SOURCE_PRIORITY`` reporting it;
+    The method's own paper wins; otherwise the first paper of ``data/papers.json`` reporting it;
     ``paper`` restricts the sources to one paper. Cached: treat the returned frame as read-only.
     """
     table = load_published()
@@ -152,7 +153,7 @@ def lookup(name: str, protocol: str, paper: str | None = None) -> tuple[str | No
     rows = table[(table["method"] == name) & table["setting"].map(lambda s: setting_matches(protocol, s))]
     if rows.empty:
         return None, rows
-    order = [OWN_PAPER.get(name)] + list(SOURCE_PRIORITY)
+    order = [own_paper(name), *load_papers()]
     papers = set(rows["paper"])
     paper = next((p for p in order if p in papers), sorted(papers)[0])
     rows = rows[rows["paper"] == paper]
@@ -170,16 +171,14 @@ def value_of(rows: pd.DataFrame, dataset: str, metric_key: str) -> float | None:
 
 
 def average_row_for(rows: pd.DataFrame, metric_key: str, datasets: set[str]) -> str | None:
-    """The CSV average row comparable with an average over ``datasets``, if the sets agree exactly."""
-    if metric_key not in METRIC_KEYS:
+    """The average row of one source's ``rows`` comparable with an average over ``datasets``: the
+    paper prints it for this metric and it covers exactly these datasets (``data/papers.json``)."""
+    if metric_key not in METRIC_KEYS or rows.empty:
         return None
     level, metric = METRIC_KEYS[metric_key]
-    sel = rows[(rows["level"] == level) & (rows["metric"] == metric)]
-    for avg, group in AVERAGE_GROUPS.items():
-        covered = set(sel["dataset"]) & set(group)
-        if avg in set(sel["dataset"]) and covered and covered == datasets:
-            return avg
-    return None
+    printed = set(rows[(rows["level"] == level) & (rows["metric"] == metric)]["dataset"])
+    averages = paper_info(paper_of(rows["source"].iloc[0])).averages
+    return next((avg for avg, group in averages.items() if avg in printed and set(group) == datasets), None)
 
 
 def published_shots(setting: str) -> int | None:

@@ -25,6 +25,7 @@ from .tables import (
     CFLOW_NOTE,
     DASH,
     Cell,
+    DatasetCatalog,
     Part,
     PublishedGrid,
     ReproducedGrid,
@@ -33,8 +34,6 @@ from .tables import (
     Table,
     ablation_tables,
     category_table,
-    dataset_groups,
-    dataset_name,
     metric_name,
     metric_table,
     published_ablation_table,
@@ -100,13 +99,21 @@ def evaluation_notes(frame: pd.DataFrame) -> list[str]:
     out = []
     for values, rows in keyed.groupby([c for c in cols if c in keyed], sort=True):
         setting = dict(zip([c for c in cols if c in keyed], values, strict=True))
-        methods = ", ".join(sorted(rows["method"].unique()))
+        methods = ", ".join(sorted(method_titles(rows).unique()))
         out.append(
             f"Evaluation protocol {setting.get('eval_protocol')}: pixel metrics at "
             f"{setting.get('eval_size')} px, masks resized {setting.get('mask_resize')}, "
             f"Gaussian sigma {setting.get('smoothing_sigma')}, {setting.get('precision')} ({methods})."
         )
     return out
+
+
+def method_titles(frame: pd.DataFrame) -> pd.Series:
+    """Each record's method display name (``method_title``), its adbench name for older records."""
+    if "method_title" not in frame:
+        return frame["method"].astype(str)
+    titles = frame["method_title"].fillna("").astype(str)
+    return titles.where(titles != "", frame["method"].astype(str))
 
 
 def random_banner(frame: pd.DataFrame) -> str | None:
@@ -117,7 +124,7 @@ def random_banner(frame: pd.DataFrame) -> str | None:
     names: set[str] = set()
     for value in rand.get("backbone_names", pd.Series(dtype=str)).dropna():
         names |= {n for n in str(value).split(",") if n}
-    what = ", ".join(sorted(names)) or "methods: " + ", ".join(sorted(rand["method"].unique()))
+    what = ", ".join(sorted(names)) or "methods: " + ", ".join(sorted(method_titles(rand).unique()))
     return (
         f"Numbers computed with randomly initialised backbone weights ({what}): "
         "not comparable to published results."
@@ -131,11 +138,10 @@ def published_side(
     ``paper`` restricts the comparison to one paper's numbers."""
 
     def lookup(col: int, dataset: str, metric: str) -> tuple[Stat, list[str]]:
-        method = grid.method(col)
         protocol, shots = grid.protocol(col)
-        name = pub.published_name(method, grid.config(col))
+        name = grid.published_name(col)
         if name is None:
-            return Stat(notes=(f"no published number for '{method}' with this config",)), []
+            return Stat(notes=(f"{grid.columns[col]}: no paper reports this configuration",)), []
         source, rows = pub.lookup(name, protocol, paper)
         if source is None:
             where = f" in {paper}" if paper else ""
@@ -164,12 +170,14 @@ def published_side(
             avg = pub.average_row_for(rows, wanted, grid.datasets_with_value(col, metric, dataset))
             if avg is None:
                 if not rows["dataset"].str.startswith("average").any():
-                    return Stat(notes=(f"{name}: no average reported in {pub.paper_of(source)}",)), remarks
+                    return Stat(
+                        notes=(f"{name}: no average reported in {pub.source_label(source)}",)
+                    ), remarks
                 return Stat(notes=("the paper's average covers a different set of datasets",)), remarks
             dataset = avg
         value = pub.value_of(rows, dataset, wanted)
         if value is None:
-            return Stat(notes=(f"{name}: not reported in {pub.paper_of(source)}",)), remarks
+            return Stat(notes=(f"{name}: not reported in {pub.source_label(source)}",)), remarks
         return Stat(value, diffable=diffable), remarks
 
     return lookup
@@ -261,19 +269,21 @@ def build_report(
     figures: int = 0,
     figure_categories: Sequence[str] | None = None,
     images: ImageLoader | None = None,
+    registry: Any = None,
 ) -> Report:
     """Aggregate the store into tables (and plot files under ``out_dir``).
 
     ``methods``/``datasets``/``metrics`` select what the tables show, ``labels`` renames columns,
     ``coverage`` is ``shared`` (compare over shared categories) or ``all``; ``ci`` adds bootstrap
-    intervals of Image-AUROC; ``figures`` > 0 writes qualitative figures with that many images.
+    intervals of Image-AUROC; ``figures`` > 0 writes qualitative figures with that many images;
+    ``registry`` describes the datasets of a published-only report (titles, groups, order).
     """
     if mode not in MODES:
         raise AdbenchError(f"report mode {mode!r}: expected one of {', '.join(MODES)}")
     if paper:
         _check_paper(paper)
     if mode == "published":
-        return _published_report(paper)
+        return _published_report(paper, registry)
     records = store.frame(include_failed=True)  # one pass over the record files for both parts
     records = _select(records, methods, datasets)
     ok = records["status"].eq("ok") if not records.empty else pd.Series(dtype=bool)
@@ -294,7 +304,7 @@ def build_report(
         grid.relabel(labels)
     banner = random_banner(frame)
     side = published_side(grid, paper) if published else None
-    groups = dataset_groups(grid.datasets)
+    groups = grid.catalog.groups(grid.datasets)
     tables: list[Table] = []
     for m in grid.metrics:
         if len(groups) == 1:
@@ -385,35 +395,47 @@ def _ablation_lookup(grid: ReproducedGrid, paper: str | None) -> Callable[[str, 
     """Published ablation values by adbench method name, config value, dataset and metric."""
 
     def lookup(method: str, value: str, dataset: str, metric: str) -> float | None:
-        name = pub.published_name(method)
-        if name is None or (paper and not pub.matches_paper(pub.OWN_PAPER.get(name, ""), paper)):
+        names = grid.frame.loc[grid.frame["method"] == method, "published_name"].dropna()
+        name = str(names.iloc[0]) if not names.empty else None
+        if name is None or (paper and not pub.matches_paper(pub.own_paper(name) or "", paper)):
             return None
         return pub.ablation_value(name, value, dataset, metric)
 
     return lookup
 
 
-def _published_report(paper: str | None) -> Report:
-    """The papers' own tables rebuilt from the shipped CSV (no store needed)."""
+def _published_report(paper: str | None, registry: Any = None) -> Report:
+    """The papers' own tables rebuilt from the shipped CSV (no store needed); dataset titles and
+    row order come from the registered dataset plugins."""
+    from adbench.registry import get_registry
+
     data = pub.load_published()
     sources = [s for s in dict.fromkeys(data["source"]) if pub.matches_paper(s, paper)]
+    catalog = DatasetCatalog.from_registry(registry or get_registry(), sorted(set(data["dataset"])))
     tables: list[Table] = []
     for source in sources:
-        grid = PublishedGrid(data[data["source"] == source])
+        grid = PublishedGrid(data[data["source"] == source], catalog)
+        label = pub.source_label(source)
+        cite = f"Source: {pub.paper_info(pub.paper_of(source)).title} ({source})."
         if "ablation" in source:  # the paper's orientation: configurations as rows
-            tables.append(published_ablation_table(grid, table_id=f"pub-{source}", title=source))
+            t = published_ablation_table(grid, table_id=f"pub-{source}", title=label)
+            t.remarks.append(cite)
+            tables.append(t)
             continue
         rows = grid.datasets + grid.averages
         for m in grid.metrics:
             t = metric_table(
-                grid, m, rows=rows, table_id=f"pub-{source}-{m}", title=f"{metric_name(m)} — {source}"
+                grid, m, rows=rows, table_id=f"pub-{source}-{m}", title=f"{metric_name(m)} — {label}"
             )
             t.section = "published"
+            if m == "pixel_aupro" and pub.uses_cflow_aupro(source):
+                t.remarks.append("The paper's AUPRO follows AnomalyCLIP's evaluation code (aupro_cflow).")
+            t.remarks.append(cite)
             t.rows = [r for r in t.rows if any(c.parts[0].value is not None for c in r.cells)]
             tables.append(t)
     tables.append(_efficiency_table(paper))
     data = data[data["source"].isin(sources)]
-    long = data.drop(columns=["paper"]).assign(dataset_name=lambda f: f["dataset"].map(dataset_name))
+    long = data.drop(columns=["paper"]).assign(dataset_name=lambda f: f["dataset"].map(catalog.title))
     return Report(
         title="Published results (from the papers)",
         source="adbench.reports/data/published_results.csv",
@@ -553,7 +575,7 @@ def render_report(
     renderers = [registry.get("report_format", name) for name in _format_names(formats)]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = build_report(store, out_dir, **options)
+    report = build_report(store, out_dir, registry=registry, **options)
     paths = list(report.plots) + list(report.figures) + [p.with_suffix(".pdf") for p in report.figures]
     for fmt in renderers:
         paths += fmt.render(report, out_dir)

@@ -13,7 +13,7 @@ from scipy.stats import rankdata
 from adbench.errors import AdbenchError
 from adbench.store import ResultsStore
 
-from .tables import Cell, Notes, Part, ReproducedGrid, Row, Table, dataset_name, fmt
+from .tables import Cell, Notes, Part, ReproducedGrid, Row, Table, fmt
 
 N_RESAMPLES = 1000
 LEVEL = 0.95
@@ -79,7 +79,7 @@ def ci_table(grid: ReproducedGrid, store: ResultsStore) -> Table:
             text = fmt(stat.mean) + (f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else "")
             marks = notes.marks(stat.notes if not stat.ok else ([] if interval else [why]))
             cells.append(Cell([Part(text)], marks=marks))
-        out_rows.append(Row(dataset_name(d), cells))
+        out_rows.append(Row(grid.catalog.title(d), cells))
     return Table(
         "ci-image_auroc",
         "Image-AUROC with 95 % bootstrap confidence intervals over test images",

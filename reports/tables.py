@@ -27,28 +27,6 @@ DASH = "—"
 AVERAGE = "__average__"
 AVERAGE_PREFIX = "average_"  # + a dataset group: the Average row of one group's table
 
-#: Paper order: the seven industrial sets, then the eight medical ones (the CSV's average groups).
-DATASET_ORDER = [name for group in pub.AVERAGE_GROUPS.values() for name in group]
-DATASET_NAMES = {
-    "mvtec": "MVTec AD",
-    "visa": "VisA",
-    "mpdd": "MPDD",
-    "btad": "BTAD",
-    "ksdd": "KSDD",
-    "dagm": "DAGM",
-    "dtd_synthetic": "DTD-Synthetic",
-    "headct": "HeadCT",
-    "brainmri": "BrainMRI",
-    "br35h": "Br35H",
-    "isic": "ISIC",
-    "cvc_colondb": "CVC-ColonDB",
-    "cvc_clinicdb": "CVC-ClinicDB",
-    "endo": "Endo",
-    "kvasir": "Kvasir",
-    "average_industrial": "Average (industrial)",
-    "average_medical": "Average (medical)",
-    AVERAGE: "Average",
-}
 #: Table order of the DMA-SAP paper (Tables 1-6), then the other metrics adbench computes.
 #: The same keys as ``adbench.metrics.METRICS`` but not its order (which lists pixel_ap second,
 #: while the papers put AUPRO second and AP last), so it is kept here as the papers' own list.
@@ -84,36 +62,86 @@ CFLOW_NOTE = (
 )
 
 
-def dataset_name(name: str) -> str:
-    return DATASET_NAMES.get(name, name)
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset plugin says about itself for reports: title, group and row order."""
+
+    title: str
+    group: str = "other"
+    order: int = 1000
 
 
-def dataset_group(name: str) -> str:
-    """``industrial``/``medical`` as the papers group datasets (their separate tables), else ``other``."""
-    for avg, members in pub.AVERAGE_GROUPS.items():
-        if name in members:
-            return avg[len(AVERAGE_PREFIX) :]
-    return "other"
+class DatasetCatalog:
+    """Titles, groups and row order of datasets, read from the records (or the dataset plugins).
 
+    A dataset nothing describes (records written before these fields, a published dataset without
+    a plugin) keeps its raw name, the ``other`` group and comes after the described ones, by name.
+    """
 
-def group_datasets(datasets: Sequence[str], group: str) -> list[str]:
-    return [d for d in datasets if dataset_group(d) == group]
+    def __init__(self, infos: dict[str, DatasetInfo] | None = None) -> None:
+        self.infos = dict(infos or {})
 
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> DatasetCatalog:
+        """From the store frame's ``dataset_title``/``dataset_group``/``dataset_order`` columns (the
+        first non-empty value per dataset, so old records beside new ones take the new description)."""
+        infos = {}
+        for name, rows in frame.groupby("dataset"):
+            title, group, order = str(name), "other", 1000
+            if "dataset_title" in rows:
+                titles = rows["dataset_title"].dropna().astype(str)
+                title = next((t for t in titles if t), title)
+            if "dataset_group" in rows:
+                groups = rows["dataset_group"].dropna().astype(str)
+                group = next((g for g in groups if g and g != "other"), group)
+            if "dataset_order" in rows:
+                orders = pd.to_numeric(rows["dataset_order"], errors="coerce").dropna()
+                order = int(orders.min()) if not orders.empty else order
+            infos[str(name)] = DatasetInfo(title, group, order)
+        return cls(infos)
 
-def dataset_groups(datasets: Sequence[str]) -> list[str]:
-    """The groups present, in paper order (industrial, medical, then other)."""
-    present = {dataset_group(d) for d in datasets}
-    return [g for g in ("industrial", "medical", "other") if g in present]
+    @classmethod
+    def from_registry(cls, registry: Any, names: Sequence[str]) -> DatasetCatalog:
+        """From the registered dataset plugins (a published-only report has no records)."""
+        known = set(registry.names("dataset")) if registry is not None else set()
+        infos = {}
+        for name in names:
+            if name in known:
+                plugin = registry.dataset(name)
+                infos[name] = DatasetInfo(plugin.title or name, plugin.group, plugin.order)
+        return cls(infos)
+
+    def info(self, name: str) -> DatasetInfo:
+        return self.infos.get(name) or DatasetInfo(name)
+
+    def title(self, name: str) -> str:
+        if name == AVERAGE:
+            return "Average"
+        if name.startswith(AVERAGE_PREFIX):
+            return f"Average ({name[len(AVERAGE_PREFIX) :]})"
+        return self.info(name).title
+
+    def group(self, name: str) -> str:
+        return self.info(name).group
+
+    def sort(self, names: Sequence[str]) -> list[str]:
+        """The papers' row order (the plugins' ``order``), undescribed datasets last by name."""
+        return sorted(set(names), key=lambda d: (self.info(d).order, d))
+
+    def groups(self, names: Sequence[str]) -> list[str]:
+        """The groups present, ordered by their first dataset (the plugins' order puts industrial
+        before medical; ``other`` holds undescribed datasets and comes last)."""
+        first: dict[str, tuple[int, str]] = {}
+        for d in self.sort(names):
+            first.setdefault(self.group(d), (self.info(d).order, d))
+        return sorted(first, key=lambda g: (g == "other", first[g]))
+
+    def in_group(self, names: Sequence[str], group: str) -> list[str]:
+        return [d for d in self.sort(names) if self.group(d) == group]
 
 
 def metric_name(name: str) -> str:
     return METRIC_NAMES.get(name, name)
-
-
-def sort_datasets(names: Sequence[str]) -> list[str]:
-    """Paper order for known datasets, then the others alphabetically."""
-    known = [d for d in DATASET_ORDER if d in names]
-    return known + sorted(set(names) - set(known))
 
 
 def sort_metrics(names: Sequence[str]) -> list[str]:
@@ -384,7 +412,8 @@ class ReproducedGrid:
         cols = list(dict.fromkeys(both["_col"]))
         self.keys: list[tuple] = sorted(cols, key=lambda k: [(f, str(v)) for f, v in k])
         self._index = {k: i for i, k in enumerate(self.keys)}
-        self.datasets = sort_datasets(list(set(both["dataset"])))
+        self.catalog = DatasetCatalog.from_frame(both)
+        self.datasets = self.catalog.sort(list(set(both["dataset"])))
         self._by_dataset = {k: g for k, g in self.frame.groupby(["_col", "dataset"], sort=False)}
         self._failed_by_dataset = {k: g for k, g in self.failed.groupby(["_col", "dataset"], sort=False)}
         self._expected = self._expected_categories(both)
@@ -448,6 +477,15 @@ class ReproducedGrid:
         titles = rows["method_title"].dropna() if "method_title" in rows else pd.Series(dtype=str)
         titles = titles[titles != ""]
         return str(titles.iloc[0]) if not titles.empty else self.method(col)
+
+    def published_name(self, col: int) -> str | None:
+        """The method's name in the published tables for this column's config (the record's
+        ``published_name``, from the method plugin); None when no paper reports it or the records
+        predate the field."""
+        rows = self._rows(col)
+        names = rows["published_name"].dropna() if "published_name" in rows else pd.Series(dtype=str)
+        names = names[names != ""]
+        return str(names.iloc[0]) if not names.empty else None
 
     def _header(self, key: tuple) -> tuple[str, list[str], list[str]]:
         col = self._index[key]
@@ -545,7 +583,7 @@ class ReproducedGrid:
             reason = nan_reason(nan_rows, metric)
             if len(left) < total:
                 notes.append(
-                    f"{dataset_name(dataset)}: mean over {total - len(left)} of {total} categories; "
+                    f"{self.catalog.title(dataset)}: mean over {total - len(left)} of {total} categories; "
                     f"left out {', '.join(left)} ({reason})"
                 )
             else:
@@ -557,7 +595,9 @@ class ReproducedGrid:
         if dataset == AVERAGE:
             return self.average(col, metric)
         if dataset.startswith(AVERAGE_PREFIX):
-            return self.average(col, metric, group_datasets(self.datasets, dataset[len(AVERAGE_PREFIX) :]))
+            return self.average(
+                col, metric, self.catalog.in_group(self.datasets, dataset[len(AVERAGE_PREFIX) :])
+            )
         memo = (col, dataset, metric)
         if memo not in self._memo:
             self._memo[memo] = self._stat(col, dataset, metric)
@@ -568,14 +608,15 @@ class ReproducedGrid:
         if cov is None:
             return Stat(notes=("not run",), rankable=False)
         notes = [
-            f"{dataset_name(dataset)}/{cat}: job failed: {err}" for cat, err in sorted(cov.failed.items())
+            f"{self.catalog.title(dataset)}/{cat}: job failed: {err}"
+            for cat, err in sorted(cov.failed.items())
         ]
         cats = None
         shared = self.shared_categories(dataset)
         if self.coverage_mode == "shared" and shared and shared != cov.ok:
             cats = shared
             notes.append(
-                f"{dataset_name(dataset)}: columns compared over the {len(shared)} categories all of them "
+                f"{self.catalog.title(dataset)}: columns compared over the {len(shared)} categories all of them "
                 f"ran ({_short_list(sorted(shared))})"
             )
         if not cov.ok:
@@ -591,10 +632,10 @@ class ReproducedGrid:
         rankable = not cov.failed and covered >= self._row_union(dataset)
         if self.coverage_mode == "shared" and not shared:
             rankable = False
-            notes.append(f"{dataset_name(dataset)}: no category is shared by all columns; not ranked")
+            notes.append(f"{self.catalog.title(dataset)}: no category is shared by all columns; not ranked")
         if partial:
             notes.append(
-                f"{dataset_name(dataset)}: {cov.text} categories ran successfully"
+                f"{self.catalog.title(dataset)}: {cov.text} categories ran successfully"
                 + ("" if rankable else "; not ranked")
             )
         if per_seed.empty:
@@ -626,7 +667,7 @@ class ReproducedGrid:
             if len(shared) < len(with_value):
                 notes.append(
                     "Average over the datasets every column has: "
-                    + ", ".join(dataset_name(d) for d in shared)
+                    + ", ".join(self.catalog.title(d) for d in shared)
                 )
             per_dataset = {d: per_dataset[d] for d in shared}
         if not per_dataset:
@@ -645,14 +686,14 @@ class ReproducedGrid:
             missing = [d for d in with_value if d not in per_dataset]
             notes.append(
                 f"Average over {len(used)} of {len(with_value)} datasets; without "
-                f"{', '.join(dataset_name(d) for d in missing)}; not ranked"
+                f"{', '.join(self.catalog.title(d) for d in missing)}; not ranked"
             )
             rankable = False
         partial = [d for d in used if self.stat(col, d, metric).coverage]
         if partial and not coverage:
             coverage = "partial"
             notes.append(
-                f"Average includes datasets with missing categories: {', '.join(map(dataset_name, partial))}"
+                f"Average includes datasets with missing categories: {', '.join(map(self.catalog.title, partial))}"
             )
         std = float(per_seed.std()) if len(per_seed) > 1 else None
         return Stat(
@@ -675,7 +716,7 @@ class ReproducedGrid:
         """The datasets behind one Average row (all, or one group's) where this column has a value."""
         names = self.datasets
         if average.startswith(AVERAGE_PREFIX):
-            names = group_datasets(names, average[len(AVERAGE_PREFIX) :])
+            names = self.catalog.in_group(names, average[len(AVERAGE_PREFIX) :])
         return {d for d in names if self.stat(col, d, metric).ok}
 
     def n_categories(self, dataset: str) -> int:
@@ -710,8 +751,9 @@ def _present(value: object) -> bool:
 class PublishedGrid:
     """Published numbers of one paper as the same grid (columns = methods in the paper's order)."""
 
-    def __init__(self, rows: pd.DataFrame) -> None:
+    def __init__(self, rows: pd.DataFrame, catalog: DatasetCatalog | None = None) -> None:
         self.rows = rows
+        self.catalog = catalog or DatasetCatalog()
         self.source = rows["source"].iloc[0]
         pairs = rows[["method", "setting"]].drop_duplicates()
         multi = pairs["method"].duplicated(keep=False)
@@ -719,7 +761,7 @@ class PublishedGrid:
         self.columns = [m + (f" ({s})" if dup else "") for (m, s), dup in zip(self.keys, multi)]
         self.headers = [(m, [s] if dup else []) for (m, s), dup in zip(self.keys, multi)]
         names = list(dict.fromkeys(rows["dataset"]))
-        self.datasets = [d for d in sort_datasets([n for n in names if not n.startswith("average")])]
+        self.datasets = self.catalog.sort([n for n in names if not n.startswith("average")])
         self.averages = [n for n in names if n.startswith("average")]
         self.metrics = sort_metrics(
             [
@@ -795,15 +837,23 @@ def row_names(grid: ReproducedGrid | PublishedGrid, group: str | None = None) ->
     """The dataset rows of one table and its Average row (per dataset group when grouped)."""
     if group is None:
         return list(grid.datasets) + [AVERAGE]
-    return group_datasets(grid.datasets, group) + [AVERAGE_PREFIX + group]
+    return grid.catalog.in_group(grid.datasets, group) + [AVERAGE_PREFIX + group]
 
 
-def _row_label(name: str) -> str:
-    return "Average" if name == AVERAGE or name.startswith(AVERAGE_PREFIX) else dataset_name(name)
+def _is_average(name: str) -> bool:
+    return name == AVERAGE or name.startswith(AVERAGE_PREFIX)
+
+
+def _row_label(grid: ReproducedGrid | PublishedGrid, name: str, rows: Sequence[str]) -> str:
+    """A row's label: the dataset's title; an Average row names its group only when the table has
+    several Average rows (a paper printing industrial and medical averages in one table)."""
+    if _is_average(name) and sum(map(_is_average, rows)) == 1:
+        return "Average"
+    return grid.catalog.title(name)
 
 
 def _n_categories(grid: ReproducedGrid | PublishedGrid, name: str) -> str:
-    if not isinstance(grid, ReproducedGrid) or name == AVERAGE or name.startswith(AVERAGE_PREFIX):
+    if not isinstance(grid, ReproducedGrid) or _is_average(name):
         return ""
     return str(grid.n_categories(name))
 
@@ -837,9 +887,9 @@ def metric_table(
                 diff = fmt_diff(stat.mean, theirs.mean) if theirs.diffable else DASH
                 cells.append(Cell([Part(diff)], kind="diff"))
         rank_parts([cell.parts[0] for cell in cells if cell.kind == "value"])
-        is_avg = d == AVERAGE or d.startswith("average")
+        first_avg = _is_average(d) and not any(map(_is_average, row_list[: row_list.index(d)]))
         out_rows.append(
-            Row(_row_label(d), cells, rule_before=is_avg and d == row_list[-1], info=_n_categories(grid, d))
+            Row(_row_label(grid, d, row_list), cells, rule_before=first_avg, info=_n_categories(grid, d))
         )
     return Table(
         id=table_id or f"metric-{metric}",
@@ -871,7 +921,8 @@ def tuple_table(
         if not any(m in grid.metrics for m in metrics):
             continue
         first = True
-        for d in row_names(grid, group):
+        names = row_names(grid, group)
+        for d in names:
             cells = []
             for c in range(len(grid.columns)):
                 stats = [grid.stat(c, d, m) for m in metrics]
@@ -886,7 +937,7 @@ def tuple_table(
             rule = d == AVERAGE or d.startswith(AVERAGE_PREFIX) or (first and bool(out_rows))
             out_rows.append(
                 Row(
-                    _row_label(d),
+                    _row_label(grid, d, names),
                     cells,
                     group=level,
                     group_start=first,
@@ -951,7 +1002,7 @@ def category_table(grid: ReproducedGrid, metric: str) -> Table:
                     stat = Stat(hit["mean"] * 100.0, std)
                 cells.append(_value_cell(stat, notes))
             rank_parts([cell.parts[0] for cell in cells])
-            out_rows.append(Row(cat, cells, group=dataset_name(d), group_start=i == 0))
+            out_rows.append(Row(cat, cells, group=grid.catalog.title(d), group_start=i == 0))
     return Table(
         f"category-{metric}",
         f"{metric_name(metric)} per category",
@@ -1074,7 +1125,7 @@ def ablation_tables(
         f"Ablation over {spec} ({names}) per dataset"
         + (", reproduced beside the paper" if has_published else ""),
         fld,
-        [dataset_name(d) for d in sub.datasets + [AVERAGE]],
+        [sub.catalog.title(d) for d in sub.datasets + [AVERAGE]],
         rows2,
         subcolumns=["ours", "paper"] if has_published else [],
         footnotes=notes2.texts,
@@ -1119,7 +1170,7 @@ def published_ablation_table(grid: PublishedGrid, *, table_id: str, title: str) 
         table_id,
         title,
         "Model configuration",
-        [dataset_name(d) for d in grid.datasets] + ["Average"],
+        [grid.catalog.title(d) for d in grid.datasets] + ["Average"],
         rows,
         footnotes=notes.texts,
         section="published",

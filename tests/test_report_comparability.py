@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from adbench.datasets import btad, mvtec_style, visa
 from adbench.errors import AdbenchError
 from adbench.record import SCHEMA_VERSION, JobRecord
 from adbench.registry import Registry
@@ -21,7 +22,8 @@ from adbench.reports.tables import ReproducedGrid
 
 from .fixtures.records import job_record, write_store
 
-REGISTRY = Registry(autoload=False, plugins=[formats])
+#: The report formats and the dataset plugins a published-only report takes titles and order from.
+REGISTRY = Registry(autoload=False, plugins=[formats, mvtec_style, visa, btad])
 CATS = [f"c{i}" for i in range(6)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -23,7 +24,6 @@ from adbench.store import ResultsStore
 from .fixtures.records import job_record, write_store
 
 SCRIPT = "<script>alert(1)</script>"
-TITLES = {"dma_sap": "DMA-SAP", "patchead": "PatchEAD", "winclip": "WinCLIP"}
 
 
 def make_record(method, variant, dataset, category, rng, *, config=None, nan_image=False, **kw):
@@ -37,7 +37,6 @@ def make_record(method, variant, dataset, category, rng, *, config=None, nan_ima
         category,
         metrics=metrics,
         config=config if config is not None else ({"variant": variant} if variant else {}),
-        method_title=TITLES.get(method, ""),
         n_anomalous=8 if nan_image else 4,
         **kw,
     )
@@ -307,17 +306,21 @@ def test_html_is_escaped(rendered):
     assert SCRIPT not in "".join(rendered["tables"].values())
 
 
-def test_published_name_mapping():
-    assert published.published_name("patchead", {"backbone": "dinov2-vitb14-reg"}) == "PatchEAD"
-    assert (
-        published.published_name("patchead", {"backbone": "dinov2-vitb14-reg", "align": True})
-        == "PatchEAD+ (DINOv2)"
-    )
-    assert published.published_name("patchead", {"backbone": "clip-b16", "foreground_mask": True}) is None
-    names = set(published.load_published()["method"])
-    assert {
-        published.published_name(m) for m in ("dma_sap", "winclip", "anomalyclip", "vip2clip", "kanoclip")
-    } <= names
+def test_paper_facts_cover_every_paper_of_the_published_csv():
+    """Each paper of the CSV has its facts (own methods, AUPRO definition, averages) in papers.json,
+    and every dataset behind an average row is one the paper reports or a registered one."""
+    papers = published.load_papers()
+    data = published.load_published()
+    assert set(data["paper"]) <= set(papers)
+    for name in set(data["method"]):
+        own = published.own_paper(name)
+        assert own is None or name in set(data.loc[data["paper"] == own, "method"])
+    assert published.own_paper("DMA-SAP") == "dma_sap__clip_dinov2_fusion.txt"
+    assert published.own_paper("WinCLIP") is None
+    assert published.uses_cflow_aupro("vip2clip.txt (Tables 1-2)")
+    assert not published.uses_cflow_aupro("patchead.txt (text of Sections 1 and 4.3)")
+    # the preference among papers is the file's order: WinCLIP comes from DMA-SAP's tables first
+    assert published.lookup("WinCLIP", "zero_shot")[0].startswith("dma_sap__")
 
 
 def test_few_shot_mean_and_std_over_seeds(tmp_path):
@@ -337,19 +340,36 @@ def test_few_shot_mean_and_std_over_seeds(tmp_path):
 
 
 def test_published_mode_needs_no_records(tmp_path):
+    """Dataset titles and row order of a published-only report come from the registered dataset
+    plugins; without them the raw names stay (the numbers are the same)."""
+    from adbench.datasets import btad, mvtec_style, visa
+
+    registry = Registry(autoload=False, plugins=[formats, mvtec_style, visa, btad])
     paths = render_report(
         ResultsStore(tmp_path / "empty"),
         tmp_path / "o",
         ["html", "csv"],
         mode="published",
         paper="dma_sap",
-        registry=REGISTRY,
+        registry=registry,
     )
     html = (tmp_path / "o" / "report.html").read_text()
     table = html_table(html, "pub-dma_sap__clip_dinov2_fusion.txt (Tables 1-6)-image_auroc")
     row = html_row(table, "MVTec AD")
     assert "<strong>94.8</strong>" in row[-1] and "<u>93.9</u>" in row[-2]  # the paper's Table 1 ranks
+    labels = re.findall(r"<tr[^>]*><th>([^<]+)</th>", table.split("<tbody>")[1])
+    # described datasets first in the plugins' order, the undescribed ones after them by name
+    described = ["MVTec AD", "VisA", "MPDD", "BTAD", "DTD-Synthetic"]  # mvtec_style holds three
+    assert labels[:-1] == described + ["dagm", "ksdd"]
+    assert labels[-1] == "Average"
     assert any(p.suffix == ".csv" for p in paths)
+    render_report(
+        ResultsStore(tmp_path / "empty"), tmp_path / "bare", ["html"], mode="published", registry=REGISTRY
+    )
+    bare = html_table(
+        (tmp_path / "bare" / "report.html").read_text(), "pub-vip2clip.txt (Tables 1-2)-image_auroc"
+    )
+    assert html_row(bare, "mvtec")[0] and html_row(bare, "Average (medical)")[0]
     with pytest.raises(AdbenchError, match="no finished records"):
         render_report(ResultsStore(tmp_path / "empty"), tmp_path / "o", ["html"], registry=REGISTRY)
 
@@ -415,6 +435,8 @@ def test_headers_are_short_two_lines_with_settings_in_a_legend(rendered):
     assert "(b) variant=A" in table.split("</table>", 1)[1]
     tex = rendered["tables"]["metric-image_auroc"].split(r"\midrule", 1)[0]
     assert r"\begin{tabular}[b]{@{}c@{}}PatchEAD\\\scriptsize batch zero-shot\end{tabular}" in tex
+    # over the narrow ours/paper/Δ subcolumns every tag gets its own line
+    assert r"\\\scriptsize (b)\\\scriptsize zero-shot\\\scriptsize random weights\end{tabular}" in tex
     # category tables are longtables: the header is repeated on every page
     cat = rendered["tables"]["category-image_auroc"]
     assert r"\endfirsthead" in cat and r"\endhead" in cat and "(continued)" in cat
@@ -473,3 +495,80 @@ def test_bar_chart_keeps_its_width_with_many_long_labels(tmp_path):
     assert len(lines) > 1 and all(len(ln) <= 40 for ln in lines)
     assert "dino_backbone=dinov2-vitb14-reg" in lines[-1]  # wrapped between settings, not inside one
     assert LEGEND_WRAP >= 60
+
+
+def test_names_groups_and_order_come_from_the_records(tmp_path):
+    """A method and datasets no code knows: the report shows their recorded display name, titles,
+    groups and order as given (a name list in reports/ would have to be edited for this)."""
+    rng = np.random.default_rng(5)
+    invented = {
+        "barset": {"dataset_title": "Bar Set", "dataset_group": "medical", "dataset_order": 5},
+        "bazset": {"dataset_title": "Baz Set", "dataset_group": "medical", "dataset_order": 3},
+        "quxset": {"dataset_title": "Qux Set", "dataset_group": "aerial", "dataset_order": 400},
+    }
+    recs = []
+    for method, title in (("foonet", "FooNet"), ("dma_sap", "DMA-SAP")):
+        for dataset in [*invented, "mvtec"]:
+            recs += [
+                job_record(
+                    method,
+                    dataset,
+                    cat,
+                    rng=rng,
+                    method_title=title,
+                    published_name=None if method == "foonet" else "DMA-SAP",
+                    **invented.get(dataset, {}),
+                )
+                for cat in ("c1", "c2")
+            ]
+    store = write_store(tmp_path / "s", recs)
+    render_report(store, tmp_path / "o", ["html", "latex"], published=True, registry=REGISTRY)
+    html = (tmp_path / "o" / "report.html").read_text()
+    medical = html_table(html, "metric-image_auroc-medical")
+    labels = re.findall(r"<tr[^>]*><th>([^<]+)</th>", medical.split("<tbody>")[1])
+    assert labels == ["Baz Set", "Bar Set", "Average"]  # the recorded order, within the group
+    assert "FooNet" in medical and "foonet" not in medical
+    assert re.search(r"<tr[^>]*><th>MVTec AD</th>", html_table(html, "metric-image_auroc-industrial"))
+    assert re.search(r"<tr[^>]*><th>Qux Set</th>", html_table(html, "metric-image_auroc-aerial"))
+    assert "Bar Set" not in html_table(html, "metric-image_auroc-industrial")
+    # groups ordered by their first dataset: medical (3) before industrial (10) before aerial (400)
+    ids = re.findall(r'id="(metric-image_auroc-[a-z]+)"', html)
+    assert ids == ["metric-image_auroc-medical", "metric-image_auroc-industrial", "metric-image_auroc-aerial"]
+    # the published pairing follows the recorded published_name: DMA-SAP has MVTec numbers, FooNet none
+    industrial = html_table(html, "metric-image_auroc-industrial")
+    heads = re.findall(r'<th class="col"[^>]*>(.*?)</th>', industrial, re.S)
+    assert [h.split("<")[0].strip() for h in heads] == ["DMA-SAP", "FooNet"]
+    row = html_row(industrial, "MVTec AD")  # ours, paper, Δ per column
+    assert re.fullmatch(r"\d+\.\d", text(row[1])) and text(row[4]).startswith("—")
+    tex = (tmp_path / "o" / "tables" / "metric-image_auroc-medical.tex").read_text()
+    assert "FooNet" in tex and "Bar Set" in tex
+    assert "foonet" not in html + "".join(p.read_text() for p in (tmp_path / "o").rglob("*.tex"))
+
+
+def test_records_without_names_still_render(tmp_path):
+    """Records written before the names were recorded (schema 0): raw names, the ``other`` group,
+    rows by name, and no published pairing (nothing says which paper name the method has)."""
+    rng = np.random.default_rng(6)
+    store = ResultsStore(tmp_path / "s")
+    for dataset in ("zeta", "mvtec", "alpha"):
+        for method in ("dma_sap", "winclip"):
+            data = job_record(method, dataset, "c1", rng=rng).to_dict()
+            for name in (
+                "schema_version",
+                "method_title",
+                "published_name",
+                "dataset_title",
+                "dataset_group",
+                "dataset_order",
+            ):
+                data.pop(name)
+            store.records_dir.mkdir(parents=True, exist_ok=True)
+            (store.records_dir / f"{data['key']}.json").write_text(json.dumps(data))
+    render_report(store, tmp_path / "o", ["html", "latex"], published=True, registry=REGISTRY)
+    html = (tmp_path / "o" / "report.html").read_text()
+    table = html_table(html, "metric-image_auroc")
+    labels = re.findall(r"<tr[^>]*><th>([^<]+)</th>", table.split("<tbody>")[1])
+    assert labels == ["alpha", "mvtec", "zeta", "Average"]
+    assert "dma_sap" in table and "winclip" in table
+    assert html_row(table, "mvtec")[1].startswith("—")  # no published value without a published name
+    assert (tmp_path / "o" / "report.tex").exists()
