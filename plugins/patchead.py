@@ -141,10 +141,13 @@ class PatchEAD(Method):
 
     @classmethod
     def published_name(cls, config: PatchEADConfig) -> str | None:
-        """PatchEAD, or PatchEAD+ when alignment or masking is on; only its DINOv2 flavour is published."""
+        """PatchEAD, or PatchEAD+ when alignment or masking is on. The published numbers are for the
+        real DINOv2 backbones only: another encoder (a CNN, a tiny random ViT) has none to pair with."""
+        if not config.backbone.startswith("dinov2"):
+            return None
         if not (config.plus or config.align or config.foreground_mask):
             return "PatchEAD"
-        return "PatchEAD+ (DINOv2)" if "dinov2" in config.backbone.lower() else None
+        return "PatchEAD+ (DINOv2)"
 
     @classmethod
     def backbone_requirements(cls, config: PatchEADConfig) -> dict[str, frozenset[str]]:

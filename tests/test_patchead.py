@@ -220,3 +220,10 @@ def test_few_shot_nearest_takes_the_nearest_reference():
 def test_smoothing_sigma_is_a_recorded_config_value():
     assert PatchEADConfig().smoothing_sigma == 4.0
     assert PatchEAD.map_sigma(PatchEADConfig(smoothing_sigma=0.0)) == 0.0
+
+
+def test_only_real_dinov2_configs_pair_with_the_published_numbers():
+    assert PatchEAD.published_name(PatchEADConfig()) == "PatchEAD"
+    assert PatchEAD.published_name(PatchEADConfig(plus=True)) == "PatchEAD+ (DINOv2)"
+    for backbone in ("efficientnet-lite0", "tiny-dinov2", "clip-vitb16"):
+        assert PatchEAD.published_name(PatchEADConfig(backbone=backbone)) is None
