@@ -10,6 +10,7 @@ import click
 from . import __version__
 from .config import parse_set_options
 from .errors import AdbenchError
+from .listing import LIST_KINDS
 from .registry import get_registry
 from .store import DEFAULT_RESULTS_DIR, ResultsStore
 
@@ -426,7 +427,7 @@ def report(
 
 @cli.command(name="list")
 @click.argument(
-    "kind", type=click.Choice(["methods", "datasets", "backbones", "report-formats", "eval-protocols"])
+    "kind", type=click.Choice(list(LIST_KINDS))
 )
 def list_(kind: str) -> None:
     """List the methods, datasets, backbones or report formats that installed plugins provide, or the

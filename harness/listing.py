@@ -9,6 +9,8 @@ _KIND = {
     "datasets": "dataset",
     "backbones": "backbone",
     "report-formats": "report_format",
+    "trackers": "tracker",
+    "knowledge-providers": "knowledge_provider",
 }
 
 
@@ -29,6 +31,10 @@ def _backbone_traits(spec: object) -> str:
     caps = sorted(getattr(spec, "capabilities", ()))
     text = f"; {', '.join(caps)}" if caps else ""
     return f"{spec.family}; weights {weights}{text}"  # type: ignore[attr-defined]
+
+
+#: What ``adbench list`` accepts (the registry's kinds, plus the named evaluation protocols).
+LIST_KINDS = (*_KIND, "eval-protocols")
 
 
 def describe_entries(registry: Registry, kind: str) -> str:
