@@ -287,8 +287,11 @@ def _print_results(store: ResultsStore, fmt: str) -> None:
         click.echo(RANDOM_BANNER.format(names="methods: " + ", ".join(names)), err=fmt != "table")
     if fmt == "csv":
         click.echo(df.to_csv(index=False), nl=False)
-    elif fmt == "json":
-        click.echo(df.to_json(orient="records", indent=2))
+    elif fmt == "json":  # whole records (provenance, definitions, timings), in the table's row order
+        import json
+
+        records = {rec.key: rec.to_dict() for rec in store.records() if rec.ok}
+        click.echo(json.dumps([records[k] for k in df["key"] if k in records], indent=2, default=str))
     else:
         import pandas as pd
 
@@ -426,9 +429,7 @@ def report(
 
 
 @cli.command(name="list")
-@click.argument(
-    "kind", type=click.Choice(list(LIST_KINDS))
-)
+@click.argument("kind", type=click.Choice(list(LIST_KINDS)))
 def list_(kind: str) -> None:
     """List the methods, datasets, backbones or report formats that installed plugins provide, or the
     named evaluation protocols."""

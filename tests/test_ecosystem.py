@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
 import adbench
 from adbench.errors import AdbenchError
@@ -101,6 +102,13 @@ def test_python_api_runs_loads_and_reports(tiny, tmp_path):
     assert prov["suite"]["methods"] == {"median_dev": {"blur": [3, 5]}}
     assert {"hostname", "git_commit", "command", "cuda", "gpu_count"} <= set(prov)
     assert set(adbench.__all__) >= {"run", "load_results", "report"}
+    from adbench.cli import cli
+
+    shown = CliRunner().invoke(cli, ["results", "--format", "json", "--results", str(results)])
+    rows = json.loads(shown.stdout)
+    assert len(rows) == 4 and all(
+        r["provenance"]["suite"]["methods"] == prov["suite"]["methods"] for r in rows
+    )
 
 
 def test_mlflow_tracker_logs_a_run_that_reads_back(tiny, tmp_path, monkeypatch):
