@@ -86,7 +86,8 @@ def _init_worker(devices: Any, threads: int) -> None:
         _WORKER_DEVICE = "cuda"
     import torch
 
-    torch.set_num_threads(threads)
+    if "OMP_NUM_THREADS" not in os.environ:  # an explicit setting wins (and keeps numbers bit-identical)
+        torch.set_num_threads(threads)
 
 
 def _run_in_worker(run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]]) -> RunSummary:
