@@ -19,10 +19,10 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
-def dataset_status(registry: Registry, name: str, root: str | None) -> str:
+def dataset_status(runner: Any, name: str) -> str:
     """``ok (N categories)`` or the one-line reason the dataset cannot be read."""
     try:
-        return f"ok ({len(registry.dataset(name)(root).categories())} categories)"
+        return f"ok ({len(runner.dataset(name).categories())} categories)"
     except AdbenchError as exc:
         return f"missing: {_first_line(exc)}"
 
@@ -50,32 +50,38 @@ def weights_status(runner: Any, method: str) -> str:
 
 
 def dry_run(spec: Any, store: ResultsStore, registry: Registry) -> list[dict[str, Any]]:
-    """Rows of the dry-run table for a RunSpec; nothing is computed or written."""
+    """Rows of the dry-run table for a RunSpec; nothing is computed or written. One runner serves
+    every row, so each dataset is scanned once and each method's weights resolved once."""
     from .runner import Runner
 
-    methods = [m for m, _ in Runner(spec, store, registry).method_grid()]
+    runner = Runner(spec, store, registry)
+    runner.check_plugins()
+    methods = list(dict.fromkeys(m for m, _ in runner.method_grid()))
+    weights = {m: weights_status(runner, m) for m in methods}
+    datasets = {d: dataset_status(runner, d) for d in spec.datasets}
     rows = []
-    for method in dict.fromkeys(methods):
+    for method in methods:
         for dataset in spec.datasets:
-            sub = dataclasses.replace(spec, methods=[method], datasets=[dataset])
-            if spec.demo and not spec.methods:
-                sub = dataclasses.replace(sub, methods=[])  # keep the demo grid's settings
-            runner = Runner(sub, store, registry)
             row = {
                 "method": method,
                 "dataset": dataset,
                 "jobs": 0,
                 "done": 0,
-                "dataset root": dataset_status(registry, dataset, spec.roots.get(dataset)),
-                "weights": weights_status(runner, method),
+                "dataset root": datasets[dataset],
+                "weights": weights[method],
             }
-            if row["dataset root"].startswith("ok") and not row["weights"].startswith("missing"):
+            if datasets[dataset].startswith("ok") and not weights[method].startswith("missing"):
+                # plan this method on this dataset only (the demo grid keeps its own settings)
+                methods_of_row = [] if spec.demo and not spec.methods else [method]
+                runner.spec = dataclasses.replace(spec, methods=methods_of_row, datasets=[dataset])
                 try:
                     keys = [j.key for j in runner.plan() if j.method_cls.name == method]
                     row["jobs"] = len(keys)
                     row["done"] = sum(store.has(k) for k in keys)
                 except AdbenchError as exc:
                     row["dataset root"] = f"plan error: {_first_line(exc)}"
+                finally:
+                    runner.spec = spec
             rows.append(row)
     return rows
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -70,6 +71,7 @@ def execute_groups(
 
     spec = dataclasses.replace(run_spec, device=device or run_spec.device, progress=False)
     runner = Runner(spec, ResultsStore(store_root))
+    runner.observed = False  # the driver tells the run's observers (trackers) about these records
     return runner.execute([runner.job_from_spec(s) for group in groups for s in group])
 
 
@@ -97,7 +99,13 @@ def _run_in_worker(run_spec: RunSpec, store_root: str, groups: list[list[JobSpec
 def worker_devices(devices: Sequence[str] | None, workers: int | None) -> list[str]:
     """One entry per worker: ``--devices 0,1`` -> cuda:0, cuda:1; else ``--workers N`` CPU workers."""
     if devices:
-        return [d if d.startswith(("cuda", "cpu")) else f"cuda:{d}" for d in devices]
+        out = [d if d.startswith(("cuda", "cpu")) else f"cuda:{d}" for d in devices]
+        bad = [d for d in out if not re.fullmatch(r"cpu|cuda(:\d+)?", d)]
+        if bad:
+            raise AdbenchError(
+                f"--devices {','.join(devices)}: {bad[0]!r} is not a GPU index (e.g. --devices 0,1)"
+            )
+        return out
     if not workers or workers < 1:
         raise AdbenchError("--executor local: give --devices 0,1,... or --workers N (N >= 1)")
     return ["cpu"] * workers
@@ -129,6 +137,7 @@ def run_local(
                 for s in futures[future]:
                     if store.has(s.key):
                         total.done += 1
+                        total.written.append(s.key)
                     else:
                         total.failed.append(
                             f"{s.label}: worker process died before finishing; rerun to resume"

@@ -91,7 +91,7 @@ class RunSpec:
         """Check every value before any work, whichever door it came through (CLI, suite file, API):
         one-line errors naming the option."""
         from .evaluation import MASK_RESIZES, eval_protocol, parse_eval_size
-        from .executors import EXECUTORS, parse_shard
+        from .executors import EXECUTORS, parse_shard, worker_devices
 
         eval_protocol(self.eval_protocol)
         self.eval_size = parse_eval_size(self.eval_size)
@@ -113,6 +113,14 @@ class RunSpec:
                 name = option[2:].replace("-", "_")
                 raise AdbenchError(f"{option} {getattr(self, name)!r}: expected {expected}")
         parse_shard(self.shard)
+        worker_devices(self.devices, 1)  # device names checked even before --executor local uses them
+        for option, value, executor in (
+            ("--workers", self.workers, "local"),
+            ("--devices", self.devices, "local"),
+            ("--address", self.address, "ray"),
+        ):
+            if value is not None and self.executor != executor:
+                raise AdbenchError(f"{option} applies to --executor {executor} (this run: {self.executor})")
 
 
 @dataclass
@@ -173,12 +181,15 @@ class RunSummary:
     done: int = 0
     skipped: int = 0
     failed: list[str] = field(default_factory=list)
+    #: Keys of the records this run wrote (the driver tells observers about workers' records).
+    written: list[str] = field(default_factory=list)
 
     def merge(self, other: RunSummary) -> None:
         """Add another worker's counts."""
         self.done += other.done
         self.skipped += other.skipped
         self.failed += other.failed
+        self.written += other.written
 
 
 def resolve_device(device: str) -> torch.device:
@@ -283,19 +294,6 @@ def job_key(job: Job, fingerprint: str) -> str:
     )
 
 
-def job_summary(job: Job) -> dict[str, Any]:
-    """A planned job as plain data for lifecycle hooks."""
-    return {
-        "key": job.key,
-        "method": job.method_cls.name,
-        "dataset": job.dataset.name,
-        "category": job.category,
-        "protocol": job.protocol,
-        "shots": job.shots,
-        "seed": job.seed,
-    }
-
-
 class Runner:
     """Plans and executes a run; all results go to the store."""
 
@@ -314,6 +312,8 @@ class Runner:
         self._fits: dict[str, Any] = {}
         self._split_cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
         self._provenance: dict[str, Any] | None = None
+        #: Whether lifecycle hooks hear of each job here; a worker process leaves that to the driver.
+        self.observed = True
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -393,6 +393,11 @@ class Runner:
                 pairs += [(aux, c) for c in self.dataset(aux).categories()]
         return pairs
 
+    def check_plugins(self) -> None:
+        """Names of plugins the run options refer to (trackers) exist: one line with a did-you-mean."""
+        for tracker in self.spec.trackers:
+            self.registry.get("tracker", tracker)
+
     def method_grid(self) -> list[tuple[str, list[dict[str, list[str]] | None]]]:
         """(method, override sets) to expand: the datasets' declared demo grid under ``--demo``
         without ``--methods``, else each named method with its ``--set`` values."""
@@ -408,6 +413,7 @@ class Runner:
     def plan(self) -> list[Job]:
         """Expand the grid; fails fast (before any work) on unknown names, bad options, missing weights."""
         self.check_categories_exist()
+        self.check_plugins()
         method_grid = self.method_grid()
         check_set_scopes(self.spec.overrides, [m for m, _ in method_grid], self.registry.names("method"))
         jobs: list[Job] = []
@@ -582,7 +588,8 @@ class Runner:
         self.store.check_writable()
         self.store.sweep_stale_claims()
         jobs = self.plan()
-        groups = shard_groups(group_jobs([self.to_spec(j) for j in jobs]), parse_shard(self.spec.shard))
+        specs = [self.to_spec(j) for j in jobs]
+        groups = shard_groups(group_jobs(specs), parse_shard(self.spec.shard))
         planned = sum(len(g) for g in groups)
         todo = [[s for s in g if self.spec.force or not self.store.has(s.key)] for g in groups]
         todo = [g for g in todo if g]
@@ -590,7 +597,10 @@ class Runner:
         root = str(self.store.root)
         log.info("%d jobs planned, %d already done", planned, skipped)
         self.registry.notify(
-            "adbench_run_started", spec=self.spec, jobs=[job_summary(j) for j in jobs], store_root=root
+            "adbench_run_started",
+            spec=self.spec,
+            jobs=[dataclasses.asdict(s) for s in specs],
+            store_root=root,
         )
         if self.spec.executor == "serial":
             live = {j.key: j for j in jobs}
@@ -602,6 +612,9 @@ class Runner:
         else:
             raise AdbenchError(f"--executor {self.spec.executor!r}: expected serial, local or ray")
         summary.skipped += skipped
+        if self.spec.executor != "serial":  # workers do not notify: observers live in this process
+            for key in summary.written:
+                self.registry.notify("adbench_job_finished", record=self.store.read_record(key))
         self.registry.notify("adbench_run_finished", spec=self.spec, summary=summary, store_root=root)
         return summary
 
@@ -657,7 +670,9 @@ class Runner:
                     f"cannot write record for {job.label} in {self.store.records_dir}: {exc.strerror or exc}; "
                     f"stopped after {summary.done} job(s) (their results are kept)"
                 ) from None
-        self.registry.notify("adbench_job_finished", record=record.to_dict())
+        summary.written.append(job.key)
+        if self.observed:
+            self.registry.notify("adbench_job_finished", record=record.to_dict())
         if record.ok:
             summary.done += 1
             return "done"

@@ -96,3 +96,17 @@ def test_a_failed_job_is_one_terminal_line_and_a_full_traceback_in_the_run_log(
     (log,) = (results / "logs").glob("*.log")
     text = log.read_text()
     assert "Traceback" in text and "ValueError: kaboom in predict" in text and "2 jobs planned" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tracker", "mlfow"], "unknown tracker 'mlfow'; did you mean 'mlflow'?"),
+        (["--executor", "local", "--devices", "x,y"], "--devices x,y: 'cuda:x' is not a GPU index"),
+        (["--workers", "2"], "--workers applies to --executor local (this run: serial)"),
+        (["--address", "auto"], "--address applies to --executor ray (this run: serial)"),
+    ],
+)
+def test_run_options_that_would_be_ignored_are_one_line_errors(registry, monkeypatch, capsys, args, message):
+    code, out = cli(monkeypatch, capsys, "run", "--methods", "median_dev", *args, "--dry-run")
+    assert code == 2 and message in out and len(out.strip().splitlines()) == 1, out

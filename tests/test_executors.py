@@ -54,9 +54,13 @@ def test_serial_local_shards_and_ray_give_identical_records(plan_env, tmp_path):
     expected = _records(serial)
     assert summary.done == len(expected) == 6 and not summary.failed  # 2 configs x 3 categories
 
+    from tests.plugins_for_tests.killer_plugin import SEEN
+
+    SEEN.clear()
     local = ResultsStore(tmp_path / "local")
     assert Runner(_spec(plan_env, executor="local", workers=2), local).run().done == 6
     assert _records(local) == expected
+    assert sorted(SEEN) == sorted(expected)  # observers (trackers) in the driver hear of every job once
 
     sharded = ResultsStore(tmp_path / "sharded")
     done = [Runner(_spec(plan_env, shard=f"{i}/2"), sharded).run().done for i in range(2)]

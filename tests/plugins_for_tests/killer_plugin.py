@@ -1,4 +1,4 @@
-"""A test method that kills its own worker process the first time it scores a chosen category.
+"""Test plugins: a job observer, and a method that kills its own worker process the first time it scores a chosen category.
 
 It stands for a worker lost mid-job (OOM kill, preempted node): the marker file makes the second
 attempt (the rerun) succeed.
@@ -41,3 +41,12 @@ class Killer(Method):
 @hookimpl
 def adbench_methods():
     return [Killer]
+
+
+#: Keys of the records this process was told about (``adbench_job_finished``).
+SEEN: list[str] = []
+
+
+@hookimpl
+def adbench_job_finished(record):
+    SEEN.append(record["key"])
