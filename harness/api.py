@@ -39,10 +39,7 @@ def resolve_suite(
             else {name: {} for name in methods}
         )
     base = load_suite(config) if config is not None else {}
-    suite = merge(base, given)
-    if not suite["methods"]:
-        suite["methods"] = {"patchead": {}}
-    return suite
+    return merge(base, given)
 
 
 def run(

@@ -215,8 +215,6 @@ def run(**options: object) -> None:
     }
     config_file = options["config_file"]
     suite = merge(load_suite(config_file) if config_file else {}, _suite_from_options(given))
-    if not suite["methods"] and not suite["run"].get("demo"):
-        suite["methods"] = {"patchead": {}}
     where = str(config_file) if config_file else "command line"
     spec = build_spec(suite, raw_sets=parse_set_options(options["sets"]), where=where)
     spec.progress = not options["no_progress"]

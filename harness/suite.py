@@ -34,6 +34,8 @@ from .errors import AdbenchError
 
 #: Top-level tables of a suite file.
 SECTIONS = ("run", "roots", "methods")
+#: What runs when neither the suite nor the command line names a method (and it is not the demo).
+DEFAULT_METHODS = ("patchead",)
 #: ``[run]`` keys that are not RunSpec fields but options of the command (handled by the caller).
 COMMAND_KEYS = ("results",)
 
@@ -174,11 +176,13 @@ def build_spec(
         kwargs[key] = _coerce_run_value(key, value, hints[key], where)
     registry = get_registry()
     methods = list(suite.get("methods", {}))
+    if not methods and not kwargs.get("demo"):
+        methods = list(DEFAULT_METHODS)
     raw_sets = raw_sets or {}
     overrides: dict[str, dict[str, list[str]]] = {}
     for name in methods:
         cls = registry.method(name)
-        fields = method_overrides(cls, suite["methods"][name], where)
+        fields = method_overrides(cls, suite.get("methods", {}).get(name, {}), where)
         fields.update(raw_sets.get(name, {}))
         overrides[name] = fields
         try:

@@ -110,3 +110,12 @@ def test_a_failed_job_is_one_terminal_line_and_a_full_traceback_in_the_run_log(
 def test_run_options_that_would_be_ignored_are_one_line_errors(registry, monkeypatch, capsys, args, message):
     code, out = cli(monkeypatch, capsys, "run", "--methods", "median_dev", *args, "--dry-run")
     assert code == 2 and message in out and len(out.strip().splitlines()) == 1, out
+
+
+def test_the_default_method_and_the_demo_grid_are_the_same_through_every_door():
+    from adbench.api import resolve_suite
+
+    assert build_spec(resolve_suite()).methods == ["patchead"]
+    demo = build_spec(resolve_suite(options={"demo": True}))
+    assert demo.demo and demo.methods == []  # the dataset's demo grid, as `adbench run --demo`
+    assert build_spec(resolve_suite(["musc"], options={"demo": True})).methods == ["musc"]
