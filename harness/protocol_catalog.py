@@ -1,0 +1,41 @@
+"""The evaluation protocols as declared objects, registered once (torch-free).
+
+CLI choices, the planner, tables and the published-number matcher read these specs instead of
+spelling protocol names; ``protocols.py`` holds what each protocol does with the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import AdbenchError
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """What a protocol is, as every part of adbench names it."""
+
+    name: str  #: record value and CLI choice, e.g. ``few_shot``
+    title: str  #: display form, e.g. ``few-shot``
+    published_label: str  #: prefix of ``setting`` values in published_results.csv it matches
+    shots: tuple[int, ...] = (0,)  #: default k grid (0: no references)
+    seeds: tuple[int, ...] = (0,)  #: default seed grid
+    whole_split: bool = False  #: the method sees the whole unlabelled test split at once
+
+
+PROTOCOLS: dict[str, ProtocolSpec] = {
+    p.name: p
+    for p in (
+        ProtocolSpec("zero_shot", "zero-shot", "zero-shot ("),
+        ProtocolSpec("batch_zero_shot", "batch zero-shot", "batch zero-shot", whole_split=True),
+        ProtocolSpec("few_shot", "few-shot", "few-shot", shots=(1, 2, 4), seeds=(0, 1, 2)),
+    )
+}
+
+
+def protocol_spec(name: str) -> ProtocolSpec:
+    """The spec of a protocol name; a one-line error naming the choices otherwise."""
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise AdbenchError(f"--protocol {name!r}: expected one of {', '.join(PROTOCOLS)}") from None
