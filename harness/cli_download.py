@@ -18,7 +18,9 @@ def _confirm_licences(datasets: list[type], accept: bool) -> None:
         licences = sorted({s.licence for s in cls.sources if s.non_commercial})
         if not licences or accept:
             continue
-        question = f"{cls.title or cls.name} is licensed {', '.join(licences)} (non-commercial use only). Accept?"
+        question = (
+            f"{cls.title or cls.name} is licensed {', '.join(licences)} (non-commercial use only). Accept?"
+        )
         try:
             ok = click.confirm(question, default=False, err=True)
         except click.exceptions.Abort:
@@ -32,11 +34,14 @@ def _confirm_licences(datasets: list[type], accept: bool) -> None:
 
 @click.command()
 @click.argument("names", nargs=-1, required=True)
-@click.option(
-    "--to", "to", required=True, type=click.Path(file_okay=False), help="Folder to put NAME/ in."
-)
+@click.option("--to", "to", required=True, type=click.Path(file_okay=False), help="Folder to put NAME/ in.")
 @click.option("--url", "urls", multiple=True, help="Mirror URL, one per archive of the dataset, in order.")
-@click.option("--sha256", "sha256s", multiple=True, help="Expected SHA-256, one per archive (overrides the shipped one).")
+@click.option(
+    "--sha256",
+    "sha256s",
+    multiple=True,
+    help="Expected SHA-256, one per archive (overrides the shipped one).",
+)
 @click.option(
     "--from", "files", multiple=True, type=click.Path(dir_okay=False),
     help="An archive fetched by hand (Kaggle, Google Drive, a form), one per archive: verify and unpack it.",
@@ -71,7 +76,9 @@ def download(
         )
         report = check_dataset(cls(final))
         click.echo(report.format())
-        failed |= bool(report.errors)
+        if report.errors:
+            failed = True
+            continue
         click.echo(f"{cls.name}: ready at {final} (use --root {final}, or set ADBENCH_DATA={final.parent})")
     if failed:
         sys.exit(1)

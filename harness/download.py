@@ -115,10 +115,7 @@ def verify(path: Path, expected: str | None, echo: Callable[[str], None]) -> Non
     SHA-256 for the user to pin."""
     actual = sha256_of(path)
     if expected is None:
-        echo(
-            f"note: no published SHA-256 for {path.name}; computed {actual} "
-            f"(pin it with --sha256 {actual})"
-        )
+        echo(f"note: no published SHA-256 for {path.name}; computed {actual} (pin it with --sha256 {actual})")
     elif actual != expected.lower():
         path.unlink()
         raise AdbenchError(
@@ -133,7 +130,7 @@ def install(dataset: type, archives: list[tuple[Archive, Path]], to: Path) -> Pa
     final = to / dataset.name
     scratch = Path(tempfile.mkdtemp(prefix=f".adbench-unpack-{dataset.name}-", dir=to))
     try:
-        for archive, path in archives:
+        for _, path in archives:
             extract(path, scratch)
         root = _loadable_root(dataset, scratch, [a.folder for a, _ in archives if a.folder])
         if final.exists():

@@ -55,5 +55,7 @@ def describe_sources(datasets: list[type]) -> str:
             nc = ", non-commercial" if s.non_commercial else ""
             lines.append(f"  {s.filename}  [{s.licence}{nc}]  {s.size or 'size unknown'}  {how}")
             lines.append(f"    url     {s.url}")
-            lines.append(f"    sha256  {s.sha256 or 'none published (download prints the computed one to pin)'}")
+            lines.append(
+                f"    sha256  {s.sha256 or 'none published (download prints the computed one to pin)'}"
+            )
     return "\n".join(lines)
