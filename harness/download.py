@@ -110,17 +110,23 @@ def fetch(url: str, dest: Path, progress: bool = True) -> Path:
     return dest
 
 
-def verify(path: Path, expected: str | None, echo: Callable[[str], None]) -> None:
-    """Check ``path`` against ``expected`` (delete it on a mismatch); without one, print the computed
-    SHA-256 for the user to pin."""
+def verify(path: Path, expected: str | None, echo: Callable[[str], None], owned: bool = True) -> None:
+    """Check ``path`` against ``expected``; on a mismatch delete it when we downloaded it (``owned``), else
+    leave the user's file alone. Without a checksum, print the computed SHA-256 for the user to pin."""
     actual = sha256_of(path)
     if expected is None:
         echo(f"note: no published SHA-256 for {path.name}; computed {actual} (pin it with --sha256 {actual})")
     elif actual != expected.lower():
-        path.unlink()
+        if owned:
+            path.unlink()
+        fate = (
+            "the file was deleted (a moved link or a damaged download"
+            if owned
+            else "your file was left in place (another release or a damaged copy"
+        )
         raise AdbenchError(
-            f"checksum mismatch for {path.name}: expected sha256 {expected}, got {actual}; the file was "
-            "deleted (a moved link or a damaged download; for a mirror of another archive pass --sha256)"
+            f"checksum mismatch for {path.name}: expected sha256 {expected}, got {actual}; {fate}; "
+            "for a different archive you trust, pass --sha256)"
         )
 
 
@@ -228,7 +234,7 @@ def download_dataset(
             if not path.exists():
                 echo(f"downloading {a.url}")
                 fetch(a.url, path, progress)
-        verify(path, a.sha256, echo)
+        verify(path, a.sha256, echo, owned=a.path is None)
         fetched.append((a, path))
     echo(f"unpacking into {final}")
     final = install(dataset, fetched, to)

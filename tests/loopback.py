@@ -19,6 +19,8 @@ class Served:
     files: dict[str, bytes] = field(default_factory=dict)
     drop_after: dict[str, int] = field(default_factory=dict)
     ranges: list[str | None] = field(default_factory=list)
+    #: Answer every request with the whole file (a server without range support).
+    ignore_range: bool = False
     port: int = 0
 
     def url(self, path: str) -> str:
@@ -38,7 +40,8 @@ def _handler(served: Served) -> type[http.server.BaseHTTPRequestHandler]:
                 self.send_error(404)
                 return
             data = served.files[path]
-            start = int(m.group(1)) if rng and (m := re.fullmatch(r"bytes=(\d+)-", rng)) else 0
+            m = re.fullmatch(r"bytes=(\d+)-", rng or "")
+            start = int(m.group(1)) if m and not served.ignore_range else 0
             if start >= len(data) and start:
                 self.send_error(416)
                 return
