@@ -160,17 +160,18 @@ class ISIC(SegmentationSet):
 POLYP_SOURCE = (
     "https://figshare.com/articles/figure/Polyp_DataSet_zip/21221579 (linked from the AnomalyCLIP README)"
 )
+POLYP_SOURCES = (
+    Source(
+        url="https://figshare.com/articles/figure/Polyp_DataSet_zip/21221579",
+        filename="Polyp_DataSet.zip",
+        licence="unstated on figshare",
+        manual=POLYP_MANUAL,
+    ),
+)
 
 
 class ColonDB(SegmentationSet):
-    sources = (
-        Source(
-            url="https://figshare.com/articles/figure/Polyp_DataSet_zip/21221579",
-            filename="Polyp_DataSet.zip",
-            licence="unstated on figshare",
-            manual=POLYP_MANUAL,
-        ),
-    )
+    sources = POLYP_SOURCES
     name = "cvc_colondb"
     group = "medical"
     order = 150
@@ -181,14 +182,7 @@ class ColonDB(SegmentationSet):
 
 
 class ClinicDB(SegmentationSet):
-    sources = (
-        Source(
-            url="https://figshare.com/articles/figure/Polyp_DataSet_zip/21221579",
-            filename="Polyp_DataSet.zip",
-            licence="unstated on figshare",
-            manual=POLYP_MANUAL,
-        ),
-    )
+    sources = POLYP_SOURCES
     name = "cvc_clinicdb"
     group = "medical"
     order = 160
