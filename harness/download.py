@@ -151,7 +151,7 @@ def _loadable_root(dataset: type, scratch: Path, folders: list[str]) -> Path:
     """The unpacked folder the loader recognises: the declared sub-folder, else the top level, else its
     only sub-folder (mirrors that wrap the release in one more folder)."""
     candidates = [scratch / f for f in folders] or [scratch]
-    entries = [p for p in scratch.iterdir()]
+    entries = list(scratch.iterdir())
     if not folders and len(entries) == 1 and entries[0].is_dir():
         candidates.append(entries[0])
     first_error = None

@@ -194,6 +194,24 @@ def test_no_published_checksum_prints_the_computed_one(monkeypatch, capsys, tmp_
     assert (tmp_path / "data" / "kvasir" / "images").is_dir()
 
 
+def test_two_archives_unpack_into_one_folder(monkeypatch, capsys, tmp_path: Path) -> None:
+    """ISIC ships images and masks as two zips, each with its own top folder: one --url per archive."""
+    trees.make_isic(tmp_path / "tree")
+    zips = {
+        f"{part}.zip": zip_bytes(tmp_path / "tree" / part, f"{part}/")
+        for part in ("ISBI2016_ISIC_Part1_Test_Data", "ISBI2016_ISIC_Part1_Test_GroundTruth")
+    }
+    to = tmp_path / "data"
+    with serve(zips) as srv:
+        urls = [x for name in zips for x in ("--url", srv.url(name))]
+        code, out, err = run_cli(
+            monkeypatch, capsys, "datasets", "download", "isic", *urls, "--to", str(to), "--accept-licence"
+        )
+    assert code == 0, out + err
+    assert out.count("no published SHA-256") == 2
+    assert sorted(p.name for p in (to / "isic").iterdir()) == sorted(Path(n).stem for n in zips)
+
+
 def test_from_file_verifies_and_unpacks(monkeypatch, capsys, tmp_path: Path, mvtec_tar: bytes) -> None:
     archive = tmp_path / "by-hand.tar.xz"
     archive.write_bytes(mvtec_tar)
@@ -313,6 +331,8 @@ def test_overrides_are_for_one_dataset_and_one_per_archive(monkeypatch, capsys, 
         str(tmp_path),
     )
     assert_one_line_error(code, err, "apply to one dataset")
+    code, _, err = run_cli(monkeypatch, capsys, "datasets", "download", "synthetic", "--to", str(tmp_path))
+    assert_one_line_error(code, err, r"declares no source .*pass --url URL or --from FILE")
     code, _, err = run_cli(
         monkeypatch, capsys, "datasets", "download", "isic", "--url", "http://x/y.zip", "--to", str(tmp_path)
     )
