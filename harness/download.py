@@ -44,7 +44,8 @@ class Archive:
 
 
 def sha256_of(path: Path) -> str:
-    """The file's SHA-256 (read in 1 MiB chunks: flat memory for multi-GB archives)."""
+    """The file's SHA-256, read in 1 MiB chunks (flat memory). A second pass after the download keeps
+    resume simple; it reads ~430 MiB/s here (measured on 200 MiB), ~12 s for MVTec AD's 4.9 GB."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         while chunk := fh.read(CHUNK):
