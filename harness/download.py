@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .archive import extract
 from .errors import AdbenchError
@@ -69,6 +70,19 @@ def _open(url: str, start: int) -> http.client.HTTPResponse | None:
         raise AdbenchError(f"cannot reach {url}: {reason}") from None
 
 
+def _stream(response: http.client.HTTPResponse, fh: BinaryIO, bar: object, done: int) -> tuple[int, str]:
+    """Copy the body to ``fh`` from byte ``done``; the bytes held after, and why it stopped early ("" if
+    it did not raise; a server that just closes the connection shows as fewer bytes than announced)."""
+    try:
+        while chunk := response.read(CHUNK):
+            fh.write(chunk)
+            done += len(chunk)
+            bar.update(len(chunk))  # type: ignore[attr-defined]
+    except (http.client.HTTPException, OSError) as exc:
+        return done, f" ({exc.__class__.__name__}: {exc})"
+    return done, ""
+
+
 def fetch(url: str, dest: Path, progress: bool = True) -> Path:
     """Stream ``url`` to ``dest`` (via ``dest.part``), resuming a partial file with a range request."""
     from tqdm import tqdm
@@ -84,7 +98,6 @@ def fetch(url: str, dest: Path, progress: bool = True) -> Path:
                 raise AdbenchError(f"download of {url}: the server resumed at the wrong byte; delete {part}")
             length = response.headers.get("Content-Length")
             total = start + int(length) if length else None
-            done = start
             with (
                 part.open("ab" if start else "wb") as fh,
                 tqdm(
@@ -92,20 +105,11 @@ def fetch(url: str, dest: Path, progress: bool = True) -> Path:
                     desc=dest.name, disable=None if progress else True, leave=False,
                 ) as bar,
             ):  # fmt: skip
-                try:
-                    while chunk := response.read(CHUNK):
-                        fh.write(chunk)
-                        done += len(chunk)
-                        bar.update(len(chunk))
-                except (http.client.HTTPException, OSError) as exc:
-                    total = total or done + 1  # reported below as a dropped connection
-                    why = f" ({exc.__class__.__name__})"
-                else:
-                    why = ""
-            if total is not None and done < total:
+                done, error = _stream(response, fh, bar, start)
+            if error or (total is not None and done < total):
                 raise AdbenchError(
-                    f"download of {url} stopped after {done} of {total} bytes{why}; the partial file "
-                    f"{part} is kept: rerun the same command to resume"
+                    f"download of {url} stopped after {done} of {total or '?'} bytes{error}; the partial "
+                    f"file {part} is kept: rerun the same command to resume"
                 )
     part.replace(dest)
     return dest

@@ -4,6 +4,7 @@ and leaves no dataset folder behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import re
@@ -179,6 +180,29 @@ def test_zip_with_declared_folder_and_tar_gz(monkeypatch, capsys, tmp_path: Path
             assert code == 0, out + err
     assert sorted(p.name for p in (to / "btad").iterdir()) == ["01", "02", "03"]
     assert (to / "visa" / "split_csv" / "1cls.csv").is_file()
+
+
+def test_several_datasets_from_their_declared_sources(
+    monkeypatch, capsys, tmp_path: Path, mvtec_tar: bytes
+) -> None:
+    """No --url: each dataset's own declared Source is used (pointed at the loopback server here)."""
+    trees.make_btad(tmp_path / "tree-btad")
+    btad = zip_bytes(tmp_path / "tree-btad", "BTech_Dataset_transformed/")
+    registry = get_registry()
+    with serve({"mvtec.tar.xz": mvtec_tar, "btad.zip": btad}) as srv:
+        for name, data in (("mvtec", mvtec_tar), ("btad", btad)):
+            cls = registry.dataset(name)
+            (declared,) = cls.sources
+            url = srv.url("mvtec.tar.xz" if name == "mvtec" else "btad.zip")
+            monkeypatch.setattr(cls, "sources", (dataclasses.replace(declared, url=url, sha256=sha(data)),))
+        code, out, err = run_cli(
+            monkeypatch, capsys, "datasets", "download", "mvtec", "btad", "--to", str(tmp_path / "d"),
+            stdin="y\ny\n",
+        )  # fmt: skip
+    assert code == 0, out + err
+    assert err.count("non-commercial use only). Accept?") == 2
+    assert "mvtec: ready at" in out and "btad: ready at" in out
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["btad", "mvtec"]
 
 
 def test_no_published_checksum_prints_the_computed_one(monkeypatch, capsys, tmp_path: Path) -> None:
