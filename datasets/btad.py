@@ -8,6 +8,7 @@ the extensions differ between products and copies (``.bmp`` or ``.png`` images, 
 from __future__ import annotations
 
 from adbench import hookimpl
+from adbench.sources import CC_BY_NC_SA_4, Source
 
 from .mvtec_style import MVTecStyleDataset
 
@@ -21,6 +22,18 @@ class BTAD(MVTecStyleDataset):
     title = "BTAD"
     description = "BTAD: 3 industrial products (01, 02, 03), ok/ko folders, pixel masks"
     source = "http://avires.dimi.uniud.it/papers/btad/btad.zip"
+    # URL, SHA-256 and the archive's top folder: anomalib (openvinotoolkit/anomalib@161bb36,
+    # src/anomalib/data/datamodules/image/btech.py, which moves BTech_Dataset_transformed/ into place).
+    sources = (
+        Source(
+            url="https://avires.dimi.uniud.it/papers/btad/btad.zip",
+            filename="btad.zip",
+            licence=CC_BY_NC_SA_4,
+            non_commercial=True,
+            sha256="461c9387e515bfed41ecaae07c50cf6b10def647b36c9e31d239ab2736b10d2a",
+            folder="BTech_Dataset_transformed",
+        ),
+    )
     layout = "{01,02,03}/train/ok/, {01,02,03}/test/{ok,ko}/, {01,02,03}/ground_truth/ko/<same stem>.png|.bmp"
     normal = ("ok",)
     mask_suffixes = ("",)

@@ -24,6 +24,7 @@ from pathlib import Path
 from adbench import hookimpl
 from adbench.data import Category, Sample
 from adbench.dataset_tools import Issue
+from adbench.sources import Source
 
 from ._base import NativeDataset
 from ._scan import (
@@ -66,6 +67,19 @@ class DAGM(NativeDataset):
     title = "DAGM 2007"
     description = "DAGM 2007: 10 textures, Train+Test merged, balanced test normals, pixel masks"
     source = "https://www.kaggle.com/datasets/mhskjelvareid/dagm-2007-competition-dataset-optical-inspection"
+    # Kaggle needs a signed-in user; no checksum is published.
+    sources = (
+        Source(
+            url=source,
+            filename="archive.zip",
+            licence="DAGM 2007 competition terms (research use; see the Kaggle page)",
+            non_commercial=True,
+            manual=(
+                f"sign in at {source}, click Download and save archive.zip (Class1/ ... Class10/, each with "
+                "Train/ and Test/); then run 'adbench datasets download dagm --from archive.zip --to DIR'"
+            ),
+        ),
+    )
     layout = (
         "Class1 ... Class10/{Train,Test}/NNNN.PNG with {Train,Test}/Label/NNNN_label.PNG and Label/Labels.txt"
     )

@@ -31,6 +31,7 @@ from adbench import hookimpl
 from adbench.data import Category
 from adbench.dataset_tools import Issue
 from adbench.errors import AdbenchError
+from adbench.sources import CC_BY_NC_SA_4, Source
 
 from ._base import NativeDataset
 from ._prepared import prepared_dir, raw_fingerprint, read_marker
@@ -130,6 +131,17 @@ class KolektorSDD(NativeDataset):
     title = "KolektorSDD"
     description = "KolektorSDD ('SDD'): commutator surfaces cut into thirds, 75/25 normal split (seed 42)"
     source = "https://www.vicos.si/resources/kolektorsdd/ (KolektorSDD.zip)"
+    # URL, file name and SHA-256: anomalib's DOWNLOAD_INFO (openvinotoolkit/anomalib@161bb36,
+    # src/anomalib/data/datamodules/image/kolektor.py); kos01 ... kos50 lie at the archive's top level.
+    sources = (
+        Source(
+            url="https://go.vicos.si/kolektorsdd",
+            filename="KolektorSDD.zip",
+            licence=CC_BY_NC_SA_4,
+            non_commercial=True,
+            sha256="65dc621693418585de9c4467d1340ea7958a6181816f0dc2883a1e8b61f9d4dc",
+        ),
+    )
     layout = "kos01 ... kos50/Part<N>.jpg with Part<N>_label.bmp"
     variant = VARIANT
     object_names = {CATEGORY: "electrical commutator"}

@@ -23,6 +23,7 @@ from adbench import hookimpl
 from adbench.data import Category, Sample
 from adbench.dataset_tools import Issue
 from adbench.errors import AdbenchError
+from adbench.sources import Source
 
 from ._base import NativeDataset
 from ._scan import (
@@ -35,6 +36,28 @@ from ._scan import (
 
 PIXEL_NOTE = "segmentation set, every test image anomalous: pixel metrics only"
 IMAGE_NOTE = "classification set, no masks: image metrics only"
+
+
+def kaggle(name: str, page: str, holds: str) -> tuple[Source, ...]:
+    """A Kaggle dataset: signed-in download of ``archive.zip``, no published checksum."""
+    return (
+        Source(
+            url=page,
+            filename="archive.zip",
+            licence="as stated on the Kaggle page",
+            manual=(
+                f"sign in at {page}, click Download and save archive.zip ({holds}); then run "
+                f"'adbench datasets download {name} --from archive.zip --to DIR'"
+            ),
+        ),
+    )
+
+
+# AnomalyCLIP's polyp archive (figshare) bundles several sets: it is unpacked by hand.
+POLYP_MANUAL = (
+    "open https://figshare.com/articles/figure/Polyp_DataSet_zip/21221579, click Download, unpack the zip "
+    "and pass the folder of this set (images/ and masks/) as --root; no checksum is published"
+)
 
 
 class MedicalDataset(NativeDataset):
@@ -116,6 +139,17 @@ class ISIC(SegmentationSet):
         "https://isic-challenge-data.s3.amazonaws.com/2016/ISBI2016_ISIC_Part1_Test_Data.zip and "
         "ISBI2016_ISIC_Part1_Test_GroundTruth.zip"
     )
+    # ISIC's challenge bucket; no checksum is published. Licence: ISIC states CC BY-NC for its challenge
+    # data (ImageMarkup/isic-challenge-landing, site/data.md); each zip holds its own top folder.
+    sources = tuple(
+        Source(
+            url=f"https://isic-challenge-data.s3.amazonaws.com/2016/{part}.zip",
+            filename=f"{part}.zip",
+            licence="CC BY-NC 4.0 (ISIC challenge data)",
+            non_commercial=True,
+        )
+        for part in ("ISBI2016_ISIC_Part1_Test_Data", "ISBI2016_ISIC_Part1_Test_GroundTruth")
+    )
     image_dirs = ("ISBI2016_ISIC_Part1_Test_Data",)
     mask_dirs = ("ISBI2016_ISIC_Part1_Test_GroundTruth",)
     mask_suffix = "_Segmentation"
@@ -126,9 +160,18 @@ class ISIC(SegmentationSet):
 POLYP_SOURCE = (
     "https://figshare.com/articles/figure/Polyp_DataSet_zip/21221579 (linked from the AnomalyCLIP README)"
 )
+POLYP_SOURCES = (
+    Source(
+        url="https://figshare.com/articles/figure/Polyp_DataSet_zip/21221579",
+        filename="Polyp_DataSet.zip",
+        licence="unstated on figshare",
+        manual=POLYP_MANUAL,
+    ),
+)
 
 
 class ColonDB(SegmentationSet):
+    sources = POLYP_SOURCES
     name = "cvc_colondb"
     group = "medical"
     order = 150
@@ -139,6 +182,7 @@ class ColonDB(SegmentationSet):
 
 
 class ClinicDB(SegmentationSet):
+    sources = POLYP_SOURCES
     name = "cvc_clinicdb"
     group = "medical"
     order = 160
@@ -155,6 +199,17 @@ class Kvasir(SegmentationSet):
     title = "Kvasir-SEG"
     description = "Kvasir-SEG: gastrointestinal polyps, all anomalous, pixel metrics only"
     source = POLYP_SOURCE + "; full release: https://datasets.simula.no/kvasir-seg/ (1,000 images)"
+    # The full release from Simula (kvasir-seg.zip holds Kvasir-SEG/images and Kvasir-SEG/masks); no
+    # checksum is published; Simula allows research and education use, commercial use needs permission.
+    sources = (
+        Source(
+            url="https://datasets.simula.no/downloads/kvasir-seg.zip",
+            filename="kvasir-seg.zip",
+            licence="research and educational use (Simula; commercial use needs written permission)",
+            non_commercial=True,
+            folder="Kvasir-SEG",
+        ),
+    )
     published_counts = {"categories": 1}
 
 
@@ -165,6 +220,18 @@ class Endo(SegmentationSet):
     title = "EndoTect 2020"
     description = "Endo (EndoTect 2020 segmentation test): endoscopy, all anomalous, pixel metrics only"
     source = "https://drive.google.com/file/d/1LNpLkv5ZlEUzr_RPN5rdOHaqk0SkZa3m/view (linked from the AnomalyCLIP README)"
+    sources = (
+        Source(
+            url="https://drive.google.com/file/d/1LNpLkv5ZlEUzr_RPN5rdOHaqk0SkZa3m/view",
+            filename="Endo archive (.zip)",
+            licence="unstated (EndoTect 2020 challenge data)",
+            manual=(
+                "open https://drive.google.com/file/d/1LNpLkv5ZlEUzr_RPN5rdOHaqk0SkZa3m/view (linked from the "
+                "AnomalyCLIP README), click Download and save the zip (images/ and masks/); then run "
+                "'adbench datasets download endo --from FILE.zip --to DIR'"
+            ),
+        ),
+    )
     published_counts = {"categories": 1, "test_images": 200}
 
 
@@ -207,6 +274,7 @@ class BrainMRI(NoYesSet):
     title = "Brain MRI"
     description = "Brain MRI (brain tumour detection): no/yes folders, image metrics only"
     source = "https://www.kaggle.com/datasets/navoneel/brain-mri-images-for-brain-tumor-detection"
+    sources = kaggle("brainmri", source, "brain_tumor_dataset/no/ and yes/")
     subdirs = ("brain_tumor_dataset", "")
     layout = "brain_tumor_dataset/no/ and brain_tumor_dataset/yes/"
     published_counts = {"categories": 1, "test_images": 253, "test_normal": 98, "test_anomalous": 155}
@@ -219,6 +287,7 @@ class Br35H(NoYesSet):
     title = "Br35H"
     description = "Br35H (brain tumour detection 2020): no/yes folders, image metrics only"
     source = "https://www.kaggle.com/datasets/ahmedhamada0/brain-tumor-detection"
+    sources = kaggle("br35h", source, "no/, yes/ and pred/")
     published_counts = {"categories": 1, "test_images": 3000, "test_normal": 1500, "test_anomalous": 1500}
 
 
@@ -232,6 +301,7 @@ class HeadCT(MedicalDataset):
     task = "image"
     description = "HeadCT (head CT hemorrhage): labels.csv, image metrics only"
     source = "https://www.kaggle.com/datasets/felipekitamura/head-ct-hemorrhage"
+    sources = kaggle("headct", source, "labels.csv and head_ct/")
     layout = "labels.csv (columns id, hemorrhage) and head_ct/NNN.png (or head_ct/head_ct/NNN.png)"
     published_counts = {"categories": 1, "test_images": 200, "test_normal": 100, "test_anomalous": 100}
 

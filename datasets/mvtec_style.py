@@ -11,6 +11,7 @@ from typing import ClassVar
 from adbench import hookimpl
 from adbench.data import Category
 from adbench.dataset_tools import Issue
+from adbench.sources import CC_BY_NC_SA_4, Source
 
 from ._base import NativeDataset
 from ._scan import mvtec_style_categories, scan_mvtec_category
@@ -49,6 +50,19 @@ class MVTecAD(MVTecStyleDataset):
     title = "MVTec AD"
     description = "MVTec AD: 15 industrial categories (5 textures, 10 objects), pixel masks"
     source = "https://www.mvtec.com/company/research/datasets/mvtec-ad (mvtec_anomaly_detection.tar.xz)"
+    # URL and SHA-256: anomalib's DOWNLOAD_INFO (openvinotoolkit/anomalib@161bb36,
+    # src/anomalib/data/datamodules/image/mvtecad.py; anomalib checks it with sha256). Licence: MVTec's page.
+    sources = (
+        Source(
+            url="https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/download/"
+            "420938113-1629952094/mvtec_anomaly_detection.tar.xz",
+            filename="mvtec_anomaly_detection.tar.xz",
+            licence=CC_BY_NC_SA_4,
+            non_commercial=True,
+            sha256="cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d",
+            size="4.9 GB",
+        ),
+    )
     object_names = {
         c: c.replace("_", " ")
         for c in "bottle cable capsule carpet grid hazelnut leather metal_nut pill screw tile toothbrush "
@@ -72,6 +86,19 @@ class MPDD(MVTecStyleDataset):
     title = "MPDD"
     description = "MPDD: 6 categories of painted metal parts, MVTec layout, pixel masks"
     source = "https://github.com/stepanje/MPDD"
+    # No checksum or licence published: the MPDD README (stepanje/MPDD@07425ed) links a SharePoint folder.
+    sources = (
+        Source(
+            url="https://github.com/stepanje/MPDD",
+            filename="MPDD archive (.zip)",
+            licence="unstated in the MPDD README",
+            manual=(
+                "open https://github.com/stepanje/MPDD, follow the README's 'Download link' (a SharePoint "
+                "folder), click Download and save the zip; it holds bracket_black/ ... tubes/ in the MVTec "
+                "layout; then run 'adbench datasets download mpdd --from FILE.zip --to DIR'"
+            ),
+        ),
+    )
     object_names = {
         "bracket_black": "black bracket",
         "bracket_brown": "brown bracket",
@@ -98,6 +125,21 @@ class DTDSynthetic(MVTecStyleDataset):
     title = "DTD-Synthetic"
     description = "DTD-Synthetic: 12 textures with synthetic defects, MVTec layout, pixel masks"
     source = "https://drive.google.com/drive/folders/10OyPzvI3H6llCZBxKxFlKWt1Pw1tkMK1 (linked from the AnomalyCLIP README)"
+    # No checksum or licence published with the Drive folder (DTD's own images: research use only).
+    sources = (
+        Source(
+            url="https://drive.google.com/drive/folders/10OyPzvI3H6llCZBxKxFlKWt1Pw1tkMK1",
+            filename="DTD-Synthetic archive (.zip)",
+            licence="unstated (DTD images: research use only)",
+            non_commercial=True,
+            manual=(
+                "open https://drive.google.com/drive/folders/10OyPzvI3H6llCZBxKxFlKWt1Pw1tkMK1 (linked from "
+                "the AnomalyCLIP README), click Download (Google zips the folder) and save the zip; it holds "
+                "Woven_001/ ... Matted_069/ in the MVTec layout; then run "
+                "'adbench datasets download dtd_synthetic --from FILE.zip --to DIR'"
+            ),
+        ),
+    )
     object_names = {
         c: f"{c.split('_')[0].lower()} texture"
         for c in "Woven_001 Woven_127 Woven_104 Stratified_154 Blotchy_099 Woven_068 Woven_125 Marbled_078 "

@@ -16,6 +16,7 @@ from adbench import hookimpl
 from adbench.data import Category, Sample
 from adbench.dataset_tools import Issue
 from adbench.errors import AdbenchError
+from adbench.sources import CC_BY_NC_SA_4, Source
 
 from ._base import NativeDataset
 from ._scan import list_images, looks_mvtec_style, mvtec_style_categories, scan_mvtec_category
@@ -33,6 +34,17 @@ class VisA(NativeDataset):
     title = "VisA"
     description = "VisA: 12 objects (PCBs, capsules, fryum, ...), official 1cls split, pixel masks"
     source = "https://github.com/amazon-science/spot-diff (VisA_20220922.tar)"
+    # URL and SHA-256: anomalib's DOWNLOAD_INFO (openvinotoolkit/anomalib@161bb36,
+    # src/anomalib/data/datamodules/image/visa.py); licence as anomalib states it for VisA.
+    sources = (
+        Source(
+            url="https://amazon-visual-anomaly.s3.us-west-2.amazonaws.com/VisA_20220922.tar",
+            filename="VisA_20220922.tar",
+            licence=CC_BY_NC_SA_4,
+            non_commercial=True,
+            sha256="2eb8690c803ab37de0324772964100169ec8ba1fa3f7e94291c9ca673f40f362",
+        ),
+    )
     layout = (
         "split_csv/1cls.csv, <object>/Data/Images/{Normal,Anomaly}/*.JPG, <object>/Data/Masks/Anomaly/*.png"
     )

@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_download import download as download_command
+from .cli_download import list_datasets as list_datasets_command
 from .config import parse_set_options
 from .errors import AdbenchError
 from .listing import LIST_KINDS
@@ -455,7 +457,7 @@ def info(method: str, sets: tuple[str, ...]) -> None:
 
 @cli.group()
 def datasets() -> None:
-    """Check dataset folders and export them as meta.json."""
+    """Download, list and check dataset folders; export them as meta.json."""
 
 
 @datasets.command()
@@ -483,6 +485,10 @@ def export_meta(name: str, root: str | None, out: str | None) -> None:
 
     dataset = get_registry().dataset(name)(root)
     click.echo(str(do_export(dataset, Path(out) if out else None)))
+
+
+datasets.add_command(download_command)
+datasets.add_command(list_datasets_command)
 
 
 def main() -> None:

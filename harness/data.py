@@ -96,6 +96,9 @@ class Dataset(ABC):
     object_names: ClassVar[dict[str, str]] = {}
     #: What ``adbench run --demo`` runs on this dataset (``adbench.demo.DemoConfig``s); empty for most.
     demo: ClassVar[tuple] = ()
+    #: Where its files come from (``adbench.sources.Source``: URL, size, checksum, licence); empty for
+    #: generated data. Read by ``adbench datasets download`` and ``adbench datasets list --sources``.
+    sources: ClassVar[tuple] = ()
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root).expanduser() if root else self.default_root()

@@ -45,6 +45,7 @@ def _probe(args: list[str]) -> tuple[str, dict]:
         (["list", "methods"], ["dma_sap", "kanoclip", "vip2clip", "musc", "anomalydino", "winclip"]),
         (["list", "datasets"], ["synthetic", "mvtec", "visa"]),
         (["list", "backbones"], ["clip-vitl14-336", "tiny-clip", "dinov2-vitb14"]),
+        (["datasets", "list", "--sources"], ["CC BY-NC-SA 4.0", "VisA_20220922.tar"]),
         (["--help"], ["Usage"]),
         (["--version"], ["0."]),
     ],
