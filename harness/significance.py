@@ -316,6 +316,33 @@ def bootstrap_paired(
     ), diffs
 
 
+def bootstrap_values(
+    metric: str, runs: Sequence[Predictions], n_resamples: int = N_RESAMPLES, seed: int = 0
+) -> tuple[float, np.ndarray]:
+    """Point value and (R,) bootstrap values of one method's metric (images, and seeds if several)."""
+    labels = np.asarray(runs[0].labels)
+    rng = np.random.default_rng(seed)
+    w = resample_weights(labels, n_resamples, rng)
+    per_seed, point = [], []
+    for run in runs:
+        fn, hist = _statistic(metric, run)
+        per_seed.append(fn(hist, w))
+        point.append(fn(hist, np.ones((1, len(labels))))[0])
+    values = np.asarray(per_seed)
+    if len(runs) > 1:
+        pick = rng.integers(0, len(runs), size=(n_resamples, len(runs)))
+        boot = values[pick, np.arange(n_resamples)[:, None]].mean(axis=1)
+    else:
+        boot = values[0]
+    return float(np.mean(point)), boot
+
+
+def percentile_interval(boot: np.ndarray) -> tuple[float, float]:
+    """The central LEVEL percentile interval of bootstrap values."""
+    lo, hi = np.nanpercentile(boot, [100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2])
+    return float(lo), float(hi)
+
+
 def bootstrap_mean(parts: Sequence[tuple[Paired, np.ndarray]]) -> Paired:
     """Dataset-level result from per-category bootstrap differences drawn independently (R each)."""
     diffs = np.mean([d for _, d in parts], axis=0)

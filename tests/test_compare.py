@@ -102,3 +102,35 @@ def test_render_markdown_marks_dataset_mean(tmp_path):
     rows = compare(store, Side("good"), Side("weak"), ["image_ap"], n_resamples=100)
     text = render(rows, Side("good"), Side("weak"), "markdown")
     assert text.count("**mean**") == 1 and "paired bootstrap" in text
+
+
+def test_table_marks_tie_close_columns_and_not_clearly_worse_ones(tmp_path):
+    """good ≫ weak; a near-copy of good must be marked as not significantly worse, weak must not."""
+    from adbench.reports.table_stats import table_marks
+
+    store = _store_with_predictions(tmp_path, strength={"good": 3.0, "twin": 2.95, "weak": 0.3})
+    frame = store.frame()
+    cells = {
+        ("mvtec", m): [(r.category, int(r.seed), r.key) for r in frame[frame["method"] == m].itertuples()]
+        for m in ("good", "twin", "weak")
+    }
+    marks = table_marks(store, "image_auroc", cells, {"mvtec": "good"}, n_resamples=200)
+    assert set(marks) == {("mvtec", "twin"), ("mvtec", "weak")}
+    assert marks[("mvtec", "twin")].tied and not marks[("mvtec", "weak")].tied
+    assert marks[("mvtec", "weak")].p_holm >= marks[("mvtec", "weak")].p
+
+
+def test_cell_interval_contains_the_value_and_published_note(tmp_path):
+    from adbench.reports.compare import _predictions
+    from adbench.reports.table_stats import cell_interval, published_inside
+    from adbench.significance import bootstrap_values
+
+    store = _store_with_predictions(tmp_path)
+    frame = store.frame()
+    weak = frame[frame["method"] == "weak"]
+    jobs = [(r.category, int(r.seed), r.key) for r in weak.itertuples()]
+    lo, hi = cell_interval(store, "image_ap", jobs, n_resamples=200)
+    value = np.mean([bootstrap_values("image_ap", [_predictions(store, k)], 10)[0] for *_, k in jobs])
+    assert lo < value < hi and hi - lo > 0.02
+    assert published_inside(value, (lo, hi)).startswith("published value inside")
+    assert published_inside(hi + 0.01, (lo, hi)).startswith("published value above")
