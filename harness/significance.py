@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage, stats
@@ -142,6 +142,55 @@ def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.clip(np.searchsorted(edges, values, side="left"), 0, len(edges) - 1)
 
 
+_F16_CODES = 1 << 16
+_SAMPLE = 2_000_000  # pixels sampled for quantile edges when maps are not float16 (approximate bins)
+
+
+def _float16_codes(values: np.ndarray) -> np.ndarray:
+    """Order-preserving integer codes of float16 values (0 .. 65535); -0.0 and +0.0 share one."""
+    bits = np.asarray(values, np.float16).view(np.uint16).astype(np.int32)
+    bits[bits == 0x8000] = 0
+    return np.where(bits & 0x8000, 0xFFFF - bits, bits | 0x8000)
+
+
+class _Coder:
+    """Maps pixel values to integer codes in score order: the float16 bit pattern when every map is
+    exactly float16 (as the store keeps them: exact, no sort), else quantile bins of a sample."""
+
+    def __init__(self, maps: Sequence[np.ndarray]) -> None:
+        self.exact = all(np.array_equal(np.asarray(m, np.float16).astype(np.float32), m) for m in maps)
+        if self.exact:
+            self.size = _F16_CODES
+            self.edges = None
+        else:
+            flat = np.concatenate([np.asarray(m, np.float32).ravel() for m in maps])
+            if flat.size > _SAMPLE:
+                flat = np.random.default_rng(0).choice(flat, _SAMPLE, replace=False)
+            self.edges = np.unique(np.quantile(flat, np.linspace(0, 1, MAX_BINS)))
+            self.size = len(self.edges)
+
+    def __call__(self, amap: np.ndarray) -> np.ndarray:
+        if self.edges is None:
+            return _float16_codes(amap)
+        return _bin_index(np.asarray(amap, np.float32), self.edges)
+
+
+def _compact(totals: np.ndarray) -> tuple[np.ndarray, int]:
+    """code -> bin index over the codes that occur, merged into at most MAX_BINS bins of similar
+    pixel count (contiguous in score order; exact when no more than MAX_BINS codes occur)."""
+    used = np.flatnonzero(totals)
+    if len(used) <= MAX_BINS:
+        groups = np.arange(len(used))
+    else:
+        share = np.cumsum(totals[used]) / totals[used].sum()
+        groups = np.unique(
+            np.minimum((share * MAX_BINS).astype(np.int64), MAX_BINS - 1), return_inverse=True
+        )[1]
+    table = np.full(len(totals), -1, dtype=np.int64)
+    table[used] = groups
+    return table, int(groups.max()) + 1 if len(groups) else 1
+
+
 @dataclass
 class PixelHistograms:
     """Per-image (and per-region) counts of anomalous and normal pixels in each score bin."""
@@ -153,20 +202,32 @@ class PixelHistograms:
 
     @classmethod
     def build(cls, maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> PixelHistograms:
-        edges = _bin_edges(np.concatenate([np.asarray(m, np.float32).ravel() for m in maps]))
-        nb, n = len(edges), len(maps)
-        pos, neg = np.zeros((n, nb)), np.zeros((n, nb))
+        """Two passes: per-image counts in code space, then the bins (and the regions) compacted."""
+        coder = _Coder(maps)
+        gts = [np.asarray(mask) > 0 for mask in masks]
+        full_pos = np.zeros((len(maps), coder.size), dtype=np.int64)
+        full_neg = np.zeros_like(full_pos)
+        for i, (amap, gt) in enumerate(zip(maps, gts)):
+            codes = coder(amap)
+            full_pos[i] = np.bincount(codes[gt], minlength=coder.size)
+            full_neg[i] = np.bincount(codes[~gt], minlength=coder.size)
+        table, nb = _compact(full_pos.sum(axis=0) + full_neg.sum(axis=0))
+        pos, neg = np.zeros((len(maps), nb)), np.zeros((len(maps), nb))
+        keep = table >= 0
+        for i in range(len(maps)):
+            pos[i] = np.bincount(table[keep], weights=full_pos[i, keep], minlength=nb)
+            neg[i] = np.bincount(table[keep], weights=full_neg[i, keep], minlength=nb)
         regions, owner = [], []
-        for i, (amap, mask) in enumerate(zip(maps, masks)):
-            bins = _bin_index(np.asarray(amap, np.float32), edges)
-            gt = np.asarray(mask) > 0
-            pos[i] = np.bincount(bins[gt], minlength=nb)
-            neg[i] = np.bincount(bins[~gt], minlength=nb)
+        for i, (amap, gt) in enumerate(zip(maps, gts)):
             labelled, count = ndimage.label(gt, structure=_EIGHT_CONNECTED)
-            for r in range(1, count + 1):
-                regions.append(np.bincount(bins[labelled == r], minlength=nb))
-                owner.append(i)
-        region_hist = np.array(regions, dtype=np.float64).reshape(len(regions), nb)
+            if not count:
+                continue
+            bins = table[coder(amap)[gt]]
+            region_of = labelled[gt] - 1
+            flat = np.bincount(region_of * nb + bins, minlength=count * nb).reshape(count, nb)
+            regions.append(flat.astype(np.float64))
+            owner.extend([i] * count)
+        region_hist = np.concatenate(regions) if regions else np.zeros((0, nb))
         return cls(pos, neg, region_hist, np.array(owner, dtype=np.int64))
 
 
@@ -258,6 +319,13 @@ class Predictions:
     scores: np.ndarray
     maps: Sequence[np.ndarray] | None = None
     masks: Sequence[np.ndarray] | None = None
+    _pixels: PixelHistograms | None = field(default=None, repr=False, compare=False)
+
+    def pixel_histograms(self) -> PixelHistograms:
+        """Built once per job and shared by every pixel metric's bootstrap."""
+        if self._pixels is None:
+            self._pixels = PixelHistograms.build(self.maps, self.masks)
+        return self._pixels
 
 
 def _statistic(metric: str, pred: Predictions) -> tuple[Callable, PixelHistograms]:
@@ -266,7 +334,7 @@ def _statistic(metric: str, pred: Predictions) -> tuple[Callable, PixelHistogram
     if metric in PIXEL_STATISTICS:
         if pred.maps is None or pred.masks is None:
             raise ValueError(f"{metric} needs anomaly maps and masks")
-        return PIXEL_STATISTICS[metric], PixelHistograms.build(pred.maps, pred.masks)
+        return PIXEL_STATISTICS[metric], pred.pixel_histograms()
     raise ValueError(f"no paired test for metric {metric!r}; choose one of {', '.join(BOOTSTRAP_METRICS)}")
 
 

@@ -168,3 +168,19 @@ def test_nemenyi_critical_difference_matches_demsar_table():
     """Demšar (2006), Table 5(a): q_0.05 for k = 4 is 2.569; CD = q sqrt(k(k+1)/(6N))."""
     res = significance.friedman_nemenyi(np.random.default_rng(0).random((10, 4)), list("abcd"))
     assert res.critical_difference == pytest.approx(2.569 * np.sqrt(4 * 5 / 60), abs=2e-3)
+
+
+def test_float32_maps_fall_back_to_quantile_bins_close_to_exact():
+    rng = np.random.default_rng(4)
+    masks = np.zeros((5, 40, 40), np.uint8)
+    masks[1:4, 10:20, 10:25] = 1
+    maps = rng.random(masks.shape) + 0.3 * masks  # float64, not float16-exact: approximate bins
+    hist = significance.PixelHistograms.build(list(maps), list(masks))
+    value = significance.PIXEL_STATISTICS["pixel_auroc"](hist, np.ones((1, 5)))[0]
+    assert value == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-3)
+
+
+def test_float16_codes_preserve_order_and_merge_signed_zero():
+    values = np.array([-2.0, -0.5, -0.0, 0.0, 1e-4, 0.5, 3.0], np.float16)
+    codes = significance._float16_codes(values)
+    assert np.all(np.diff(codes[[0, 1, 2, 4, 5, 6]]) > 0) and codes[2] == codes[3]
