@@ -446,8 +446,8 @@ def compare(
     method_a: str, method_b: str, datasets_: str | None, metrics_: str | None, fmt: str, results_dir: str
 ) -> None:
     """Paired tests of METHOD_A - METHOD_B (NAME or NAME:FIELD=VALUE) per category and dataset."""
-    from .reports.compare import DEFAULT_METRICS, Side, render
-    from .reports.compare import compare as do_compare
+    from .reports.pairwise import DEFAULT_METRICS, Side, render
+    from .reports.pairwise import compare as do_compare
 
     a, b = Side.parse(method_a), Side.parse(method_b)
     rows = do_compare(ResultsStore(results_dir), a, b, _csv(metrics_) or DEFAULT_METRICS, _csv(datasets_))

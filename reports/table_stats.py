@@ -17,7 +17,7 @@ from adbench import significance
 from adbench.errors import AdbenchError
 from adbench.store import ResultsStore
 
-from .compare import _predictions
+from .pairwise import _predictions
 
 #: (category, seed, job key) of one table cell's jobs.
 CellJobs = Sequence[tuple[str, int, str]]

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from adbench.cli import cli
 from adbench.errors import AdbenchError
-from adbench.reports.compare import Side, compare, render
+from adbench.reports.pairwise import Side, compare, render
 from adbench.store import ResultsStore
 
 from .fixtures.records import job_record
@@ -121,7 +121,7 @@ def test_table_marks_tie_close_columns_and_not_clearly_worse_ones(tmp_path):
 
 
 def test_cell_interval_contains_the_value_and_published_note(tmp_path):
-    from adbench.reports.compare import _predictions
+    from adbench.reports.pairwise import _predictions
     from adbench.reports.table_stats import cell_interval, published_inside
     from adbench.significance import bootstrap_values
 
