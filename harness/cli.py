@@ -428,6 +428,50 @@ def report(
         click.echo(str(p))
 
 
+@cli.command()
+@click.argument("method_a")
+@click.argument("method_b")
+@click.option(
+    "--datasets", "datasets_", default=None, help="Comma-separated datasets (default: all both ran)."
+)
+@click.option(
+    "--metrics",
+    "metrics_",
+    default=None,
+    help="Comma-separated metrics (default: image and pixel AUROC/AP, AUPRO).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["markdown", "csv", "json"]), default="markdown", show_default=True
+)
+@results_option
+def compare(
+    method_a: str, method_b: str, datasets_: str | None, metrics_: str | None, fmt: str, results_dir: str
+) -> None:
+    """Paired tests of METHOD_A - METHOD_B (NAME or NAME:FIELD=VALUE) per category and dataset."""
+    from .reports.pairwise import DEFAULT_METRICS, Side, render
+    from .reports.pairwise import compare as do_compare
+
+    a, b = Side.parse(method_a), Side.parse(method_b)
+    rows = do_compare(ResultsStore(results_dir), a, b, _csv(metrics_) or DEFAULT_METRICS, _csv(datasets_))
+    click.echo(render(rows, a, b, fmt))
+
+
+@cli.command()
+@click.argument("stores", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--out", default="adbench-site", show_default=True, type=click.Path(file_okay=False), help="Site folder."
+)
+def leaderboard(stores: tuple[str, ...], out: str) -> None:
+    """Merge results stores into one static, self-contained leaderboard site (conflicts flagged)."""
+    from .reports.leaderboard import build_site
+
+    summary = build_site([Path(s) for s in stores], Path(out))
+    click.echo(
+        f"{summary['jobs']} jobs ({summary['duplicates']} duplicates merged, {summary['conflicts']} conflicts) "
+        f"-> {Path(out) / 'index.html'} ({summary['pages']} pages)"
+    )
+
+
 @cli.command(name="list")
 @click.argument("kind", type=click.Choice(list(LIST_KINDS)))
 def list_(kind: str) -> None:
