@@ -35,6 +35,8 @@ from .evaluation import Evaluation, resolve_evaluation
 from .image_io import image_size
 from .measure import parameter_counts, peak_memory_mb, reset_peak_memory
 from .methods import Method
+from .precision import autocast as precision_autocast
+from .precision import effective_precision, precision_scope
 from .protocols import (
     DEFAULT_FEW_SHOT_SEEDS,
     DEFAULT_SHOTS,
@@ -650,7 +652,8 @@ class Runner:
                 summary.skipped += 1  # another run finished it between planning and our claim
                 return "skipped"
             try:
-                record = self.run_job(job)
+                with precision_scope(job.precision):  # every stage, the fit included (adbench.precision)
+                    record = self.run_job(job)
             except WeightsNotFoundError:
                 raise
             except AdbenchError as exc:
@@ -757,7 +760,7 @@ class Runner:
         t1 = time.perf_counter()
         with (
             torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=job.precision == "bf16-autocast"),
+            precision_autocast(self.device),
         ):
             source = images.to(self.device) if images is not None else category.test
             pred = predict_category(method, source, ctx, self.spec.batch_size, method.image_size, self.device)
@@ -872,8 +875,8 @@ def unpack_ragged(flat: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
 
 
 def job_precision(requested: str, device: torch.device) -> str:
-    """What prediction runs in: ``bf16-autocast`` on CUDA unless ``fp32`` is asked for; CPU is fp32."""
-    return "fp32" if requested == "fp32" or device.type != "cuda" else "bf16-autocast"
+    """What the job runs in (``adbench.precision.effective_precision``)."""
+    return effective_precision(requested, device)
 
 
 def compact_maps(maps: np.ndarray) -> np.ndarray:

@@ -32,6 +32,8 @@ from .errors import AdbenchError
 from .feature_cache import DEFAULT_MEMORY_LIMIT, FeatureCache
 from .methods import Method, TrainedConfig
 from .paths import cache_dir
+from .precision import active_precision
+from .precision import autocast as precision_autocast
 from .seeding import seed_everything
 from .store import atomic_write_bytes, atomic_write_json
 
@@ -87,6 +89,7 @@ def fit_key(method: Method, aux_fingerprint: str, seed: int, extra: dict[str, An
             "backbones": method.backbone_names(),
             "weights": method.weights,
             "seed": seed,
+            "precision": active_precision(method.device),
             "versions": library_versions(),
         },
         length=20,
@@ -121,8 +124,9 @@ def build_schedule(
     raise AdbenchError(f"lr_schedule {config.lr_schedule!r}: expected one of {', '.join(SCHEDULES)}")
 
 
-def _autocast(device: torch.device) -> torch.autocast:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def _autocast(device: torch.device) -> AbstractContextManager[None]:
+    """Training follows the job's precision (``adbench.precision``), as prediction does."""
+    return precision_autocast(device)
 
 
 def train(
