@@ -99,6 +99,10 @@ class Method(ABC):
     gpus: ClassVar[float] = 1.0
     #: Gaussian sigma (pixels, at evaluation size) the runner applies to maps; 0 disables.
     smoothing_sigma: ClassVar[float] = 4.0
+    #: True when ``predict`` already smooths its maps, with sigma :meth:`map_sigma` (px at its input
+    #: size): the engine then applies no Gaussian of its own, whatever the evaluation protocol says,
+    #: and the record's ``smoothing_sigma`` is the method's (one owner, applied once).
+    smooths_own_maps: ClassVar[bool] = False
 
     def __init__(self, config: Any, device: torch.device | str = "cpu") -> None:
         self.config = config
@@ -122,7 +126,8 @@ class Method(ABC):
 
     @classmethod
     def map_sigma(cls, config: Any) -> float:
-        """Gaussian sigma for the maps: the config's ``smoothing_sigma`` when it declares one, else the class's."""
+        """Gaussian sigma for the maps: the config's ``smoothing_sigma`` when it declares one, else the
+        class's. A method with ``smooths_own_maps`` returns the sigma its ``predict`` applies."""
         return float(getattr(config, "smoothing_sigma", cls.smoothing_sigma))
 
     @classmethod

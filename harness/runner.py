@@ -31,7 +31,7 @@ from .config import check_set_scopes, expand, stable_hash, to_dict
 from .data import Category, Dataset, load_images, load_masks
 from .demo import demo_grid
 from .errors import AdbenchError, WeightsNotFoundError
-from .evaluation import Evaluation, resolve_evaluation
+from .evaluation import Evaluation, engine_sigma, resolve_evaluation
 from .image_io import image_size
 from .measure import parameter_counts, peak_memory_mb, reset_peak_memory
 from .methods import Method
@@ -444,6 +444,7 @@ class Runner:
                         method_cls.map_sigma(config),
                         self.spec.eval_size,
                         self.spec.mask_resize,
+                        method_smooths=method_cls.smooths_own_maps,
                     )
                     for cat in self.selected_categories(dataset):
                         train_on = self.auxiliary(method_cls, dataset, cat)
@@ -772,7 +773,9 @@ class Runner:
             np_masks = [m.numpy() for m in masks] if isinstance(masks, list) else masks.numpy()
         maps = None
         if pred.maps is not None:
-            maps = postprocess_maps(pred.maps, eval_sizes(ev, category.test, np_masks), ev.smoothing_sigma)
+            maps = postprocess_maps(
+                pred.maps, eval_sizes(ev, category.test, np_masks), engine_sigma(job.method_cls, ev)
+            )
         values, notes = metrics.compute_metrics(
             labels, scores, np_masks, maps if np_masks is not None else None
         )
