@@ -71,6 +71,8 @@ class Context:
     references: torch.Tensor | None = None
     #: The object the category shows, in words (``Dataset.object_name``), for text prompts.
     object_name: str = ""
+    #: Sample ids of ``references`` (few-shot), in order; the record lists them.
+    reference_ids: list[str] | None = None
 
 
 class Method(ABC):

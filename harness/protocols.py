@@ -32,14 +32,22 @@ def check_protocol(method_cls: type[Method], protocol: str) -> None:
         )
 
 
+#: How few-shot references are drawn (part of few-shot job keys): the first k of one seeded order of
+#: the train split, so for one seed the 1-shot set lies inside the 2-shot set, inside the 4-shot set
+#: and a shot curve compares like with like (independent draws per k made k = 4 dip below k = 1).
+REFERENCE_RULE = "nested-prefix-of-seeded-order"
+
+
 def few_shot_references(category: Category, shots: int, seed: int) -> list[Sample]:
-    """The k normal train images a few-shot job uses: a seeded sample, stable across runs."""
+    """The k normal train images a few-shot job uses: the first k of the train split in an order
+    seeded by category and seed (stable across runs, nested across k)."""
     if shots > len(category.train):
         raise AdbenchError(
             f"category '{category.name}' has {len(category.train)} train images; cannot take {shots} shots"
         )
-    rng = random.Random(f"{category.name}:{shots}:{seed}")
-    return rng.sample(list(category.train), shots)
+    rng = random.Random(f"{category.name}:{seed}")
+    order = rng.sample(list(category.train), len(category.train))
+    return order[:shots]
 
 
 def predict_category(
@@ -75,15 +83,17 @@ def predict_category(
 
 def make_context(protocol: str, category: Category, image_size: int, shots: int, seed: int) -> Context:
     """The Context for one job, with few-shot references loaded at the method's input size."""
-    refs = None
+    refs, ids = None, None
     if protocol == "few_shot":
-        refs = load_images(few_shot_references(category, shots, seed), image_size)
+        samples = few_shot_references(category, shots, seed)
+        refs, ids = load_images(samples, image_size), [s.id for s in samples]
     return Context(
         protocol=protocol,
         category=category.name,
         seed=seed,
         references=refs,
         object_name=category.object_name,
+        reference_ids=ids,
     )
 
 

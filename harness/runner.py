@@ -40,6 +40,7 @@ from .precision import effective_precision, precision_scope
 from .protocols import (
     DEFAULT_FEW_SHOT_SEEDS,
     DEFAULT_SHOTS,
+    REFERENCE_RULE,
     check_protocol,
     default_auxiliary,
     make_context,
@@ -285,6 +286,7 @@ def job_key(job: Job, fingerprint: str) -> str:
             "protocol": job.protocol,
             "shots": job.shots,
             "seed": job.seed,
+            **({"references": REFERENCE_RULE} if job.protocol == "few_shot" else {}),
             "evaluation": dataclasses.asdict(job.evaluation),
             "precision": job.precision,
             "weights": job.weights,
@@ -794,6 +796,7 @@ class Runner:
         return dataclasses.replace(
             self.base_record(job),
             metrics=values,
+            reference_ids=ctx.reference_ids,
             metric_definitions={k: metrics.METRIC_DEFINITIONS[k] for k in values},
             notes=notes,
             n_test=int(len(labels)),
