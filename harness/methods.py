@@ -20,6 +20,7 @@ torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` s
 
 if TYPE_CHECKING:
     from .data import Category
+    from .fidelity import Choice
 
 PROTOCOLS = ("zero_shot", "batch_zero_shot", "few_shot")
 
@@ -105,6 +106,10 @@ class Method(ABC):
     #: size): the engine then applies no Gaussian of its own, whatever the evaluation protocol says,
     #: and the record's ``smoothing_sigma`` is the method's (one owner, applied once).
     smooths_own_maps: ClassVar[bool] = False
+    #: The official code (repository @ commit, files) or paper the defaults follow.
+    official_source: ClassVar[str] = ""
+    #: Recorded choices against that source (``adbench.fidelity.Choice``); docs/fidelity.md lists them.
+    choices: ClassVar[tuple[Choice, ...]] = ()
 
     def __init__(self, config: Any, device: torch.device | str = "cpu") -> None:
         self.config = config
@@ -131,6 +136,18 @@ class Method(ABC):
         """Gaussian sigma for the maps: the config's ``smoothing_sigma`` when it declares one, else the
         class's. A method with ``smooths_own_maps`` returns the sigma its ``predict`` applies."""
         return float(getattr(config, "smoothing_sigma", cls.smoothing_sigma))
+
+    @classmethod
+    def train_mask_resize(cls, config: Any) -> str:
+        """How the training engine resizes auxiliary masks to the input size: ``nearest`` (default) or
+        ``bilinear`` (resized as 0/255 and thresholded at 0.5, as torchvision-based official code does)."""
+        return "nearest"
+
+    @classmethod
+    def mosaic_rate(cls, config: Any) -> float:
+        """Fraction of auxiliary samples the training engine replaces, each epoch, by a 2 x 2 mosaic of
+        four images of the same category (APRIL-GAN's augmentation); 0 (default) disables it."""
+        return 0.0
 
     @classmethod
     def backbone_requirements(cls, config: Any) -> dict[str, frozenset[str]]:
