@@ -120,6 +120,11 @@ class Method(ABC):
         """Square input size the runner resizes images to (``config.image_size``)."""
         return int(self.config.image_size)
 
+    def input_shape(self, width: int, height: int) -> tuple[int, int] | None:
+        """(H, W) an image of ``width`` x ``height`` px is resized to before ``predict``; None (default)
+        is the square ``image_size``. A method whose code keeps the aspect ratio overrides it."""
+        return None
+
     @classmethod
     def published_name(cls, config: Any) -> str | None:
         """The method's name in the published tables (``published_results.csv``) for this config, or

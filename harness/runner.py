@@ -758,7 +758,7 @@ class Runner:
         category = self.category(job.dataset.name, job.category)
         images, masks = self.test_split(job, category, method.image_size)
         labels = np.array([s.label for s in category.test], dtype=np.int64)
-        ctx = make_context(job.protocol, category, method.image_size, job.shots, job.seed)
+        ctx = make_context(job.protocol, category, method.image_size, job.shots, job.seed, method.input_shape)
         mem_kind = reset_peak_memory(self.device)
         t1 = time.perf_counter()
         with (
