@@ -53,7 +53,10 @@ from adbench.methods import Context, Method, Prediction, TrainedConfig
 if TYPE_CHECKING:
     from .prompt_learner import PromptLearner
 
-torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
+torch = lazy.load("torch")
+
+#: loss.py FocalLoss(smooth=1e-5) of the official code: label smoothing of the focal term.
+OFFICIAL_FOCAL_SMOOTH = 1e-5  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
 TEXT_DEPTH = 12
@@ -261,7 +264,7 @@ class AnomalyCLIP(Method):
         )
         target = masks.float()
         seg = sum(
-            focal_loss(maps[:, i], target)
+            focal_loss(maps[:, i], target, smooth=OFFICIAL_FOCAL_SMOOTH)
             + dice_loss(maps[:, i], target)
             + dice_loss(1 - maps[:, i], 1 - target)
             for i in range(maps.shape[1])

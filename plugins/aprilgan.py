@@ -56,7 +56,10 @@ from .prompt_ensemble import (
 if TYPE_CHECKING:
     from adbench.data import Category
 
-torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
+torch = lazy.load("torch")
+
+#: loss.py FocalLoss(smooth=1e-5) of the official code: label smoothing of the focal term.
+OFFICIAL_FOCAL_SMOOTH = 1e-5  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
 
@@ -246,7 +249,8 @@ class APRILGAN(Method):
             )
         target = masks.float()
         return sum(
-            focal_loss(maps[:, i], target) + dice_loss(maps[:, i], target) for i in range(maps.shape[1])
+            focal_loss(maps[:, i], target, smooth=OFFICIAL_FOCAL_SMOOTH) + dice_loss(maps[:, i], target)
+            for i in range(maps.shape[1])
         )
 
     def reference_memory(self, references: torch.Tensor) -> list[torch.Tensor]:
