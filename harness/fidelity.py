@@ -37,6 +37,7 @@ On the method class (``adbench.methods.Method``):
 ```python
 from adbench.fidelity import Choice
 
+
 class MyMethod(Method):
     official_source = "github.com/owner/repo @ <commit> (train.py, test.py)"  # or the paper
     choices = (

@@ -263,3 +263,23 @@ def test_anomalydino_scores_and_mask_match_the_official_code():
     mask = ndimage.binary_erosion(ndimage.binary_dilation(mask, col), col, border_value=1)
     got = foreground_mask(tokens, grid, threshold=10).numpy()
     assert (got == mask[:, 0]).all() and got[4 * 7 + 6]  # row 4's last patch joins row 5's first
+
+
+# --- WinCLIP --------------------------------------------------------------------------------------
+def test_winclip_windows_and_harmonic_aggregation_match_anomalib():
+    """WinCLIP has no official code; the reference reproduction is anomalib's
+    src/anomalib/models/image/winclip/utils.py @ 00b5d1f: ``make_masks`` = the sliding windows as the
+    columns of ``unfold`` over the index grid, and ``harmonic_aggregation`` = per patch, the number of
+    windows containing it over the sum of their reciprocal scores (0 where a score is 0)."""
+    from adbench.plugins.winclip import harmonic_aggregation, sliding_windows
+
+    grid, k = (5, 6), 3
+    index = torch.arange(30.0).reshape(1, 1, *grid)
+    masks = F.unfold(index, kernel_size=k, stride=1)[0].int()  # (k * k, W)
+    windows = sliding_windows(grid, k)
+    assert torch.equal(windows.int(), masks.T)
+    scores = _rand(2, masks.shape[1]).abs() + 0.1
+    expected = torch.stack(
+        [(masks == p).any(0).sum() / (1 / scores.T[(masks == p).any(0)]).sum(0) for p in range(30)]
+    ).T
+    torch.testing.assert_close(harmonic_aggregation(scores, windows, 30), expected, **TOL)
