@@ -90,3 +90,16 @@ def test_every_stage_of_a_job_runs_in_the_recorded_precision(tmp_path, monkeypat
     assert record["status"] == "ok", record.get("error")
     assert record["precision"] == (FP32 if requested == "fp32" else BF16)
     assert seen == {expected}  # backbone, trained head, training and prediction alike
+
+
+def test_a_fit_is_keyed_by_the_precision_it_trained_in():
+    from adbench.training import fit_key
+
+    from .test_training import _toy
+
+    method = _toy()
+    with precision_scope(FP32):
+        fp32 = fit_key(method, "fp", 0)
+    with precision_scope(BF16):
+        bf16 = fit_key(method, "fp", 0)
+    assert fp32 != bf16  # a bf16 fit is never reused by an fp32 job (its record would say fp32)
