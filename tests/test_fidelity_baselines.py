@@ -135,3 +135,27 @@ def test_fidelity_section_lists_a_declared_choice():
         "## Toy (`toy`)" in text
         and "| taps | layer 24 | none | the published rows | `--set toy.taps=1` |" in text
     )
+
+
+def test_the_training_engine_draws_mosaics_for_a_method_that_declares_them():
+    from adbench.training import train
+
+    from .test_training import ToyConfig, ToyMethod
+
+    class MosaicToy(ToyMethod):
+        @classmethod
+        def mosaic_rate(cls, config):
+            return 1.0
+
+    images, masks = torch.rand(6, 3, 32, 32), torch.zeros(6, 32, 32, dtype=torch.uint8)
+    labels = torch.zeros(6, dtype=torch.long)
+    seen = []
+    for cls in (ToyMethod, MosaicToy):
+        m = cls(ToyConfig(epochs=1))
+        m.setup()
+        calls = []
+        original = m.frozen_features
+        m.frozen_features = lambda x, f=original, c=calls: (c.append(len(x)), f(x))[1]
+        train(m, None, masks, labels, images=images, progress=False, groups=torch.tensor([0, 0, 0, 1, 1, 1]))
+        seen.append(sum(calls))
+    assert seen[0] == 6 and seen[1] == 12  # the cache, then one fresh mosaic per drawn sample
