@@ -194,8 +194,9 @@ def read_rgb(path: str | Path) -> Image.Image:
         raise AdbenchError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
 
 
-def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """An image as a float tensor (3, size, size) in [0, 1], resized with bicubic interpolation.
+def load_image(path: str | Path, size: int | tuple[int, int]) -> torch.Tensor:
+    """An image as a float tensor (3, size, size) (or (3, H, W) for ``size`` (H, W)) in [0, 1], resized
+    with bicubic interpolation.
 
     16/32-bit and float files are scaled by their range (:mod:`adbench.image_io`), never clipped.
     """

@@ -8,9 +8,12 @@ it resolved to. Protocols are data; ``adbench list eval-protocols`` prints them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .errors import AdbenchError
+
+if TYPE_CHECKING:
+    from .methods import Method
 
 MASK_RESIZES = ("nearest", "bilinear")
 PRECISIONS = ("bf16", "fp32")
@@ -101,9 +104,11 @@ def resolve_evaluation(
     method_sigma: float,
     eval_size: EvalSize | None = None,
     mask_resize: str | None = None,
+    method_smooths: bool = False,
 ) -> Evaluation:
     """The protocol's settings, with ``--eval-size`` / ``--mask-resize`` overriding it, for a method
-    with ``input_size`` px inputs and its own ``method_sigma``."""
+    with ``input_size`` px inputs and its own ``method_sigma``. A method that smooths its own maps
+    (``method_smooths``) keeps its sigma under every protocol: the maps are smoothed once."""
     p = eval_protocol(protocol)
     size = p.eval_size if eval_size is None else parse_eval_size(eval_size)
     if mask_resize is not None and mask_resize not in MASK_RESIZES:
@@ -112,8 +117,16 @@ def resolve_evaluation(
         protocol=p.name,
         size=int(input_size) if size == "input" else size,  # type: ignore[arg-type]
         mask_resize=mask_resize or p.mask_resize,
-        smoothing_sigma=float(method_sigma if p.smoothing_sigma is None else p.smoothing_sigma),
+        smoothing_sigma=float(
+            method_sigma if p.smoothing_sigma is None or method_smooths else p.smoothing_sigma
+        ),
     )
+
+
+def engine_sigma(method_cls: type[Method], evaluation: Evaluation) -> float:
+    """The Gaussian sigma the engine applies to a job's maps: the evaluation's, or none when the
+    method already smoothed them (``Method.smooths_own_maps``; the record still states its sigma)."""
+    return 0.0 if method_cls.smooths_own_maps else float(evaluation.smoothing_sigma)
 
 
 def describe_protocols() -> str:

@@ -76,12 +76,14 @@ def open_checked(path: str | Path) -> Image.Image:
         raise AdbenchError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
 
 
-def load_float_rgb(path: str | Path, size: int) -> np.ndarray:
-    """An image as float32 (size, size, 3) in [0, 1], bicubic-resized; exact 8-bit path for 8-bit files."""
+def load_float_rgb(path: str | Path, size: int | tuple[int, int]) -> np.ndarray:
+    """An image as float32 (H, W, 3) in [0, 1], bicubic-resized to ``size`` (a square side, or (H, W));
+    exact 8-bit path for 8-bit files."""
+    h, w = (size, size) if isinstance(size, int) else size
     img = open_checked(path)
     if img.mode not in HIGH_DEPTH_MODES:
-        return np.asarray(img.resize((size, size), Image.BICUBIC), dtype=np.float32) / 255.0
-    plane = Image.fromarray(high_depth_to_float(img, path)).resize((size, size), Image.BICUBIC)
+        return np.asarray(img.resize((w, h), Image.BICUBIC), dtype=np.float32) / 255.0
+    plane = Image.fromarray(high_depth_to_float(img, path)).resize((w, h), Image.BICUBIC)
     grey = np.clip(np.asarray(plane, dtype=np.float32), 0.0, 1.0)
     return np.repeat(grey[:, :, None], 3, axis=2)
 

@@ -16,13 +16,27 @@ _EPS = 1e-6
 
 
 def focal_loss(
-    prob: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float | None = None
+    prob: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float = 2.0,
+    alpha: float | None = None,
+    smooth: float | None = None,
 ) -> torch.Tensor:
     """Binary focal loss (Lin et al. 2017) of probabilities ``prob`` against a 0/1 ``target`` of the same shape.
 
     ``alpha`` (weight of the positive class) is off by default, as in AnomalyCLIP's segmentation loss.
+    ``smooth`` is the label smoothing of the FocalLoss the APRIL-GAN / AnomalyCLIP code uses (1e-5):
+    one-hot targets clamped to [smooth, 1 - smooth] and pt = <target, p> + smooth; it bounds the loss of
+    saturated wrong pixels (log 2e-5 instead of log 1e-6), which changes the loss by percents there.
     """
     target = target.to(prob.dtype)
+    if smooth:
+        t = torch.where(target > 0.5, 1 - smooth, smooth)
+        pt = t * prob + (1 - t) * (1 - prob) + smooth
+        loss = -((1 - pt) ** gamma) * torch.log(pt)
+        if alpha is not None:
+            loss = loss * torch.where(target > 0.5, alpha, 1 - alpha)
+        return loss.mean()
     p = prob.clamp(_EPS, 1 - _EPS)
     pt = torch.where(target > 0.5, p, 1 - p)
     loss = -((1 - pt) ** gamma) * torch.log(pt)

@@ -20,6 +20,7 @@ torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` s
 
 if TYPE_CHECKING:
     from .data import Category
+    from .fidelity import Choice
 
 PROTOCOLS = ("zero_shot", "batch_zero_shot", "few_shot")
 
@@ -71,6 +72,8 @@ class Context:
     references: torch.Tensor | None = None
     #: The object the category shows, in words (``Dataset.object_name``), for text prompts.
     object_name: str = ""
+    #: Sample ids of ``references`` (few-shot), in order; the record lists them.
+    reference_ids: list[str] | None = None
 
 
 class Method(ABC):
@@ -99,6 +102,14 @@ class Method(ABC):
     gpus: ClassVar[float] = 1.0
     #: Gaussian sigma (pixels, at evaluation size) the runner applies to maps; 0 disables.
     smoothing_sigma: ClassVar[float] = 4.0
+    #: True when ``predict`` already smooths its maps, with sigma :meth:`map_sigma` (px at its input
+    #: size): the engine then applies no Gaussian of its own, whatever the evaluation protocol says,
+    #: and the record's ``smoothing_sigma`` is the method's (one owner, applied once).
+    smooths_own_maps: ClassVar[bool] = False
+    #: The official code (repository @ commit, files) or paper the defaults follow.
+    official_source: ClassVar[str] = ""
+    #: Recorded choices against that source (``adbench.fidelity.Choice``); docs/fidelity.md lists them.
+    choices: ClassVar[tuple[Choice, ...]] = ()
 
     def __init__(self, config: Any, device: torch.device | str = "cpu") -> None:
         self.config = config
@@ -108,6 +119,11 @@ class Method(ABC):
     def image_size(self) -> int:
         """Square input size the runner resizes images to (``config.image_size``)."""
         return int(self.config.image_size)
+
+    def input_shape(self, width: int, height: int) -> tuple[int, int] | None:
+        """(H, W) an image of ``width`` x ``height`` px is resized to before ``predict``; None (default)
+        is the square ``image_size``. A method whose code keeps the aspect ratio overrides it."""
+        return None
 
     @classmethod
     def published_name(cls, config: Any) -> str | None:
@@ -122,8 +138,21 @@ class Method(ABC):
 
     @classmethod
     def map_sigma(cls, config: Any) -> float:
-        """Gaussian sigma for the maps: the config's ``smoothing_sigma`` when it declares one, else the class's."""
+        """Gaussian sigma for the maps: the config's ``smoothing_sigma`` when it declares one, else the
+        class's. A method with ``smooths_own_maps`` returns the sigma its ``predict`` applies."""
         return float(getattr(config, "smoothing_sigma", cls.smoothing_sigma))
+
+    @classmethod
+    def train_mask_resize(cls, config: Any) -> str:
+        """How the training engine resizes auxiliary masks to the input size: ``nearest`` (default) or
+        ``bilinear`` (resized as 0/255 and thresholded at 0.5, as torchvision-based official code does)."""
+        return "nearest"
+
+    @classmethod
+    def mosaic_rate(cls, config: Any) -> float:
+        """Fraction of auxiliary samples the training engine replaces, each epoch, by a 2 x 2 mosaic of
+        four images of the same category (APRIL-GAN's augmentation); 0 (default) disables it."""
+        return 0.0
 
     @classmethod
     def backbone_requirements(cls, config: Any) -> dict[str, frozenset[str]]:

@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from .data import Category, Sample, load_images
+from .data import Category, Sample, load_image, load_images
 from .errors import AdbenchError
+from .image_io import image_size
 from .methods import PROTOCOLS, Context, Method, Prediction
 
 DEFAULT_SHOTS = (1, 2, 4)
@@ -32,14 +33,33 @@ def check_protocol(method_cls: type[Method], protocol: str) -> None:
         )
 
 
+#: How few-shot references are drawn (part of few-shot job keys): the first k of one seeded order of
+#: the train split, so for one seed the 1-shot set lies inside the 2-shot set, inside the 4-shot set
+#: and a shot curve compares like with like (independent draws per k made k = 4 dip below k = 1).
+REFERENCE_RULE = "nested-prefix-of-seeded-order"
+
+
 def few_shot_references(category: Category, shots: int, seed: int) -> list[Sample]:
-    """The k normal train images a few-shot job uses: a seeded sample, stable across runs."""
+    """The k normal train images a few-shot job uses: the first k of the train split in an order
+    seeded by category and seed (stable across runs, nested across k)."""
     if shots > len(category.train):
         raise AdbenchError(
             f"category '{category.name}' has {len(category.train)} train images; cannot take {shots} shots"
         )
-    rng = random.Random(f"{category.name}:{shots}:{seed}")
-    return rng.sample(list(category.train), shots)
+    rng = random.Random(f"{category.name}:{seed}")
+    order = rng.sample(list(category.train), len(category.train))
+    return order[:shots]
+
+
+def load_inputs(
+    samples: Sequence[Sample], size: int, shape: Callable[[int, int], tuple[int, int] | None] | None = None
+) -> torch.Tensor:
+    """The samples' images at a method's input size: the square ``size``, or ``shape(width, height)``
+    of the batch's first image where the method keeps the aspect ratio (``Method.input_shape``)."""
+    target = shape(*image_size(samples[0].image_path)) if shape is not None and samples else None
+    if target is None or tuple(target) == (size, size):
+        return load_images(samples, size)
+    return torch.stack([load_image(s.image_path, tuple(target)) for s in samples])
 
 
 def predict_category(
@@ -65,25 +85,41 @@ def predict_category(
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         if not isinstance(batch, torch.Tensor):
-            batch = load_images(batch, int(size or method.image_size)).to(device or "cpu")
+            batch = load_inputs(batch, int(size or method.image_size), method.input_shape)
+            batch = batch.to(device or "cpu")
         pred = method.predict(batch, ctx)
         scores.append(pred.scores.detach().float().cpu())
         if pred.maps is not None:
-            maps.append(pred.maps.detach().float().cpu())
+            m = pred.maps.detach().float().cpu()
+            if maps and m.shape[-2:] != maps[0].shape[-2:]:  # batches of another aspect ratio
+                m = torch.nn.functional.interpolate(m[:, None], size=maps[0].shape[-2:], mode="bilinear")[
+                    :, 0
+                ]
+            maps.append(m)
     return Prediction(torch.cat(scores), torch.cat(maps) if maps else None)
 
 
-def make_context(protocol: str, category: Category, image_size: int, shots: int, seed: int) -> Context:
-    """The Context for one job, with few-shot references loaded at the method's input size."""
-    refs = None
+def make_context(
+    protocol: str,
+    category: Category,
+    image_size: int,
+    shots: int,
+    seed: int,
+    shape: Callable[[int, int], tuple[int, int] | None] | None = None,
+) -> Context:
+    """The Context for one job, with few-shot references loaded at the method's input size (its
+    ``input_shape`` when given)."""
+    refs, ids = None, None
     if protocol == "few_shot":
-        refs = load_images(few_shot_references(category, shots, seed), image_size)
+        samples = few_shot_references(category, shots, seed)
+        refs, ids = load_inputs(samples, image_size, shape), [s.id for s in samples]
     return Context(
         protocol=protocol,
         category=category.name,
         seed=seed,
         references=refs,
         object_name=category.object_name,
+        reference_ids=ids,
     )
 
 

@@ -57,6 +57,8 @@ class JobRecord:
     category: str = _f(CELL, "")
     protocol: str = _f(SETTING, "zero_shot")
     shots: int = _f(SETTING, 0)
+    #: Ids of the train images a few-shot job used as references (None for the other protocols).
+    reference_ids: list[str] | None = _f(META)
     seed: int = _f(CELL, 0)
     status: str = _f(RESULT, "ok")
     error: str | None = _f(RESULT)

@@ -31,13 +31,16 @@ from .config import check_set_scopes, expand, stable_hash, to_dict
 from .data import Category, Dataset, load_images, load_masks
 from .demo import demo_grid
 from .errors import AdbenchError, WeightsNotFoundError
-from .evaluation import Evaluation, resolve_evaluation
+from .evaluation import Evaluation, engine_sigma, resolve_evaluation
 from .image_io import image_size
 from .measure import parameter_counts, peak_memory_mb, reset_peak_memory
 from .methods import Method
+from .precision import autocast as precision_autocast
+from .precision import effective_precision, precision_scope
 from .protocols import (
     DEFAULT_FEW_SHOT_SEEDS,
     DEFAULT_SHOTS,
+    REFERENCE_RULE,
     check_protocol,
     default_auxiliary,
     make_context,
@@ -283,6 +286,7 @@ def job_key(job: Job, fingerprint: str) -> str:
             "protocol": job.protocol,
             "shots": job.shots,
             "seed": job.seed,
+            **({"references": REFERENCE_RULE} if job.protocol == "few_shot" else {}),
             "evaluation": dataclasses.asdict(job.evaluation),
             "precision": job.precision,
             "weights": job.weights,
@@ -442,6 +446,7 @@ class Runner:
                         method_cls.map_sigma(config),
                         self.spec.eval_size,
                         self.spec.mask_resize,
+                        method_smooths=method_cls.smooths_own_maps,
                     )
                     for cat in self.selected_categories(dataset):
                         train_on = self.auxiliary(method_cls, dataset, cat)
@@ -650,7 +655,8 @@ class Runner:
                 summary.skipped += 1  # another run finished it between planning and our claim
                 return "skipped"
             try:
-                record = self.run_job(job)
+                with precision_scope(job.precision):  # every stage, the fit included (adbench.precision)
+                    record = self.run_job(job)
             except WeightsNotFoundError:
                 raise
             except AdbenchError as exc:
@@ -752,12 +758,12 @@ class Runner:
         category = self.category(job.dataset.name, job.category)
         images, masks = self.test_split(job, category, method.image_size)
         labels = np.array([s.label for s in category.test], dtype=np.int64)
-        ctx = make_context(job.protocol, category, method.image_size, job.shots, job.seed)
+        ctx = make_context(job.protocol, category, method.image_size, job.shots, job.seed, method.input_shape)
         mem_kind = reset_peak_memory(self.device)
         t1 = time.perf_counter()
         with (
             torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=job.precision == "bf16-autocast"),
+            precision_autocast(self.device),
         ):
             source = images.to(self.device) if images is not None else category.test
             pred = predict_category(method, source, ctx, self.spec.batch_size, method.image_size, self.device)
@@ -769,7 +775,9 @@ class Runner:
             np_masks = [m.numpy() for m in masks] if isinstance(masks, list) else masks.numpy()
         maps = None
         if pred.maps is not None:
-            maps = postprocess_maps(pred.maps, eval_sizes(ev, category.test, np_masks), ev.smoothing_sigma)
+            maps = postprocess_maps(
+                pred.maps, eval_sizes(ev, category.test, np_masks), engine_sigma(job.method_cls, ev)
+            )
         values, notes = metrics.compute_metrics(
             labels, scores, np_masks, maps if np_masks is not None else None
         )
@@ -788,6 +796,7 @@ class Runner:
         return dataclasses.replace(
             self.base_record(job),
             metrics=values,
+            reference_ids=ctx.reference_ids,
             metric_definitions={k: metrics.METRIC_DEFINITIONS[k] for k in values},
             notes=notes,
             n_test=int(len(labels)),
@@ -872,8 +881,8 @@ def unpack_ragged(flat: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
 
 
 def job_precision(requested: str, device: torch.device) -> str:
-    """What prediction runs in: ``bf16-autocast`` on CUDA unless ``fp32`` is asked for; CPU is fp32."""
-    return "fp32" if requested == "fp32" or device.type != "cuda" else "bf16-autocast"
+    """What the job runs in (``adbench.precision.effective_precision``)."""
+    return effective_precision(requested, device)
 
 
 def compact_maps(maps: np.ndarray) -> np.ndarray:

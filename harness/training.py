@@ -26,12 +26,15 @@ import torch
 from safetensors.torch import load_file, save
 
 from . import RESULTS_COMPAT, __version__
+from .augment import mosaic_batch
 from .config import stable_hash, to_dict
 from .data import Category, Sample, load_images, load_masks
 from .errors import AdbenchError
 from .feature_cache import DEFAULT_MEMORY_LIMIT, FeatureCache
 from .methods import Method, TrainedConfig
 from .paths import cache_dir
+from .precision import active_precision
+from .precision import autocast as precision_autocast
 from .seeding import seed_everything
 from .store import atomic_write_bytes, atomic_write_json
 
@@ -87,6 +90,7 @@ def fit_key(method: Method, aux_fingerprint: str, seed: int, extra: dict[str, An
             "backbones": method.backbone_names(),
             "weights": method.weights,
             "seed": seed,
+            "precision": active_precision(method.device),
             "versions": library_versions(),
         },
         length=20,
@@ -121,8 +125,9 @@ def build_schedule(
     raise AdbenchError(f"lr_schedule {config.lr_schedule!r}: expected one of {', '.join(SCHEDULES)}")
 
 
-def _autocast(device: torch.device) -> torch.autocast:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def _autocast(device: torch.device) -> AbstractContextManager[None]:
+    """Training follows the job's precision (``adbench.precision``), as prediction does."""
+    return precision_autocast(device)
 
 
 def train(
@@ -137,6 +142,7 @@ def train(
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     images: torch.Tensor | None = None,
     extras: dict[str, torch.Tensor] | None = None,
+    groups: torch.Tensor | None = None,
 ) -> TrainLog:
     """Minimise ``method.training_loss`` over its learnable parameters on ``samples``.
 
@@ -144,7 +150,8 @@ def train(
     With ``use_cache`` the frozen features are computed once; without it they are recomputed every
     batch (for the benchmark). Images come from ``images`` (N, 3, S, S) when given (then ``samples``
     may be None), else they are read from the samples' files. ``extras`` are per-sample tensors
-    (``method.auxiliary_targets``) added to each batch's features.
+    (``method.auxiliary_targets``) added to each batch's features. ``groups`` (N,) numbers each
+    sample's category, for the method's mosaic augmentation (``Method.mosaic_rate``).
     """
     cfg = method.config
     device = method.device
@@ -190,6 +197,12 @@ def train(
     from tqdm.auto import tqdm
 
     generator = torch.Generator().manual_seed(seed)
+    rate = float(method.mosaic_rate(cfg))
+    mosaic_groups = groups if groups is not None else torch.zeros(n, dtype=torch.long)
+
+    def load(indices: torch.Tensor) -> torch.Tensor:
+        return images[indices] if images is not None else load_images([samples[i] for i in indices], size)
+
     bar = tqdm(
         range(epochs), disable=not progress, unit="epoch", desc=f"fit {method.name}", dynamic_ncols=True
     )
@@ -208,10 +221,15 @@ def train(
                         images[idx] if images is not None else load_images([samples[i] for i in idx], size)
                     )
                     feats = extract(batch)
+                batch_masks = masks[idx]
+                if rate > 0:
+                    feats, batch_masks = mosaic_batch(
+                        idx, mosaic_groups, rate, generator, load, masks, extract, feats, batch_masks
+                    )
                 if extras:
                     feats = {**feats, **{k: v[idx].to(device) for k, v in extras.items()}}
                 with _autocast(device):
-                    out = method.training_loss(feats, masks[idx].to(device), labels[idx].to(device))
+                    out = method.training_loss(feats, batch_masks.to(device), labels[idx].to(device))
                 loss, parts = out if isinstance(out, tuple) else (out, {})
                 if not torch.isfinite(loss):
                     raise AdbenchError(
@@ -236,13 +254,14 @@ def train(
 
 
 def load_auxiliary(
-    aux: Sequence[tuple[str, Category]], size: int
+    aux: Sequence[tuple[str, Category]], size: int, mask_resize: str = "nearest"
 ) -> tuple[list[Sample], torch.Tensor, torch.Tensor, list[str]]:
-    """Test samples of the auxiliary categories, their masks at ``size`` (uint8) and labels."""
+    """Test samples of the auxiliary categories, their masks at ``size`` (uint8, resized by
+    ``mask_resize``: the method's ``train_mask_resize``) and labels."""
     samples = [s for _, cat in aux for s in cat.test]
     if not samples:
         raise AdbenchError("training: the auxiliary categories have no test images")
-    masks = load_masks(samples, size)
+    masks = load_masks(samples, size, mask_resize)
     labels = torch.tensor([s.label for s in samples], dtype=torch.long)
     return samples, masks, labels, [f"{d}/{cat.name}" for d, cat in aux]
 
@@ -316,9 +335,12 @@ def _load_or_train(
         load_fit(method, path)
         losses = list(read_fit_log(method.name, key).get("losses", []))
         return FitResult(key, path, True, losses, trained_on, time.perf_counter() - t0)
-    samples, masks, labels, _ = load_auxiliary(aux, method.image_size)
+    samples, masks, labels, _ = load_auxiliary(
+        aux, method.image_size, method.train_mask_resize(method.config)
+    )
     extras = method.auxiliary_targets([cat for _, cat in aux])
-    log = train(method, samples, masks, labels, seed=seed, progress=progress, extras=extras)
+    groups = torch.tensor([i for i, (_, cat) in enumerate(aux) for _ in cat.test], dtype=torch.long)
+    log = train(method, samples, masks, labels, seed=seed, progress=progress, extras=extras, groups=groups)
     seconds = time.perf_counter() - t0
     meta = {
         "losses": log.losses,

@@ -8,13 +8,22 @@ learnable text tokens (length 4) replacing the 4 tokens after SOS at the input o
 (``deep_prompt_depth`` 9 as in the code: depth - 1 = 8 token sets); DPAM: the V-V attention path in
 the last ``dpam_layer - 1`` = 19 visual blocks (the code's ``DPAM_layer=20`` replaces blocks -1..-19;
 the V-V stream adds each block's V-V attention of the original stream and skips the MLP), whose tokens
-are read at layers 6, 12, 18, 24, projected by ``ln_post`` + projection. Each layer's map is the
+are read at layer 24 (see below), projected by ``ln_post`` + projection. Each layer's map is the
 softmax over cosine similarities / 0.07 with the two text features; loss = 4 x sum over layers of
 (focal + dice(anomalous, mask) + dice(normal, 1 - mask)) + image CE on the class embedding; Adam lr
-1e-3, betas (0.5, 0.999), batch 8, 15 epochs. Inference: image score = P(anomalous) of the class
-embedding; map = sum over layers of P(anomalous), Gaussian sigma 4.
+1e-3, betas (0.5, 0.999), batch 8, 15 epochs; training masks resized bilinearly and thresholded at
+0.5. Inference: image score = P(anomalous) of the class embedding; map = sum over layers of
+P(anomalous), Gaussian sigma 4 (applied by the engine).
 
-Choices (config values where they are settings):
+Feature taps: the paper's text names layers 6, 12, 18, 24, but at the commit that produced the
+published rows (9f83c7f) the four taps were all the layer-24 tensor (appended without a copy, then
+updated in place: issue #64); the maintainers fixed the copy (2a7c886), switched their scripts to
+``--features_list 24`` with ``lam = 4`` (76b83e1) and state that all results were run with 24 (issue
+#82). Four identical taps summed in the loss weigh one layer-24 map 4 times: the default here
+(``feature_layers`` (24,), ``seg_weight`` 4). ``--set anomalyclip.feature_layers=6,12,18,24`` is the
+paper's four distinct layers (``seg_weight=1`` gives the pre-fix code's loss on distinct layers).
+
+Choices (config values where they are settings; ``adbench.fidelity`` lists them in docs/fidelity.md):
 * ``unused_projections`` true: the official prompt learner also holds 8 ``Linear(768, 896)`` layers
   (``compound_prompt_projections``, left from MaPLe) that its forward never uses; they are kept so the
   learnable state has the official layout and the trainable count matches the published 5.56 M
@@ -29,7 +38,7 @@ Choices (config values where they are settings):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import lazy_loader as lazy
 
@@ -37,13 +46,17 @@ from adbench import hookimpl
 from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
+from adbench.fidelity import Choice
 from adbench.losses import dice_loss, focal_loss, image_cross_entropy
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
 if TYPE_CHECKING:
     from .prompt_learner import PromptLearner
 
-torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
+torch = lazy.load("torch")
+
+#: loss.py FocalLoss(smooth=1e-5) of the official code: label smoothing of the focal term.
+OFFICIAL_FOCAL_SMOOTH = 1e-5  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
 TEXT_DEPTH = 12
@@ -63,9 +76,14 @@ class AnomalyCLIPConfig(TrainedConfig):
     dpam_layer: int = setting(
         20, ge=1, doc="the code's DPAM_layer: V-V path in the last dpam_layer - 1 blocks"
     )
-    feature_layers: tuple[int, ...] = (6, 12, 18, 24)
+    feature_layers: tuple[int, ...] = setting(
+        (24,), ge=1, doc="tapped blocks (24 blocks); the published run's taps were all layer 24"
+    )
     temperature: float = setting(0.07, gt=0)
-    seg_weight: float = setting(4.0, ge=0, doc="weight of the segmentation losses (the code's lam)")
+    seg_weight: float = setting(
+        4.0, ge=0, doc="segmentation loss weight: the published run's 4 identical taps (the code's lam)"
+    )
+    train_mask_resize: Literal["bilinear", "nearest"] = "bilinear"
     unused_projections: bool = True
     projection_width: int = setting(896, ge=1, doc="output width of the unused official projections")
     lr: float = setting(1e-3, gt=0)
@@ -89,6 +107,69 @@ class AnomalyCLIP(Method):
     trained = True
     demo_backbones = {"backbone": "tiny-clip"}
     smoothing_sigma = 4.0
+    official_source = (
+        "github.com/zqhang/AnomalyCLIP @ 9f83c7f (train.py, test.py, AnomalyCLIP_lib/AnomalyCLIP.py): "
+        "the commit of the published rows; fixes 2a7c886 / 76b83e1 and issues #64, #82"
+    )
+    choices = (
+        Choice(
+            "feature taps",
+            "layer 24 only: at 9f83c7f Transformer.AnomalyCLIP_forward appends x[0] without a copy, so "
+            "the four taps of --features_list 6 12 18 24 are all layer 24 (issue #64); 'the experiment "
+            "results were all run with 24' (issue #82); scripts use --features_list 24 since 76b83e1",
+            "none against the published run; the paper's text names layers 6, 12, 18, 24",
+            "the published rows; four distinct layers change pixel metrics (issue #64's table)",
+            "--set anomalyclip.feature_layers=6,12,18,24",
+        ),
+        Choice(
+            "segmentation loss weight",
+            "seg_weight 4: four identical taps summed weigh one map 4 times; train.py since 76b83e1: lam = 4",
+            "none",
+            "the published balance of segmentation and image loss",
+            "--set anomalyclip.seg_weight=1 (the pre-fix loss on four distinct layers)",
+        ),
+        Choice(
+            "training masks",
+            "resized bilinearly and thresholded at 0.5: utils.get_transform's target_transform "
+            "(transforms.Resize, bilinear) and train.py 'gt[gt > 0.5] = 1'",
+            "none",
+            "thin defects keep their pixels at 518 px",
+            "--set anomalyclip.train_mask_resize=nearest",
+        ),
+        Choice(
+            "map smoothing",
+            "Gaussian sigma 4 on the summed map, applied once by the engine (test.py --sigma 4)",
+            "none",
+            "",
+            "",
+        ),
+        Choice(
+            "unused projections",
+            "kept: prompt_ensemble.py's compound_prompt_projections (8 x Linear(768, 896)) that forward never uses",
+            "none (same outputs; the trainable count matches the published 5.56 M)",
+            "none on scores",
+            "--set anomalyclip.unused_projections=false",
+        ),
+        Choice(
+            "image embedding",
+            "ln_post + projection of the CLS token (CLIP's usual one)",
+            "the code projects the CLS token without ln_post (AnomalyCLIP.py encode_image)",
+            "none measurable: 'this discrepancy does not impact the performance' (issue #14)",
+            "",
+        ),
+        Choice(
+            "position embeddings at 518 px",
+            "resampled bicubically by the shared backbone",
+            "the code resamples bilinearly",
+            "small; token values differ slightly",
+            "",
+        ),
+    )
+
+    @classmethod
+    def train_mask_resize(cls, config: AnomalyCLIPConfig) -> str:
+        """Training masks as the official target_transform makes them (bilinear, > 0.5) by default."""
+        return config.train_mask_resize
 
     @classmethod
     def backbone_requirements(cls, config: AnomalyCLIPConfig) -> dict[str, frozenset[str]]:
@@ -183,7 +264,7 @@ class AnomalyCLIP(Method):
         )
         target = masks.float()
         seg = sum(
-            focal_loss(maps[:, i], target)
+            focal_loss(maps[:, i], target, smooth=OFFICIAL_FOCAL_SMOOTH)
             + dice_loss(maps[:, i], target)
             + dice_loss(1 - maps[:, i], 1 - target)
             for i in range(maps.shape[1])

@@ -9,9 +9,13 @@ only foreground patches of the test image (first principal component of its patc
 sign flipped when the centre is mostly background, then 3x3 dilation and closing); masked-out
 patches score 0.
 
-Choices (recorded in every result's config):
-* Images are resized to a square ``image_size`` (448 = 32 x 32 patches) instead of the smaller edge
-  to 448 with the aspect ratio kept: the runner feeds square images to every method.
+Choices (recorded in every result's config; ``adbench.fidelity`` lists them in docs/fidelity.md):
+* ``resize`` shorter_edge: the shorter edge to ``image_size`` (448), the aspect ratio kept, then
+  cropped to a multiple of the patch size from the top-left (src/backbones.py: ``transforms.Resize(
+  size=smaller_edge_size)`` and ``prepare_image``'s crop); ``square`` resizes to 448 x 448.
+* ``mask_morphology`` flat: the code's dilation and closing act on the (P, 1) array of flattened patch
+  scores (``cv2.dilate`` on ``first_pc > threshold``), i.e. along rows of the patch grid; ``grid``
+  applies the 3 x 3 operations on the 2-D patch grid (adbench's earlier form).
 * ``rotation`` is on by default: the code's "agnostic" preprocessing (every category rotated), which
   assumes nothing about the category. Rotations reflect the border (OpenCV's default border,
   scipy's ``mirror``).
@@ -35,6 +39,7 @@ from adbench import hookimpl
 from adbench.backbones import build_backbone
 from adbench.config import setting
 from adbench.errors import AdbenchError
+from adbench.fidelity import Choice
 from adbench.methods import Context, Method, MethodConfig, Prediction
 from adbench.patch_nn import MAX_ELEMENTS, bank_knn_distances
 
@@ -76,6 +81,8 @@ class AnomalyDINOConfig(MethodConfig):
     mask_threshold: float = setting(10.0, doc="first-principal-component threshold of the foreground")
     neighbours: int = setting(1, ge=1, doc="k of the k-NN distance")
     top_patch_fraction: float = setting(0.01, gt=0, le=1, doc="image score = mean of this top fraction")
+    resize: Literal["shorter_edge", "square"] = "shorter_edge"
+    mask_morphology: Literal["flat", "grid"] = "flat"
     feature_batch_size: int = setting(8, ge=1)
     max_chunk_elements: int = setting(MAX_ELEMENTS, ge=1)
 
@@ -94,12 +101,17 @@ def rotated_references(images: torch.Tensor, angles: tuple[int, ...] = ROTATIONS
 
 
 def foreground_mask(
-    tokens: torch.Tensor, grid: tuple[int, int], threshold: float, border: float = 0.2
+    tokens: torch.Tensor,
+    grid: tuple[int, int],
+    threshold: float,
+    border: float = 0.2,
+    morphology: str = "flat",
 ) -> torch.Tensor:
     """AnomalyDINO's zero-shot mask of one image from its patch tokens (P, C): (P,) bool.
 
     First principal component > ``threshold``; if the central crop (``border`` off each side) keeps at
-    most 35 % of its patches, the sign is flipped; then 3x3 dilation and 3x3 closing (the border never erodes).
+    most 35 % of its patches, the sign is flipped; then a dilation and a closing of size 3 (the border
+    never erodes): on the flattened (P,) array as the code (``flat``), or 3 x 3 on the grid (``grid``).
     """
     from scipy.ndimage import binary_dilation, binary_erosion
     from sklearn.decomposition import PCA
@@ -112,9 +124,12 @@ def foreground_mask(
     centre = mask[int(h * border) : int(h * (1 - border)), int(w * border) : int(w * (1 - border))]
     if centre.sum() <= centre.size * 0.35:
         mask = (-first[:, 0] > threshold).reshape(grid)
-    square = np.ones((3, 3), dtype=bool)
-    mask = binary_dilation(mask, square)
-    mask = binary_erosion(binary_dilation(mask, square), square, border_value=1)
+    if morphology == "flat":
+        mask, kernel = mask.reshape(-1), np.ones(3, dtype=bool)
+    else:
+        kernel = np.ones((3, 3), dtype=bool)
+    mask = binary_dilation(mask, kernel)
+    mask = binary_erosion(binary_dilation(mask, kernel), kernel, border_value=1)
     if not mask.any():  # no foreground found (threshold off this backbone's scale): keep every patch
         mask[:] = True
     return torch.from_numpy(mask.reshape(-1))
@@ -138,6 +153,48 @@ class AnomalyDINO(Method):
     default_protocol = "few_shot"
     backbone_fields = ("backbone",)
     demo_backbones = {"backbone": "tiny-dinov2"}
+    official_source = (
+        "github.com/dammsi/AnomalyDINO @ b3435f0 (src/backbones.py, src/detection.py, src/utils.py)"
+    )
+    choices = (
+        Choice(
+            "resize",
+            "shorter edge to 448, aspect ratio kept, top-left crop to a multiple of 14 (src/backbones.py "
+            "transforms.Resize(size=smaller_edge_size) and prepare_image)",
+            "none",
+            "non-square datasets (VisA) see the published geometry",
+            "--set anomalydino.resize=square",
+        ),
+        Choice(
+            "mask morphology",
+            "dilation and closing of size 3 along the flattened patch array, as cv2.dilate / "
+            "morphologyEx act on the code's (P, 1) mask",
+            "none",
+            "masks grow along rows only",
+            "--set anomalydino.mask_morphology=grid (3 x 3 on the patch grid)",
+        ),
+        Choice(
+            "empty foreground mask",
+            "keeps every patch",
+            "the code would score the image 0 (threshold 10 is calibrated on DINOv2 ViT-S)",
+            "only backbones off that feature scale",
+            "",
+        ),
+        Choice(
+            "rotation",
+            "on: the code's 'agnostic' preprocessing; borders mirrored",
+            "the code rotates with OpenCV's default border (reflect_101)",
+            "small",
+            "--set anomalydino.rotation=false",
+        ),
+        Choice(
+            "map smoothing",
+            "Gaussian sigma 4 by the engine (src/utils.py: gaussian_filter(dists, sigma=4) at image size)",
+            "applied at the evaluation size (the code: each image's own size)",
+            "small",
+            "",
+        ),
+    )
 
     @classmethod
     def published_name(cls, config: AnomalyDINOConfig) -> str | None:
@@ -153,8 +210,20 @@ class AnomalyDINO(Method):
         self.encoder = build_backbone(self.config.backbone, weights=self.config.weights, device=self.device)
         self._weights = {self.config.backbone: self.encoder.weights}
 
+    def input_shape(self, width: int, height: int) -> tuple[int, int] | None:
+        """Shorter edge to ``image_size``, the longer scaled and truncated as torchvision's Resize(int)."""
+        if self.config.resize == "square":
+            return None
+        size, short, long = self.image_size, min(width, height), max(width, height)
+        other = int(size * long / short)
+        return (size, other) if height <= width else (other, size)
+
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Last-block patch tokens (N, P, C), not normalised (masking reads their raw scale), and the grid."""
+        """Last-block patch tokens (N, P, C), not normalised (masking reads their raw scale), and the
+        grid; images are first cropped to a multiple of the patch size from the top-left (the code)."""
+        p = int(self.encoder.patch_size)
+        h, w = images.shape[-2:]
+        images = images[..., : h - h % p, : w - w % p]
         feats = []
         for tokens in self.encoder.batched_tokens(images, (-1,), self.config.feature_batch_size, self.device):
             (grid,) = tokens.patches.values()  # the last block only
@@ -199,7 +268,10 @@ class AnomalyDINO(Method):
             ]
         )
         if self.masks_category(ctx.category):
-            keep = torch.stack([foreground_mask(f, grid, self.config.mask_threshold) for f in feats])
+            cfg = self.config
+            keep = torch.stack(
+                [foreground_mask(f, grid, cfg.mask_threshold, morphology=cfg.mask_morphology) for f in feats]
+            )
             patch = patch * keep.to(patch.device)
         return Prediction(
             scores=image_score(patch, self.config.top_patch_fraction), maps=patch.view(-1, *grid)

@@ -27,16 +27,22 @@ Choices (recorded in every result's config):
 * The RsCIN image feature is the backbone's final CLS token (CLIP: projected), L2-normalised for every
   backbone (MuSc normalises CLIP's and leaves DINOv2's raw), so that each image is its own nearest
   neighbour; backbones without a CLS token (CNNs) use the mean of their deepest tapped tokens.
-* Token grids wait for LNAMD in fp16 on the CPU (MuSc computes under fp16 autocast); LNAMD and the
-  distances run in fp32. The distances are computed per query against the whole category in blocks
+* Token grids wait for LNAMD on the CPU; LNAMD and the distances run in fp32. The distances are computed per query against the whole category in blocks
   capped by ``max_chunk_elements`` (adbench.patch_nn), so memory stays linear in the category size.
-* The map is returned at patch resolution; the runner upsamples it (bilinear) and applies the
-  protocol's Gaussian smoothing (sigma 4), as for every method.
+* The map is returned at patch resolution; the runner upsamples it (bilinear, align_corners=False;
+  the code: align_corners=True) and applies no Gaussian (the code smooths nothing); an evaluation
+  protocol's sigma still applies, as recorded.
+* ``preset`` official: the VisA setting RsCIN k = (1, 8, 9) (models/musc.py: ``if self.dataset ==
+  'visa': k_score = [1, 8, 9]``); ``preset=none`` keeps ``rscin_k`` as given.
+* Token grids follow the job's precision: fp16 on the CPU under bf16 (MuSc's fp16 autocast), fp32
+  under ``--precision fp32``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 import lazy_loader as lazy
 
@@ -45,6 +51,7 @@ from adbench.backbones import build_backbone
 from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
+from adbench.fidelity import Choice
 from adbench.methods import Context, Method, MethodConfig, Prediction
 from adbench.patch_nn import MAX_ELEMENTS, per_reference_distances
 
@@ -67,6 +74,11 @@ class MuScConfig(MethodConfig):
     rscin_k: tuple[int, ...] = setting((1, 2, 3), ge=0, doc="RsCIN neighbourhood sizes; empty or 0 disables")
     feature_batch_size: int = setting(8, ge=1)
     max_chunk_elements: int = setting(MAX_ELEMENTS, ge=1)
+    preset: Literal["official", "none"] = "official"
+
+
+#: models/musc.py: RsCIN k per dataset (VisA 1, 8, 9; MVTec AD and others 1, 2, 3).
+RSCIN_PRESETS = {"visa": (1, 8, 9)}
 
 
 def lnamd(tokens: torch.Tensor, r: int) -> torch.Tensor:
@@ -139,6 +151,52 @@ class MuSc(Method):
     default_protocol = "batch_zero_shot"
     backbone_fields = ("backbone",)
     demo_backbones = {"backbone": "tiny-clip"}
+    smoothing_sigma = 0.0  # models/musc.py scores the bilinearly upsampled maps without a Gaussian
+    official_source = "github.com/xrli-U/MuSc @ b76b93d (models/musc.py, models/modules/_RsCIN.py)"
+    choices = (
+        Choice(
+            "map smoothing",
+            "none: models/musc.py upsamples the maps bilinearly and scores them as they are",
+            "none (adbench applied sigma 4 before)",
+            "pixel metrics of the published rows",
+            "--eval-protocol anomalyclip (sigma 4)",
+        ),
+        Choice(
+            "RsCIN k on VisA",
+            "(1, 8, 9) on VisA, (1, 2, 3) elsewhere (models/musc.py k_score)",
+            "none",
+            "VisA image metrics",
+            "--set musc.preset=none (rscin_k as given)",
+        ),
+        Choice(
+            "RsCIN min-max normalisation",
+            "skipped: the row-stochastic step commutes with the per-category affine map",
+            "the code normalises scores first (_RsCIN.RsCIN)",
+            "none on any metric",
+            "",
+        ),
+        Choice(
+            "image score",
+            "maximum of the patch-resolution map",
+            "the code takes the maximum of the map upsampled with align_corners=True",
+            "tiny: bilinear values lie between grid values",
+            "",
+        ),
+        Choice(
+            "MSM interval on tiny categories",
+            "int(fraction x (N - 1)) as the code, keeping at least one image",
+            "the code's mean over an empty interval is NaN (under 4 images)",
+            "only categories with under 4 test images",
+            "",
+        ),
+    )
+
+    @classmethod
+    def config_for_dataset(cls, config: MuScConfig, dataset: str) -> MuScConfig:
+        """Under ``preset=official``, the code's per-dataset RsCIN k (VisA: 1, 8, 9)."""
+        if config.preset != "official" or dataset not in RSCIN_PRESETS:
+            return config
+        return dataclasses.replace(config, rscin_k=RSCIN_PRESETS[dataset])
 
     @classmethod
     def published_name(cls, config: MuScConfig) -> str | None:
@@ -156,16 +214,20 @@ class MuSc(Method):
         self.taps = scale_taps(self.config.layers, PAPER_DEPTH, self.encoder.num_blocks)
 
     def embed(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Token grids (N, h, w, C) of each tapped layer (fp16 on the CPU: a category can be large) and
+        """Token grids (N, h, w, C) of each tapped layer (on the CPU: a category can be large) and
         the L2-normalised image features (N, D) for RsCIN."""
+        from adbench.precision import FP32, active_precision
+
         layers: list[list[torch.Tensor]] = [[] for _ in self.taps]
         image_feats = []
+        # MuSc runs under fp16 autocast: fp16 halves a category's memory; fp32 when the job asks for it
+        store_dtype = torch.float32 if active_precision(self.device) == FP32 else torch.float16
         for tokens in self.encoder.batched_tokens(
             images, self.taps, self.config.feature_batch_size, self.device
         ):
             grids = [tokens.patches[t].float() for t in self.taps]
             for store, grid in zip(layers, grids, strict=True):
-                store.append(grid.half().cpu())  # MuSc runs under fp16 autocast; halves a category's memory
+                store.append(grid.to(store_dtype).cpu())
             cls = tokens.cls if tokens.cls is not None else grids[-1].mean(dim=(1, 2))
             image_feats.append(torch.nn.functional.normalize(cls.float(), dim=-1).cpu())
         return [torch.cat(g) for g in layers], torch.cat(image_feats)

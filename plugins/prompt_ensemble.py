@@ -97,8 +97,12 @@ APRILGAN_TEMPLATES = (
 )
 
 #: The plain-CLIP baseline's two states ("a photo of a normal/damaged [class]").
+#: The CLIP row of the AnomalyCLIP lineage (AnomalyCLIP appendix; zqhang/AnomalyCLIP issue #25: "two
+#: single prompts"; issue #76 reproduces its 74.1 MVTec image AUROC with exactly these sentences).
+CLIP_SINGLE_PROMPTS = ("a photo of a normal {}.", "a photo of an anomalous {}.")
+#: CLIP-AC (WinCLIP's and AnomalyCLIP's baseline): the "normal" / "anomalous" descriptors in CLIP's
+#: template ensemble; adbench uses WinCLIP's 22 inspection templates for the ensemble.
 CLIP_NORMAL_STATES = ("normal {}",)
-CLIP_ANOMALOUS_STATES = ("damaged {}",)
 
 
 def class_name(category: str) -> str:

@@ -49,7 +49,8 @@ def official_dpam_tokens(
 
 @pytest.fixture(scope="module")
 def method():
-    m = AnomalyCLIP(AnomalyCLIPConfig(backbone="tiny-clip", image_size=112))
+    # the paper's four distinct layers (a recorded option) exercise every tap of the V-V path
+    m = AnomalyCLIP(AnomalyCLIPConfig(backbone="tiny-clip", image_size=112, feature_layers=(6, 12, 18, 24)))
     m.setup()
     return m
 
@@ -73,8 +74,13 @@ def test_dpam_equals_the_backbone_vv_path(method):
 def test_full_size_dpam_is_19_blocks():
     # DPAM_layer=20 on ViT-L/14 (24 blocks) replaces resblocks[-1..-19]: vv_blocks 19, from block 6 on
     cfg = AnomalyCLIPConfig()
-    assert cfg.dpam_layer - 1 == 19 and cfg.feature_layers == (6, 12, 18, 24)
-    assert 24 - (cfg.dpam_layer - 1) + 1 == min(cfg.feature_layers)  # every tap reads the V-V stream
+    assert cfg.dpam_layer - 1 == 19 and 24 - (cfg.dpam_layer - 1) + 1 == 6  # V-V from block 6 on
+
+
+def test_default_is_the_published_run_layer_24_weighted_four_times():
+    # at zqhang/AnomalyCLIP 9f83c7f the four taps were all layer 24 (issue #64; #82: all results ran with 24)
+    cfg = AnomalyCLIPConfig()
+    assert cfg.feature_layers == (24,) and cfg.seg_weight == 4.0 and cfg.train_mask_resize == "bilinear"
 
 
 def test_prompt_shapes_and_gradients(method):
@@ -122,7 +128,11 @@ def test_full_size_parameter_layout_matches_the_published_count():
 
 
 def test_unused_projections_do_not_change_predictions(method):
-    lean = AnomalyCLIP(AnomalyCLIPConfig(backbone="tiny-clip", image_size=112, unused_projections=False))
+    lean = AnomalyCLIP(
+        AnomalyCLIPConfig(
+            backbone="tiny-clip", image_size=112, unused_projections=False, feature_layers=(6, 12, 18, 24)
+        )
+    )
     lean.setup()
     state = {k: v for k, v in method.learnable_state().items() if "unused" not in k}
     lean.load_learnable_state(state)

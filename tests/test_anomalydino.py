@@ -72,10 +72,13 @@ def test_foreground_mask_keeps_the_object_and_flips_sign_when_centre_is_backgrou
     inside[3:7, 3:7] = True
     tokens = torch.where(inside.reshape(-1, 1), torch.tensor([[30.0, 0.0]]), torch.tensor([[-5.0, 0.0]]))
     tokens = tokens + 0.01 * torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
-    mask = foreground_mask(tokens, grid, threshold=10).reshape(grid)
+    mask = foreground_mask(tokens, grid, threshold=10, morphology="grid").reshape(grid)
     assert mask[inside].all() and mask[4:6, 4:6].all()
     assert not mask[0, 0] and not mask[9, 9]  # far background stays out (dilation adds one ring)
     assert mask.sum() == 6 * 6  # the 4x4 object dilated by one patch, closing adds nothing
+    # the code's morphology acts on the flattened (P, 1) array: one patch more on each side of a row
+    flat = foreground_mask(tokens, grid, threshold=10).reshape(grid)
+    assert flat[inside].all() and flat.sum() == 4 * 6 and flat[3:7, 2].all() and not flat[2, 3]
 
 
 def test_masking_zeroes_background_patches_for_masked_categories():
@@ -87,7 +90,7 @@ def test_masking_zeroes_background_patches_for_masked_categories():
     masked = _method(masking="on", mask_threshold=5.0).predict(imgs[2:4], ctx)
     tokens, grid = _method().embed(imgs[2:4])
     keep = torch.stack([foreground_mask(t, grid, 5.0) for t in tokens]).view_as(plain.maps)
-    assert keep[0].sum() == 100 and keep[0, 3:13, 3:13].all()  # the object, dilated by one patch
+    assert keep[0].sum() == 80 and keep[0, 4:12, 3:13].all()  # the object, dilated along rows
     assert torch.equal(masked.maps, plain.maps * keep)
     assert _method().masks_category("capsule") and not _method().masks_category("carpet")
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import AdbenchError
+from ..precision import autocast as precision_autocast
 from .spec import CAPABILITIES, CLIP_CAPABILITIES, VIT_CAPABILITIES, BackboneSpec
 
 __all__ = ["CAPABILITIES", "CLIP_CAPABILITIES", "VIT_CAPABILITIES", "Backbone", "BackboneSpec", "Tokens"]
@@ -77,14 +78,10 @@ class Backbone(nn.Module, ABC):
             out[int(layer)] = block
         return out
 
-    @contextlib.contextmanager
-    def autocast(self, device: torch.device) -> Iterator[None]:
-        """bf16 autocast on CUDA (the speed the papers report); full precision elsewhere."""
-        if device.type == "cuda":
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-                yield
-        else:
-            yield
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[None]:
+        """The job's precision (``adbench.precision``): bf16 autocast when the run asked for it, else
+        autocast explicitly off, so an fp32 record's features really are fp32."""
+        return precision_autocast(device)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Map images in [0, 1] to the backbone's normalised input."""
