@@ -22,8 +22,8 @@ from PIL import Image  # noqa: E402
 from adbench.errors import AdbenchError  # noqa: E402
 from adbench.store import ResultsStore  # noqa: E402
 
-from .render import ImageLoader  # noqa: E402
-from .tables import ReproducedGrid  # noqa: E402
+from .grids import ReproducedGrid  # noqa: E402
+from .options import ImageLoader  # noqa: E402
 
 PANEL_IN = 1.25  # inches per panel
 MAX_FIGURES = 6  # categories drawn when none are chosen
@@ -77,8 +77,8 @@ def category_figure(
     out_dir: Path,
     n_images: int,
     images: ImageLoader | None,
-) -> Path | None:
-    """One figure for one category; None when no column stored maps for it."""
+) -> tuple[Path, str] | None:
+    """One figure for one category and its caption; None when no column stored maps for it."""
     per_col = _column_maps(grid, store, dataset, category)
     if not per_col:
         return None
@@ -98,14 +98,20 @@ def category_figure(
     pictures = images(dataset, category, [ids[i] for i in picked], size) if images is not None else {}
     n_cols = (1 if pictures else 0) + (1 if len(masks) else 0) + len(cols)
     fig, axes = plt.subplots(
-        len(picked), n_cols, figsize=(PANEL_IN * n_cols, PANEL_IN * len(picked) + 0.5), squeeze=False
+        len(picked),
+        n_cols,
+        figsize=(PANEL_IN * n_cols + 0.6, PANEL_IN * len(picked) + 0.7),
+        squeeze=False,
+        layout="constrained",
     )
     titles = (
         (["Image"] if pictures else []) + (["GT"] if len(masks) else []) + [grid.headers[c][0] for c in cols]
     )
-    # the legend tag and protocol (the random-weights flag is in the caption)
+    # the legend tag, protocol and, on each column that ran on them, RANDOM WEIGHTS
     tags = [""] * ((1 if pictures else 0) + (1 if len(masks) else 0)) + [
-        grid.headers[c][1][0].replace(" · random weights", "").replace(" · ", "\n") for c in cols
+        grid.headers[c][1][0].replace(" · random weights", "").replace(" · ", "\n")
+        + ("\nRANDOM WEIGHTS" if grid.is_random(c) else "")
+        for c in cols
     ]
     for r, i in enumerate(picked):
         panels: list[tuple[np.ndarray, str | None]] = []
@@ -124,21 +130,38 @@ def category_figure(
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(titles[a] + (f"\n{tags[a]}" if tags[a] else ""), fontsize=6.5)
+                red = "RANDOM WEIGHTS" in tags[a]
+                ax.set_title(titles[a] + (f"\n{tags[a]}" if tags[a] else ""), fontsize=6.5, color="crimson" if red else "black")
         axes[r][0].set_ylabel(ids[i], fontsize=6)
-    caption = f"{grid.catalog.title(dataset)} / {category}: images where the maps disagree most"
-    if images is None:
-        caption += " (image column left out: no dataset loader)"
-    if any(grid.is_random(c) for c in cols):
-        caption += " — RANDOM WEIGHTS"
-    fig.suptitle(caption, fontsize=8)
-    fig.tight_layout()
+    mappable = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="jet")
+    bar = fig.colorbar(mappable, ax=axes[:, -len(cols) :], shrink=0.8, pad=0.02)
+    bar.set_label("normalised score (per column: category min = 0, max = 1)", fontsize=6)
+    bar.ax.tick_params(labelsize=6)
+    fig.suptitle(f"{grid.catalog.title(dataset)} / {category}", fontsize=8)
+    caption = figure_caption(grid, dataset, category, cols, len(picked), images is not None)
     path = out_dir / "figures" / f"qualitative_{dataset}_{category}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     fig.savefig(path.with_suffix(".pdf"))
     plt.close(fig)
-    return path
+    return path, caption
+
+
+def figure_caption(
+    grid: ReproducedGrid, dataset: str, category: str, cols: Sequence[int], n: int, with_images: bool
+) -> str:
+    """What a figure shows: its columns (only those present), how the images were chosen, how
+    each column is normalised."""
+    names = "; ".join(grid.columns[c] + (" (random weights)" if grid.is_random(c) else "") for c in cols)
+    text = (
+        f"{grid.catalog.title(dataset)} / {category}: "
+        + ("image, " if with_images else "")
+        + f"ground truth, then the anomaly maps of {names}. The {n} test images where the columns' maps "
+        "differ most (mean per-pixel std across columns; anomalous images first). Each column's maps "
+        "are min-max normalised over all test images of the category (colour bar: 0 = its minimum, "
+        "1 = its maximum), so colours compare images within a column, not across columns."
+    )
+    return text + ("" if with_images else " The image column is left out: no dataset loader.")
 
 
 def qualitative_figures(
@@ -148,16 +171,16 @@ def qualitative_figures(
     n_images: int,
     categories: Sequence[str] | None = None,
     images: ImageLoader | None = None,
-) -> list[Path]:
+) -> tuple[list[Path], dict[str, str]]:
     """Figures for the chosen categories (``dataset/category`` or ``category``), by default the
-    first ``MAX_FIGURES`` categories with stored maps."""
-    pairs = list(
-        dict.fromkeys(
-            (d, c)
-            for d in grid.datasets
-            for c in sorted(grid.frame.loc[grid.frame["dataset"] == d, "category"].unique())
-        )
-    )
+    ``MAX_FIGURES`` categories with the most columns run (then in the datasets' order); returns
+    the figures and their captions (by file stem)."""
+    ran = grid.frame.groupby(["dataset", "category"])["_col"].nunique()
+    pairs = [
+        (d, c)
+        for d in grid.datasets
+        for c in grid.catalog.sort_categories(d, grid.frame.loc[grid.frame["dataset"] == d, "category"].unique())
+    ]
     if categories:
         wanted = set(categories)
         chosen = [(d, c) for d, c in pairs if c in wanted or f"{d}/{c}" in wanted]
@@ -165,11 +188,15 @@ def qualitative_figures(
         if missing:
             raise AdbenchError(f"--figure-categories {sorted(missing)[0]!r}: no records for that category")
         pairs = chosen
-    paths = []
+    else:
+        pairs = sorted(pairs, key=lambda p: -int(ran.get(p, 0)))  # stable: datasets' order within a count
+    paths: list[Path] = []
+    captions: dict[str, str] = {}
     for d, c in pairs:
-        path = category_figure(grid, store, d, c, out_dir, n_images, images)
-        if path is not None:
-            paths.append(path)
+        drawn = category_figure(grid, store, d, c, out_dir, n_images, images)
+        if drawn is not None:
+            paths.append(drawn[0])
+            captions[drawn[0].stem] = drawn[1]
         if not categories and len(paths) >= MAX_FIGURES:
             break
-    return paths
+    return paths, captions
