@@ -76,8 +76,11 @@ class DatasetCatalog:
     def from_frame(cls, frame: pd.DataFrame, registry: Any = None) -> DatasetCatalog:
         """From the store frame's ``dataset_title``/``dataset_group``/``dataset_order`` columns (the
         first non-empty value per dataset); the published category count from the plugin."""
-        plugins = cls.from_registry(registry, sorted(set(frame["dataset"]))) if registry else cls()
-        infos = {}
+        names = set(frame["dataset"])
+        if "train_on" in frame:  # auxiliary datasets are named in "trained on ..." notes
+            names |= {n for v in frame["train_on"].dropna() for n in str(v).split(",") if n}
+        plugins = cls.from_registry(registry, sorted(names)) if registry else cls()
+        infos = dict(plugins.infos)
         for name, rows in frame.groupby("dataset"):
             title, group, order = str(name), "other", 1000
             if "dataset_title" in rows:

@@ -97,7 +97,7 @@ def published_efficiency_table(paper: str | None = None) -> Table:
     rows = []
     for rec in eff.to_dict("records"):
         cells = [Cell([Part(DASH if pd.isna(rec[f]) else str(rec[f]))]) for f, _ in fields]
-        rows.append(Row(f"{rec['method']} ({rec['source']})", cells))
+        rows.append(Row(f"{rec['method']} ({pub.source_title(rec['source'])})", cells))
     remarks = [f"{r['method']}: {r['note']}" for r in eff.to_dict("records") if isinstance(r["note"], str)]
     return Table(
         "pub-efficiency",

@@ -239,7 +239,7 @@ def test_paper_applies_to_csv_and_efficiency(tmp_path):
     notes = " ".join(csv["published_note"].dropna())
     assert "ViP2-CLIP (Tables 1-2)" in notes and "DMA-SAP" not in notes and ".txt" not in notes
     eff = table(html, "pub-efficiency")
-    assert "vip2clip.txt" in eff and "dma_sap__clip" not in eff
+    assert "ViP2-CLIP (Table 3)" in eff and "DMA-SAP" not in eff and ".txt" not in eff
     assert "WinCLIP" in table(html, "efficiency")
 
 
