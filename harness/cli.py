@@ -349,7 +349,9 @@ def rescore(results_dir: str) -> None:
     show_default=True,
     help="'all': each column over its own categories, partial cells marked; 'shared' adds tables over the categories all columns ran.",
 )
-@click.option("--where", "where", multiple=True, metavar="FIELD=VALUE", help="Only records with this setting.")
+@click.option(
+    "--where", "where", multiple=True, metavar="FIELD=VALUE", help="Only records with this setting."
+)
 @click.option("--latex-columns", type=click.Choice(["1", "2"]), default="2", show_default=True)
 @click.option("--paired-cells", is_flag=True, help="Per-category cells as (AUROC, AP) pairs.")
 @click.option("--methods", "methods", default=None, help="Comma-separated methods to show.")

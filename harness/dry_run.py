@@ -75,7 +75,11 @@ def dry_run(spec: Any, store: ResultsStore, registry: Registry) -> list[dict[str
                 methods_of_row = [] if spec.demo and not spec.methods else [method]
                 # the row's method keeps only its own --set values (the others' would name a method
                 # this one-method plan does not run)
-                own = {s: f for s, f in spec.overrides.items() if s == method} if methods_of_row else spec.overrides
+                own = (
+                    {s: f for s, f in spec.overrides.items() if s == method}
+                    if methods_of_row
+                    else spec.overrides
+                )
                 runner.spec = dataclasses.replace(
                     spec, methods=methods_of_row, datasets=[dataset], overrides=own
                 )

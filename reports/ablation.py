@@ -82,9 +82,14 @@ def ablation_tables(grid: ReproducedGrid, spec: str, published: AblationLookup |
     sub = ReproducedGrid(frame, failed, coverage=grid.coverage_mode)
     sub.catalog = grid.catalog
     values = [show(sub.setting(c, col)) for c in range(len(sub.keys))]
-    labels = [f"{fld} = {v}" + (" [random weights]" if sub.is_random(c) else "") for c, v in enumerate(values)]
+    labels = [
+        f"{fld} = {v}" + (" [random weights]" if sub.is_random(c) else "") for c, v in enumerate(values)
+    ]
     notes = Notes()
-    rows = [Row(labels[c], [value_cell(sub.average(c, m), notes) for m in sub.metrics]) for c in range(len(values))]
+    rows = [
+        Row(labels[c], [value_cell(sub.average(c, m), notes) for m in sub.metrics])
+        for c in range(len(values))
+    ]
     for i in range(len(sub.metrics)):
         rank_parts([r.cells[i].parts[0] for r in rows])
     fixed = held_fixed(both, col)

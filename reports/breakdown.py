@@ -47,7 +47,9 @@ def _cell_stat(per_category: dict[str, list[float]], n: int) -> Stat:
     return Stat(mean * 100.0, notes=notes, coverage=f"{k}/{n}" if partial else "", rankable=not partial)
 
 
-def _table(grid: ReproducedGrid, cells: Cells, table_id: str, title: str, header: str, remark: str) -> Table | None:
+def _table(
+    grid: ReproducedGrid, cells: Cells, table_id: str, title: str, header: str, remark: str
+) -> Table | None:
     if not cells:
         return None
     notes = Notes()
@@ -56,7 +58,11 @@ def _table(grid: ReproducedGrid, cells: Cells, table_id: str, title: str, header
     for d in grid.datasets:
         groups = [g for (ds, g) in cells if ds == d]
         # easiest first: rows ordered by their mean over the columns, so the hard types end the table
-        groups.sort(key=lambda g: -mean_over_categories([v for col in cells[(d, g)] for vs in col.values() for v in vs]))
+        groups.sort(
+            key=lambda g: (
+                -mean_over_categories([v for col in cells[(d, g)] for vs in col.values() for v in vs])
+            )
+        )
         for i, g in enumerate(groups):
             n = len(set().union(*[set(col) for col in cells[(d, g)]]))
             row_cells = [value_cell(_cell_stat(col, n), notes) for col in cells[(d, g)]]
@@ -69,7 +75,10 @@ def _table(grid: ReproducedGrid, cells: Cells, table_id: str, title: str, header
         rows=rows,
         footnotes=notes.texts,
         section=SECTION,
-        remarks=[remark, "(n) after a row label = the categories that have it; (k/n) in a cell = a column over fewer."]
+        remarks=[
+            remark,
+            "(n) after a row label = the categories that have it; (k/n) in a cell = a column over fewer.",
+        ]
         + grid.remarks(n_rank_groups(grid, cols)),
         **header_fields(grid, cols),
     )

@@ -12,8 +12,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .catalog import TUPLES, metric_name
-from .grids import Grid, ReproducedGrid
-from .model import Cell, Notes, Part, Row, RowKey, Stat, Table, fmt_diff, rank_in_groups, tuple_cell, value_cell
+from .grids import Grid
+from .model import (
+    Cell,
+    Notes,
+    Part,
+    Row,
+    RowKey,
+    Stat,
+    Table,
+    fmt_diff,
+    rank_in_groups,
+    tuple_cell,
+    value_cell,
+)
 
 #: (column, row, metric) -> the paper's value beside ours, and remarks for the table.
 PublishedFn = Callable[[int, RowKey, str], tuple[Stat, list[str]]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .builders import rank_row, all_columns, header_fields, n_rank_groups
+from .builders import all_columns, header_fields, n_rank_groups, rank_row
 from .catalog import metric_name
 from .columns import nan_reason
 from .grids import ReproducedGrid
@@ -25,7 +25,9 @@ def _category_stat(grid: ReproducedGrid, agg: dict, col: int, dataset: str, cat:
         return Stat(notes=(f"job failed: {err}" if err else "not run",), rankable=False)
     if hit["count"] == 0:
         frame = grid.frame
-        rows = frame[(frame["_col"] == grid.keys[col]) & (frame["dataset"] == dataset) & (frame["category"] == cat)]
+        rows = frame[
+            (frame["_col"] == grid.keys[col]) & (frame["dataset"] == dataset) & (frame["category"] == cat)
+        ]
         return Stat(notes=(nan_reason(rows, metric),), rankable=False)
     std = hit["std"] * 100.0 if hit["count"] > 1 else None
     return Stat(hit["mean"] * 100.0, std)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from adbench.record import DATA, role
 
+
 def nan_reason(rows: pd.DataFrame, metric: str) -> str:
     """Why a metric is NaN for these records (image/pixel metric undefined, or the record's note)."""
     level = metric.split("_", 1)[0]
@@ -79,9 +80,7 @@ def column_key(row: pd.Series, fields: Sequence[str], varying: dict[str, set[str
     """A record's column: ``(field, value)`` of every identity field. A data-identity field (dataset
     fingerprint, version) differs between datasets by nature: it counts only in the datasets where
     it differs between records."""
-    return tuple(
-        (f, norm(row[f])) for f in fields if role(f) != DATA or row["dataset"] in varying.get(f, ())
-    )
+    return tuple((f, norm(row[f])) for f in fields if role(f) != DATA or row["dataset"] in varying.get(f, ()))
 
 
 @dataclass
@@ -99,6 +98,7 @@ class Coverage:
     @property
     def text(self) -> str:
         return f"{len(self.ok)}/{self.expected}"
+
 
 def letters(i: int) -> str:
     """Column letters a, b, ..., z, aa, ab, ..."""
@@ -127,4 +127,3 @@ def variant_parts(variant: str) -> list[str]:
 def present(value: object) -> bool:
     """Whether a frame value is there (not None, not NaN)."""
     return not (value is None or (isinstance(value, float) and math.isnan(value)))
-

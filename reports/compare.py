@@ -103,7 +103,10 @@ def paper_only_columns(grid: ReproducedGrid, cols: Sequence[int], paper: str | N
         if source is None:
             continue
         table = pub.load_published()
-        table = table[(table["source"] == source) & table["setting"].map(lambda s: pub.setting_matches(protocol, s))]
+        table = table[
+            (table["source"] == source)
+            & table["setting"].map(lambda s, p=protocol: pub.setting_matches(p, s))
+        ]
         for method in dict.fromkeys(table["method"]):
             if method in ran or method in seen:
                 continue

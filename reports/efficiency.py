@@ -108,4 +108,3 @@ def published_efficiency_table(paper: str | None = None) -> Table:
         remarks=remarks,
         section="published",
     )
-

@@ -131,7 +131,11 @@ def category_figure(
             ax.set_yticks([])
             if r == 0:
                 red = "RANDOM WEIGHTS" in tags[a]
-                ax.set_title(titles[a] + (f"\n{tags[a]}" if tags[a] else ""), fontsize=6.5, color="crimson" if red else "black")
+                ax.set_title(
+                    titles[a] + (f"\n{tags[a]}" if tags[a] else ""),
+                    fontsize=6.5,
+                    color="crimson" if red else "black",
+                )
         axes[r][0].set_ylabel(ids[i], fontsize=6)
     mappable = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="jet")
     bar = fig.colorbar(mappable, ax=axes[:, -len(cols) :], shrink=0.8, pad=0.02)
@@ -179,7 +183,9 @@ def qualitative_figures(
     pairs = [
         (d, c)
         for d in grid.datasets
-        for c in grid.catalog.sort_categories(d, grid.frame.loc[grid.frame["dataset"] == d, "category"].unique())
+        for c in grid.catalog.sort_categories(
+            d, grid.frame.loc[grid.frame["dataset"] == d, "category"].unique()
+        )
     ]
     if categories:
         wanted = set(categories)

@@ -195,9 +195,7 @@ class ReproducedGrid:
     def config(self, col: int) -> dict:
         """The method-config values of a column (from its first record)."""
         row = self._rows(col).iloc[0]
-        return {
-            c[len("config.") :]: row[c] for c in row.index if c.startswith("config.") and present(row[c])
-        }
+        return {c[len("config.") :]: row[c] for c in row.index if c.startswith("config.") and present(row[c])}
 
     def settings_text(self, col: int) -> str:
         """Every identifying setting of a column as ``field=value`` (for the CSV)."""
@@ -367,7 +365,9 @@ class ReproducedGrid:
                 per_dataset[d], _ = self._seed_scores(col, d, metric, self.categories_used(col, d))
         with_value = [d for d in names if any(self.stat(c, d, metric).ok for c in range(len(self.keys)))]
         if self.coverage_mode == "shared":  # the subset table: the datasets every column has
-            with_value = [d for d in with_value if all(self.stat(c, d, metric).ok for c in range(len(self.keys)))]
+            with_value = [
+                d for d in with_value if all(self.stat(c, d, metric).ok for c in range(len(self.keys)))
+            ]
             per_dataset = {d: v for d, v in per_dataset.items() if d in with_value}
         if not per_dataset:
             return Stat(notes=("no dataset has a value",), rankable=False)

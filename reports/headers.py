@@ -77,7 +77,7 @@ class ColumnHeaders:
         return ", ".join(f"{short_field(f)}={show(v)}" for f, v in self.grid.keys[col] if v is not None)
 
     def trained_notes(self) -> list[str]:
-        """"<column>: trained on <auxiliary datasets>, tested on <target>" for every trained column."""
+        """ "<column>: trained on <auxiliary datasets>, tested on <target>" for every trained column."""
         out = []
         for c, name in enumerate(self.columns):
             pairs: dict[str, list[str]] = {}

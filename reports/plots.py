@@ -74,7 +74,10 @@ def bar_charts(grid: ReproducedGrid, out_dir: Path, options: ReportOptions | Non
         stats = [[grid.average(c, m) for m in metrics] for c in range(n)]
         if not any(s.ok for row in stats for s in row):
             continue
-        labels = [lab + (" [partial: not all categories]" if _partial(row) else "") for lab, row in zip(base_labels, stats)]
+        labels = [
+            lab + (" [partial: not all categories]" if _partial(row) else "")
+            for lab, row in zip(base_labels, stats)
+        ]
         height = AXES_HEIGHT_IN + 0.9 + LEGEND_LINE_IN * (legend_lines + 1)
         fig = plt.figure(figsize=(FIG_WIDTH_IN, height), layout="constrained")
         ax = fig.add_subplot()
@@ -102,7 +105,9 @@ def bar_charts(grid: ReproducedGrid, out_dir: Path, options: ReportOptions | Non
             if side is not None:
                 theirs = [side(c, RowKey.average(), m)[0] for m in metrics]
                 paper = np.array([t.mean if t.ok else np.nan for t in theirs])
-                ax.scatter(pos, paper, marker="_", s=120, color="black", zorder=3, label="paper" if c == 0 else None)
+                ax.scatter(
+                    pos, paper, marker="_", s=120, color="black", zorder=3, label="paper" if c == 0 else None
+                )
             for p, h, e in zip(pos, heights, errs):
                 ax.annotate(
                     "n/a" if np.isnan(h) else f"{h:.1f}",

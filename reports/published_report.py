@@ -30,7 +30,12 @@ def _metric_tables(grid: PublishedGrid, source: str) -> list[Table]:
         if not rows or not cols:
             continue
         t = metric_table(
-            grid, m, rows=rows, cols=cols, table_id=slug(f"pub-{title}-{m}"), title=f"{title}: {metric_name(m)}"
+            grid,
+            m,
+            rows=rows,
+            cols=cols,
+            table_id=slug(f"pub-{title}-{m}"),
+            title=f"{title}: {metric_name(m)}",
         )
         t.section = "published"
         if m == "pixel_aupro" and pub.uses_cflow_aupro(source):
@@ -51,7 +56,9 @@ def published_report(paper: str | None, registry: Any) -> tuple[list[Table], Any
         if "ablation" in source:  # the paper's orientation: configurations as rows
             title = pub.source_title(source)
             t = published_ablation_table(grid, table_id=slug(f"pub-{title}"), title=title)
-            t.remarks.append(f"Source: {pub.paper_info(pub.paper_of(source)).title}, {pub.source_where(source)}.")
+            t.remarks.append(
+                f"Source: {pub.paper_info(pub.paper_of(source)).title}, {pub.source_where(source)}."
+            )
             tables.append(t)
             continue
         tables += _metric_tables(grid, source)

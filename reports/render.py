@@ -196,18 +196,24 @@ def build_report(
             source="adbench.reports/data/published_results.csv",
             tables=tables,
             long=long,
-            notes=["Values in percent, as printed in each paper; several papers report the same baseline differently."],
+            notes=[
+                "Values in percent, as printed in each paper; several papers report the same baseline differently."
+            ],
             latex_columns=options.latex_columns,
         )
     records = select(store.frame(include_failed=True), options)
     ok = records["status"].eq("ok") if not records.empty else pd.Series(dtype=bool)
     if not ok.any():
-        raise AdbenchError(f"no finished records in {store.records_dir}; run jobs first or use the published mode")
+        raise AdbenchError(
+            f"no finished records in {store.records_dir}; run jobs first or use the published mode"
+        )
     frame, failed = records[ok], records[~ok]
     grid = _grid(frame, failed, options, "all")
     tables = main_tables(grid, options)
     if options.coverage == "shared":
-        tables += main_tables(_grid(frame, failed, options, "shared"), options, prefix="shared-", section="shared")
+        tables += main_tables(
+            _grid(frame, failed, options, "shared"), options, prefix="shared-", section="shared"
+        )
     tables += _more_tables(grid, store, options)
     banner = random_banner(frame)
     report = Report(
@@ -236,7 +242,9 @@ def _grid(frame: pd.DataFrame, failed: pd.DataFrame, options: ReportOptions, cov
     if options.metrics:
         unknown = [m for m in options.metrics if m not in grid.metrics]
         if unknown:
-            raise AdbenchError(f"--metrics {unknown[0]!r}: not in the store (metrics: {', '.join(grid.metrics)})")
+            raise AdbenchError(
+                f"--metrics {unknown[0]!r}: not in the store (metrics: {', '.join(grid.metrics)})"
+            )
         grid.metrics = [m for m in grid.metrics if m in options.metrics]
     if options.labels:
         grid.relabel(options.labels)
@@ -272,7 +280,9 @@ def _notes(grid: ReproducedGrid, frame: pd.DataFrame) -> list[str]:
     return notes + evaluation_notes(frame)
 
 
-def _pictures(report: Report, grid: ReproducedGrid, store: ResultsStore, out_dir: Path, options: ReportOptions) -> None:
+def _pictures(
+    report: Report, grid: ReproducedGrid, store: ResultsStore, out_dir: Path, options: ReportOptions
+) -> None:
     """Bar charts and qualitative figures (matplotlib is imported only when drawing)."""
     if options.plots:
         from .plots import bar_charts
@@ -296,7 +306,9 @@ def _check_paper(paper: str) -> None:
 def _ablation_lookup(grid: ReproducedGrid, paper: str | None) -> Callable:
     """Published ablation values by adbench method name, config value, dataset and metric."""
 
-    def lookup(method: str, value: str, dataset: str | None, metric: str, datasets: frozenset[str]) -> float | None:
+    def lookup(
+        method: str, value: str, dataset: str | None, metric: str, datasets: frozenset[str]
+    ) -> float | None:
         names = grid.frame.loc[grid.frame["method"] == method, "published_name"].dropna()
         name = str(names.iloc[0]) if not names.empty else None
         if name is None or (paper and not pub.matches_paper(pub.own_paper(name) or "", paper)):

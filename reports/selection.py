@@ -22,7 +22,9 @@ def _where(records: pd.DataFrame, items: Sequence[str]) -> pd.DataFrame:
             raise AdbenchError(f"--where {item!r}: expected FIELD=VALUE, e.g. protocol=few_shot")
         if name not in records:
             fields = sorted(records.attrs.get("settings") or records.columns)
-            raise AdbenchError(f"--where {item!r}: no field '{name}' in the store (fields: {', '.join(fields)})")
+            raise AdbenchError(
+                f"--where {item!r}: no field '{name}' in the store (fields: {', '.join(fields)})"
+            )
         shown = records[name].map(lambda v: "" if v is None or v != v else show(v))
         if not (shown == value).any():
             known = sorted(set(shown) - {""})

@@ -13,7 +13,15 @@ from adbench.metric_catalog import METRICS, table_order
 
 from .ablation import ablation_frame, ablation_tables, published_ablation_table
 from .builders import PaperOnly, metric_table, tuple_table
-from .catalog import CFLOW_NOTE, TUPLES, DatasetCatalog, DatasetInfo, metric_columns, metric_name, sort_metrics
+from .catalog import (
+    CFLOW_NOTE,
+    TUPLES,
+    DatasetCatalog,
+    DatasetInfo,
+    metric_columns,
+    metric_name,
+    sort_metrics,
+)
 from .categories import category_table, category_tables
 from .columns import COVERAGES, Coverage, identity_fields, variant_parts
 from .grids import Grid, PublishedGrid, ReproducedGrid

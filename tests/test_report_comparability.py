@@ -84,7 +84,10 @@ def test_columns_over_their_own_categories_and_shared_subset_on_request(tmp_path
     shared, _ = render(tmp_path / "shared", batch_vs_few_shot(), coverage="shared")
     t = table(shared, "shared-metric-image_auroc-zero_shot")
     # the explicit subset table says so in the row label and |C|
-    assert plain(row(t, "MVTec AD (shared: c0, c1)")[0]) == "99.2" and '<td class="info">2/6 (paper 15)</td>' in t
+    assert (
+        plain(row(t, "MVTec AD (shared: c0, c1)")[0]) == "99.2"
+        and '<td class="info">2/6 (paper 15)</td>' in t
+    )
     assert plain(row(table(shared, "metric-image_auroc-zero_shot"), "MVTec AD")[0]) == "99.7"
     csv = pd.read_csv(out / "report.csv")
     few = csv[(csv.level == "dataset") & (csv.protocol == "few_shot")]

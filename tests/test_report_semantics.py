@@ -33,7 +33,9 @@ def partial_store() -> list:
     the whole row to those 3 and ranked a lower complete column second)."""
     recs = []
     for method, base in (("patchead", 0.80), ("winclip", 0.70), ("dma_sap", 0.75)):
-        recs += [job_record(method, "synthetic", c, metrics=auroc(base + 0.01 * i)) for i, c in enumerate(TEN)]
+        recs += [
+            job_record(method, "synthetic", c, metrics=auroc(base + 0.01 * i)) for i, c in enumerate(TEN)
+        ]
     recs += [job_record("clip", "synthetic", c, metrics=auroc(0.99)) for c in TEN[:3]]
     return recs
 
@@ -64,7 +66,9 @@ def test_shared_subset_is_an_explicit_labelled_table(tmp_path):
 
 def test_no_difference_against_a_paper_over_other_categories(tmp_path):
     """A 2-category MVTec root: the paper averages 15; the cell says why there is no Δ."""
-    recs = [job_record("winclip", "mvtec", c, metrics=auroc(0.531), n_categories=2) for c in ("bottle", "cable")]
+    recs = [
+        job_record("winclip", "mvtec", c, metrics=auroc(0.531), n_categories=2) for c in ("bottle", "cable")
+    ]
     html, out = render(tmp_path, recs, published=True)
     t = table(html, "metric-image_auroc")
     ours, paper, diff = row(t, "MVTec AD")[:3]
@@ -111,7 +115,9 @@ def test_breakdown_respects_coverage_and_prints_category_counts(tmp_path):
         for c in ("c0", "c1", "c2")
     ]
     recs.append(
-        job_record("winclip", "mvtec", "c0", metrics=auroc(0.9), image_auroc_by_anomaly_type={"scratch": 0.95})
+        job_record(
+            "winclip", "mvtec", "c0", metrics=auroc(0.9), image_auroc_by_anomaly_type={"scratch": 0.95}
+        )
     )
     grid = ReproducedGrid(write_store(tmp_path / "s", recs).frame())
     t = breakdown_tables(grid)[0]
@@ -155,7 +161,9 @@ def test_latex_wide_tables_span_two_columns_and_every_file_compiles(tmp_path):
     store = write_store(tmp_path / "s", wide_store())
     for columns in (1, 2):
         out = tmp_path / f"o{columns}"
-        render_report(store, out, ["latex"], registry=REGISTRY, plots=False, published=True, latex_columns=columns)
+        render_report(
+            store, out, ["latex"], registry=REGISTRY, plots=False, published=True, latex_columns=columns
+        )
         files = sorted((out / "tables").glob("*.tex"))
         text = "".join(p.read_text() for p in files)
         assert "longtable" not in text + (out / "report.tex").read_text()
@@ -192,7 +200,13 @@ def test_per_category_tables_in_dataset_order_with_mean_and_paired_cells(tmp_pat
 
 def test_legend_spells_only_differing_settings_in_words_and_integers_stay_integers(tmp_path):
     recs = [
-        job_record("dma_sap", "mvtec", "c0", metrics=auroc(0.9), config={"variant": v, "epochs": 2, "image_size": 336})
+        job_record(
+            "dma_sap",
+            "mvtec",
+            "c0",
+            metrics=auroc(0.9),
+            config={"variant": v, "epochs": 2, "image_size": 336},
+        )
         for v in ("A", "D")
     ]
     recs.append(job_record("patchead", "mvtec", "c0", metrics=auroc(0.9)))  # no epochs: NaN in the frame
@@ -206,7 +220,9 @@ def test_legend_spells_only_differing_settings_in_words_and_integers_stay_intege
 
 def test_published_mode_names_papers_and_drops_empty_rows_columns_and_marks(tmp_path):
     out = tmp_path / "o"
-    paths = render_report(ResultsStore(tmp_path / "none"), out, ["html", "latex"], mode="published", registry=REGISTRY)
+    paths = render_report(
+        ResultsStore(tmp_path / "none"), out, ["html", "latex"], mode="published", registry=REGISTRY
+    )
     names = [p.name for p in paths]
     assert not any(".txt" in n for n in names) and "pub-vip2-clip-tables-1-2-image_auroc.tex" in names
     html = (out / "report.html").read_text()
@@ -228,7 +244,10 @@ def test_published_mode_names_papers_and_drops_empty_rows_columns_and_marks(tmp_
 
 
 def test_published_columns_for_methods_of_the_paper_not_run_here(tmp_path):
-    recs = [job_record("winclip", "mvtec", c, metrics=auroc(0.9), n_categories=15) for c in mvtec_style.MVTecAD.object_names]
+    recs = [
+        job_record("winclip", "mvtec", c, metrics=auroc(0.9), n_categories=15)
+        for c in mvtec_style.MVTecAD.object_names
+    ]
     html, _ = render(tmp_path, recs, published=True, paper="dma_sap")
     t = table(html, "metric-image_auroc")
     heads = [h.split() for h in headers(t)]
@@ -240,8 +259,20 @@ def test_published_columns_for_methods_of_the_paper_not_run_here(tmp_path):
 
 
 def test_where_filters_records_and_says_which_values_exist(tmp_path):
-    recs = [job_record("patchead", "mvtec", "c0", metrics=auroc(0.9), config={"backbone": b}) for b in ("a", "b")]
-    recs.append(job_record("patchead", "mvtec", "c0", metrics=auroc(0.8), protocol="few_shot", shots=1, config={"backbone": "a"}))
+    recs = [
+        job_record("patchead", "mvtec", "c0", metrics=auroc(0.9), config={"backbone": b}) for b in ("a", "b")
+    ]
+    recs.append(
+        job_record(
+            "patchead",
+            "mvtec",
+            "c0",
+            metrics=auroc(0.8),
+            protocol="few_shot",
+            shots=1,
+            config={"backbone": "a"},
+        )
+    )
     html, _ = render(tmp_path, recs, where=["protocol=zero_shot", "config.backbone=b"])
     t = table(html, "metric-image_auroc")
     assert [plain(c) for c in row(t, "MVTec AD")] == ["90.0"] and "few-shot" not in html
@@ -260,6 +291,14 @@ def test_dry_run_of_the_demo_with_two_methods_plans_both(tmp_path, monkeypatch, 
     from .test_reliability import cli
 
     code, out = cli(
-        monkeypatch, capsys, "run", "--dry-run", "--demo", "--methods", "clip,winclip", "--results", str(tmp_path / "r")
+        monkeypatch,
+        capsys,
+        "run",
+        "--dry-run",
+        "--demo",
+        "--methods",
+        "clip,winclip",
+        "--results",
+        str(tmp_path / "r"),
     )
     assert "plan error" not in out and code == 0

@@ -268,7 +268,9 @@ def test_ablation_table_rows_are_config_values(rendered):
     per_ds = html_table(rendered["html"], "ablation-dma_sap.variant-datasets")
     assert "MVTec AD" in per_ds and "Average" in per_ds
     want = [expected_dataset_mean(records, "dma_sap", "A", "mvtec", m) for m in ("image_auroc", "image_ap")]
-    assert text(html_row(per_ds, "variant = A [random weights]")[0]).startswith(f"({want[0]:.1f}, {want[1]:.1f})")
+    assert text(html_row(per_ds, "variant = A [random weights]")[0]).startswith(
+        f"({want[0]:.1f}, {want[1]:.1f})"
+    )
     with pytest.raises(AdbenchError, match="no config field 'nope'"):
         render_report(
             rendered["store"], rendered["out"] / "x", ["csv"], ablation="dma_sap.nope", registry=REGISTRY
@@ -368,9 +370,7 @@ def test_published_mode_needs_no_records(tmp_path):
     render_report(
         ResultsStore(tmp_path / "empty"), tmp_path / "bare", ["html"], mode="published", registry=REGISTRY
     )
-    bare = html_table(
-        (tmp_path / "bare" / "report.html").read_text(), "pub-vip2-clip-tables-1-2-image_auroc"
-    )
+    bare = html_table((tmp_path / "bare" / "report.html").read_text(), "pub-vip2-clip-tables-1-2-image_auroc")
     assert html_row(bare, "mvtec")[0] and html_row(bare, "Average (medical)")[0]
     with pytest.raises(AdbenchError, match="no finished records"):
         render_report(ResultsStore(tmp_path / "empty"), tmp_path / "o", ["html"], registry=REGISTRY)
@@ -408,7 +408,9 @@ def test_latex_document_and_every_table_file_compile(rendered, tmp_path):
     # every table file compiles when \input into a one- and a two-column paper with only the
     # README's packages (booktabs, graphicx)
     for name, options in (("one", ""), ("two", "[twocolumn]")):
-        inputs = "".join(f"\\input{{tables/{p.stem}}}\\clearpage" for p in (tmp_path / "doc" / "tables").glob("*.tex"))
+        inputs = "".join(
+            f"\\input{{tables/{p.stem}}}\\clearpage" for p in (tmp_path / "doc" / "tables").glob("*.tex")
+        )
         (tmp_path / "doc" / f"{name}.tex").write_text(
             f"\\documentclass{options}{{article}}\\usepackage{{booktabs,graphicx}}"
             f"\\begin{{document}}{inputs}\\end{{document}}"
