@@ -69,6 +69,40 @@ def most_disagreeing(maps: Sequence[np.ndarray], labels: np.ndarray, n: int) -> 
     return order[:n]
 
 
+def _aligned(per_col: dict[int, dict], where: str) -> dict[int, dict]:
+    """Every column's arrays in the first column's image order (an error if the images differ)."""
+    cols = list(per_col)
+    if not cols:
+        return per_col
+    ids = [str(i) for i in per_col[cols[0]]["ids"]]
+    for c in cols[1:]:
+        index = {str(i): j for j, i in enumerate(per_col[c]["ids"])}
+        if set(index) != set(ids):
+            raise AdbenchError(f"figures: columns disagree on the test images of {where}")
+        order = [index[i] for i in ids]
+        per_col[c] = {k: v[order] if len(v) else v for k, v in per_col[c].items()}
+    return per_col
+
+
+def _colour_bar(fig, axes: np.ndarray, n_maps: int) -> None:
+    """One colour bar beside the map columns: each column is min-max normalised to [0, 1]."""
+    mappable = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="jet")
+    bar = fig.colorbar(mappable, ax=axes[:, -n_maps:], shrink=0.8, pad=0.02)
+    bar.set_label("normalised score (per column: category min = 0, max = 1)", fontsize=6)
+    bar.ax.tick_params(labelsize=6)
+
+
+def _column_titles(axes: Sequence, grid: ReproducedGrid, lead: list[str], cols: Sequence[int]) -> None:
+    """Panel titles: name, legend tag and protocol; RANDOM WEIGHTS in red on each column that ran so."""
+    for ax, title in zip(axes, lead):
+        ax.set_title(title, fontsize=6.5)
+    for ax, c in zip(axes[len(lead) :], cols):
+        tag = grid.headers[c][1][0].replace(" · random weights", "").replace(" · ", "\n")
+        red = grid.is_random(c)
+        text = f"{grid.headers[c][0]}\n{tag}" + ("\nRANDOM WEIGHTS" if red else "")
+        ax.set_title(text, fontsize=6.5, color="crimson" if red else "black")
+
+
 def category_figure(
     grid: ReproducedGrid,
     store: ResultsStore,
@@ -79,17 +113,11 @@ def category_figure(
     images: ImageLoader | None,
 ) -> tuple[Path, str] | None:
     """One figure for one category and its caption; None when no column stored maps for it."""
-    per_col = _column_maps(grid, store, dataset, category)
+    per_col = _aligned(_column_maps(grid, store, dataset, category), f"{dataset}/{category}")
     if not per_col:
         return None
     cols = list(per_col)
     ids = [str(i) for i in per_col[cols[0]]["ids"]]
-    for c in cols[1:]:  # align every column on the first one's image order
-        index = {str(i): j for j, i in enumerate(per_col[c]["ids"])}
-        if set(index) != set(ids):
-            raise AdbenchError(f"figures: columns disagree on the test images of {dataset}/{category}")
-        order = [index[i] for i in ids]
-        per_col[c] = {k: v[order] if len(v) else v for k, v in per_col[c].items()}
     size = max(per_col[c]["maps"].shape[-1] for c in cols)
     maps = {c: np.stack([_resize(m, size) for m in _normalise(per_col[c]["maps"])]) for c in cols}
     labels = per_col[cols[0]]["labels"]
@@ -104,15 +132,8 @@ def category_figure(
         squeeze=False,
         layout="constrained",
     )
-    titles = (
-        (["Image"] if pictures else []) + (["GT"] if len(masks) else []) + [grid.headers[c][0] for c in cols]
-    )
-    # the legend tag, protocol and, on each column that ran on them, RANDOM WEIGHTS
-    tags = [""] * ((1 if pictures else 0) + (1 if len(masks) else 0)) + [
-        grid.headers[c][1][0].replace(" · random weights", "").replace(" · ", "\n")
-        + ("\nRANDOM WEIGHTS" if grid.is_random(c) else "")
-        for c in cols
-    ]
+    lead = (["Image"] if pictures else []) + (["GT"] if len(masks) else [])
+    _column_titles(axes[0], grid, lead, cols)
     for r, i in enumerate(picked):
         panels: list[tuple[np.ndarray, str | None]] = []
         picture = pictures.get(ids[i])
@@ -121,7 +142,7 @@ def category_figure(
         if len(masks):
             panels.append((_resize(masks[i].astype(np.float32), size), "gray"))
         panels += [(maps[c][i], "jet") for c in cols]
-        for a, (ax, (data, cmap)) in enumerate(zip(axes[r], panels)):
+        for ax, (data, cmap) in zip(axes[r], panels):
             if cmap == "jet" and picture is not None:
                 ax.imshow(picture)
                 ax.imshow(data, cmap=cmap, vmin=0, vmax=1, alpha=0.5)
@@ -129,18 +150,8 @@ def category_figure(
                 ax.imshow(data, cmap=cmap, vmin=0, vmax=1) if cmap else ax.imshow(data)
             ax.set_xticks([])
             ax.set_yticks([])
-            if r == 0:
-                red = "RANDOM WEIGHTS" in tags[a]
-                ax.set_title(
-                    titles[a] + (f"\n{tags[a]}" if tags[a] else ""),
-                    fontsize=6.5,
-                    color="crimson" if red else "black",
-                )
         axes[r][0].set_ylabel(ids[i], fontsize=6)
-    mappable = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="jet")
-    bar = fig.colorbar(mappable, ax=axes[:, -len(cols) :], shrink=0.8, pad=0.02)
-    bar.set_label("normalised score (per column: category min = 0, max = 1)", fontsize=6)
-    bar.ax.tick_params(labelsize=6)
+    _colour_bar(fig, axes, len(cols))
     fig.suptitle(f"{grid.catalog.title(dataset)} / {category}", fontsize=8)
     caption = figure_caption(grid, dataset, category, cols, len(picked), images is not None)
     path = out_dir / "figures" / f"qualitative_{dataset}_{category}.png"
@@ -156,7 +167,7 @@ def figure_caption(
 ) -> str:
     """What a figure shows: its columns (only those present), how the images were chosen, how
     each column is normalised."""
-    names = "; ".join(grid.columns[c] + (" (random weights)" if grid.is_random(c) else "") for c in cols)
+    names = "; ".join(grid.columns[c] for c in cols)  # a random-weights column says so in its name
     text = (
         f"{grid.catalog.title(dataset)} / {category}: "
         + ("image, " if with_images else "")

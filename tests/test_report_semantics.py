@@ -302,3 +302,35 @@ def test_dry_run_of_the_demo_with_two_methods_plans_both(tmp_path, monkeypatch, 
         str(tmp_path / "r"),
     )
     assert "plan error" not in out and code == 0
+
+
+def test_figures_default_to_categories_most_columns_ran_and_caption_their_columns(tmp_path):
+    from adbench.reports.figures import qualitative_figures
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 4 + [1] * 4)
+    masks = np.zeros((8, 8, 8), np.uint8)
+    masks[4:, 2:5, 2:5] = 1
+    store = write_store(tmp_path / "s", [])
+    for method, cat, random in (
+        ("patchead", "a_cat", False),
+        ("patchead", "z_cat", False),
+        ("winclip", "z_cat", True),
+    ):
+        rec = job_record(method, "mvtec", cat, metrics=auroc(0.9), random_weights=random)
+        store.write_predictions(
+            rec.key,
+            scores=rng.random(8).astype(np.float32),
+            labels=labels,
+            maps=rng.random((8, 8, 8)).astype(np.float16),
+            masks=masks,
+            ids=np.array([f"img{i}" for i in range(8)]),
+        )
+        store.write_record(rec)
+    grid = ReproducedGrid(store.frame())
+    paths, captions = qualitative_figures(grid, store, tmp_path / "o", 2)
+    assert [p.stem for p in paths] == ["qualitative_mvtec_z_cat", "qualitative_mvtec_a_cat"]
+    assert "WinCLIP zero-shot · random weights" in captions["qualitative_mvtec_z_cat"]
+    alone = captions["qualitative_mvtec_a_cat"]
+    assert "WinCLIP" not in alone and "PatchEAD" in alone
+    assert "min-max normalised" in alone and "colour bar" in alone and "differ most" in alone
