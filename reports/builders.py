@@ -63,6 +63,13 @@ def n_rank_groups(grid: Grid, cols: Sequence[int]) -> int:
     return len({grid.rank_group(c) for c in cols})
 
 
+def _new_group(grid: Grid, rows: Sequence[RowKey], i: int) -> bool:
+    """A dataset row whose group (industrial, medical) differs from the row above: a rule between."""
+    if i == 0 or rows[i].dataset is None or rows[i - 1].dataset is None:
+        return False
+    return grid.catalog.group(rows[i].dataset) != grid.catalog.group(rows[i - 1].dataset)
+
+
 def metric_table(
     grid: Grid,
     metric: str,
@@ -101,7 +108,10 @@ def metric_table(
             cells += [Cell([Part("")], kind="paper-only"), theirs, Cell([Part("")], kind="diff")]
         rank_row(grid, cells, cols)
         first_avg = r.is_average and not any(x.is_average for x in row_list[:i])
-        out_rows.append(Row(grid.row_label(r, row_list), cells, rule_before=first_avg, info=grid.row_info(r)))
+        out_rows.append(
+            Row(grid.row_label(r, row_list), cells, rule_before=first_avg or _new_group(grid, row_list, i))
+        )
+        out_rows[-1].info = grid.row_info(r)
     if paper_only:
         remarks.append("Columns marked 'paper only': the paper's number of a method not run here.")
     return Table(
