@@ -90,8 +90,12 @@ def published_side(grid: ReproducedGrid, paper: str | None = None) -> PublishedF
 
 
 def paper_only_columns(grid: ReproducedGrid, cols: Sequence[int], paper: str | None) -> list[PaperOnly]:
-    """Methods of the paper tables behind these columns that were not run here (same protocol)."""
+    """Methods of the paper table behind these columns that were not run here (same protocol);
+    none when the columns are compared with several papers (whose tables would be merged)."""
     ran = {grid.published_name(c) for c in cols}
+    sources = {pub.lookup(n, grid.protocol(c)[0], paper)[0] for c in cols if (n := grid.published_name(c))}
+    if len({pub.paper_of(s) for s in sources if s}) != 1:
+        return []
     out: list[PaperOnly] = []
     seen: set[str] = set()
     for c in cols:

@@ -201,6 +201,10 @@ class ReproducedGrid:
         """Every identifying setting of a column as ``field=value`` (for the CSV)."""
         return self.names.settings_text(col)
 
+    def columns_in(self, datasets: Sequence[str], cols: Sequence[int]) -> list[int]:
+        """The columns (of ``cols``) with a record, ok or failed, in any of ``datasets``."""
+        return [c for c in cols if any(self.coverage(c, d) is not None for d in datasets)]
+
     def n_seeds(self, col: int) -> int:
         return int(self._rows(col)["seed"].nunique())
 

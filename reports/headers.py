@@ -34,13 +34,15 @@ class ColumnHeaders:
         self.legend: list[str] = []
         #: Per column, the settings and tags spelled out (chart legends have room for them).
         self.descriptions: list[list[str]] = []
+        tag_of: dict[tuple[str, ...], str] = {}  # columns with the same settings share a tag
         for key in self.grid.keys:
             title, details, tags = self._header(key)
             self.descriptions.append(details + tags)
             if details:
-                tag = f"({letters(len(self.legend))})"
-                self.legend.append(f"{tag} {', '.join(details)}")
-                tags = [tag, *tags]
+                if tuple(details) not in tag_of:
+                    tag_of[tuple(details)] = f"({letters(len(self.legend))})"
+                    self.legend.append(f"{tag_of[tuple(details)]} {', '.join(details)}")
+                tags = [tag_of[tuple(details)], *tags]
             self.headers.append((title, [" · ".join(tags)]))
         self.columns = [" ".join([name, *lines]) for name, lines in self.headers]
         if self.labels:

@@ -156,12 +156,15 @@ def main_tables(
                 f", {protocol_title(protocol)}" if len(sets) > 1 else ""
             )
             rows = grid.row_keys(g if len(groups) > 1 else None)
+            ran = grid.columns_in(grid.catalog.in_group(grid.datasets, g if len(groups) > 1 else None), cols)
+            if not ran:
+                continue
             for m in grid.metrics:
                 t = metric_table(
                     grid,
                     m,
                     rows=rows,
-                    cols=cols,
+                    cols=ran,
                     published=side,
                     paper_only=extra,
                     table_id=f"{prefix}metric-{m}{suffix}",
@@ -171,7 +174,7 @@ def main_tables(
                 tables.append(t)
             t = tuple_table(
                 grid,
-                cols=cols,
+                cols=ran,
                 group=g if len(groups) > 1 else None,
                 table_id=f"{prefix}tuples{suffix}",
                 title="All metrics" + (words or ", tuple layout"),
