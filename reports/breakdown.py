@@ -14,7 +14,7 @@ import pandas as pd
 
 from adbench.metrics import mean_over_categories
 
-from .builders import all_columns, header_fields, n_rank_groups, rank_row
+from .builders import all_columns, header_fields, rank_row
 from .grids import ReproducedGrid
 from .model import Notes, Row, Stat, Table, value_cell
 
@@ -79,7 +79,7 @@ def _table(
             remark,
             "(n) after a row label = the categories that have it; (k/n) in a cell = a column over fewer.",
         ]
-        + grid.remarks(n_rank_groups(grid, cols)),
+        + grid.remarks(cols),
         **header_fields(grid, cols),
     )
 

@@ -59,10 +59,6 @@ def rank_row(grid: Grid, cells: Sequence[Cell], cols: Sequence[int], width: int 
         rank_in_groups([cell.parts[i] for cell in values], groups)
 
 
-def n_rank_groups(grid: Grid, cols: Sequence[int]) -> int:
-    return len({grid.rank_group(c) for c in cols})
-
-
 def _new_group(grid: Grid, rows: Sequence[RowKey], i: int) -> bool:
     """A dataset row whose group (industrial, medical) differs from the row above: a rule between."""
     if i == 0 or rows[i].dataset is None or rows[i - 1].dataset is None:
@@ -121,7 +117,7 @@ def metric_table(
         rows=out_rows,
         subcolumns=["ours", "paper", "Δ"] if published is not None else [],
         footnotes=notes.texts,
-        remarks=grid.remarks(n_rank_groups(grid, cols)) + remarks,
+        remarks=grid.remarks(cols) + remarks,
         info_header=grid.info_header,
         **header_fields(grid, cols, paper_only),
     )
@@ -160,7 +156,7 @@ def tuple_table(
         rows=out_rows,
         footnotes=notes.texts,
         section="tuples",
-        remarks=grid.remarks(n_rank_groups(grid, cols)) + [remark],
+        remarks=grid.remarks(cols) + [remark],
         info_header=grid.info_header,
         **header_fields(grid, cols),
     )

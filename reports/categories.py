@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .builders import all_columns, header_fields, n_rank_groups, rank_row
+from .builders import all_columns, header_fields, rank_row
 from .catalog import metric_name
 from .columns import nan_reason
 from .grids import ReproducedGrid
@@ -78,7 +78,7 @@ def category_table(
         rows=rows,
         footnotes=notes.texts,
         section="categories",
-        remarks=grid.remarks(n_rank_groups(grid, cols))
+        remarks=grid.remarks(cols)
         + ["Mean = the mean over the categories each column ran (as the dataset rows of the main tables)."],
         **header_fields(grid, cols),
     )

@@ -48,7 +48,7 @@ class Grid(Protocol):
     def row_label(self, row: RowKey, rows: Sequence[RowKey]) -> str: ...
     def row_info(self, row: RowKey) -> str: ...
     def rank_group(self, col: int) -> Hashable: ...
-    def remarks(self, ranked_groups: int = 1, legend: bool = True) -> list[str]: ...
+    def remarks(self, cols: Sequence[int] | None = None, legend: bool = True) -> list[str]: ...
 
 
 def _row_label(catalog: DatasetCatalog, row: RowKey, rows: Sequence[RowKey]) -> str:
@@ -404,13 +404,15 @@ class ReproducedGrid:
         return {d for d in self.catalog.in_group(self.datasets, row.group) if self.stat(col, d, metric).ok}
 
     # --- remarks --------------------------------------------------------------------------
-    def remarks(self, ranked_groups: int = 1, legend: bool = True) -> list[str]:
-        """What a reader needs under every table of this grid: legend, training, seeds, coverage."""
-        out = (list(self.legend) if legend else []) + self.names.trained_notes()
-        counts = [self.n_seeds(c) for c in range(len(self.keys))]
-        if max(counts, default=1) > 1:
-            per = ", ".join(f"{name} {n}" for name, n in zip(self.columns, counts))
+    def remarks(self, cols: Sequence[int] | None = None, legend: bool = True) -> list[str]:
+        """What a reader needs under a table of these columns: legend, training, seeds, coverage."""
+        cols = list(range(len(self.keys))) if cols is None else list(cols)
+        out = (self.names.legend_of(cols) if legend else []) + self.names.trained_notes(cols)
+        counts = {c: self.n_seeds(c) for c in cols}
+        if max(counts.values(), default=1) > 1:
+            per = ", ".join(f"{self.columns[c]} {n}" for c, n in counts.items())
             out.append(f"Mean ± sample std over seeds; seeds per column: {per}.")
+        ranked_groups = len({self.rank_group(c) for c in cols})
         if self.coverage_mode == "shared":
             out.append(
                 "Shared-subset comparison: every cell of a row is the mean over the categories all "
@@ -465,7 +467,7 @@ class PublishedGrid:
     def rank_group(self, col: int) -> Hashable:
         return 0
 
-    def remarks(self, ranked_groups: int = 1, legend: bool = True) -> list[str]:
+    def remarks(self, cols: Sequence[int] | None = None, legend: bool = True) -> list[str]:
         return []
 
     def stat(self, col: int, row: RowKey | str, metric: str) -> Stat:

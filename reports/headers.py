@@ -34,6 +34,7 @@ class ColumnHeaders:
         self.legend: list[str] = []
         #: Per column, the settings and tags spelled out (chart legends have room for them).
         self.descriptions: list[list[str]] = []
+        self.tags: list[str] = []  # per column, its legend tag ("" for none)
         tag_of: dict[tuple[str, ...], str] = {}  # columns with the same settings share a tag
         for key in self.grid.keys:
             title, details, tags = self._header(key)
@@ -43,6 +44,7 @@ class ColumnHeaders:
                     tag_of[tuple(details)] = f"({letters(len(self.legend))})"
                     self.legend.append(f"{tag_of[tuple(details)]} {', '.join(details)}")
                 tags = [tag_of[tuple(details)], *tags]
+            self.tags.append(tag_of.get(tuple(details), ""))
             self.headers.append((title, [" · ".join(tags)]))
         self.columns = [" ".join([name, *lines]) for name, lines in self.headers]
         if self.labels:
@@ -78,10 +80,16 @@ class ColumnHeaders:
         """Every identifying setting of a column as ``field=value`` (for the CSV)."""
         return ", ".join(f"{short_field(f)}={show(v)}" for f, v in self.grid.keys[col] if v is not None)
 
-    def trained_notes(self) -> list[str]:
-        """ "<column>: trained on <auxiliary datasets>, tested on <target>" for every trained column."""
+    def legend_of(self, cols: list[int]) -> list[str]:
+        """The legend lines of the tags these columns use."""
+        used = {self.tags[c] for c in cols}
+        return [line for line in self.legend if line.split(" ", 1)[0] in used]
+
+    def trained_notes(self, cols: list[int]) -> list[str]:
+        """Notes "<column>: trained on <auxiliary datasets>, tested on <target>" of trained columns."""
         out = []
-        for c, name in enumerate(self.columns):
+        for c in cols:
+            name = self.columns[c]
             pairs: dict[str, list[str]] = {}
             for d in self.grid.datasets:
                 aux = self.grid.trained_on(c, d)
