@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +21,7 @@ from adbench.store import ResultsStore
 
 from .fixtures.records import job_record, write_store
 from .test_report_comparability import auroc, headers, plain, render, row, table
+from .test_reports import pdflatex
 
 REGISTRY = Registry(autoload=False, plugins=[formats, mvtec_style, visa, btad, medical])
 TEN = [f"c{i}" for i in range(10)]
@@ -134,17 +133,6 @@ def test_trained_columns_say_what_they_were_trained_on(tmp_path):
     ]
     html, _ = render(tmp_path, recs)
     assert "AnomalyCLIP zero-shot: trained on VisA, tested on MVTec AD." in table(html, "metric-image_auroc")
-
-
-def pdflatex(cwd: Path, name: str) -> None:
-    proc = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", name],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
 
 
 def wide_store() -> list:
