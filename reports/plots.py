@@ -51,6 +51,13 @@ def _partial(stats: list[Stat]) -> bool:
     return any(s.ok and s.coverage for s in stats)
 
 
+def chart_labels(names: list[str], stats: list[list[Stat]]) -> list[str]:
+    """Legend entries: a column whose averages lack categories or datasets says it is partial."""
+    return [
+        name + (" [partial: not all categories]" if _partial(row) else "") for name, row in zip(names, stats)
+    ]
+
+
 @dataclass
 class _Bars:
     """What every bar of one chart needs: labels, colours, hatches, the paper's values."""
@@ -149,9 +156,7 @@ def bar_charts(grid: ReproducedGrid, out_dir: Path, options: ReportOptions | Non
         stats = [[grid.average(c, m) for m in metrics] for c in range(n)]
         if not any(s.ok for row in stats for s in row):
             continue
-        labels = [
-            lab + (" [partial: not all categories]" if _partial(r) else "") for lab, r in zip(base, stats)
-        ]
+        labels = chart_labels(base, stats)
         bars = _Bars(labels, colors, hatches, side)
         height = AXES_HEIGHT_IN + 0.9 + LEGEND_LINE_IN * (legend_lines + 1)
         fig = plt.figure(figsize=(FIG_WIDTH_IN, height), layout="constrained")

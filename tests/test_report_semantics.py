@@ -323,3 +323,16 @@ def test_figures_default_to_categories_most_columns_ran_and_caption_their_column
     alone = captions["qualitative_mvtec_a_cat"]
     assert "WinCLIP" not in alone and "PatchEAD" in alone
     assert "min-max normalised" in alone and "colour bar" in alone and "differ most" in alone
+
+
+def test_bar_charts_mark_partial_columns_and_show_paper_values(tmp_path):
+    from adbench.reports.options import ReportOptions
+    from adbench.reports.plots import bar_charts, chart_labels
+
+    grid = ReproducedGrid(write_store(tmp_path / "s", partial_store()).frame())
+    stats = [[grid.average(c, "image_auroc")] for c in range(len(grid.keys))]
+    labels = chart_labels(grid.columns, stats)
+    assert [lab.endswith("[partial: not all categories]") for lab in labels] == [True, False, False, False]
+    plain_png = bar_charts(grid, tmp_path / "a")[0].read_bytes()
+    with_paper = bar_charts(grid, tmp_path / "b", ReportOptions(published=True))[0].read_bytes()
+    assert plain_png != with_paper  # the paper's ticks and their legend entry are drawn
