@@ -410,8 +410,8 @@ class ReproducedGrid:
         out = (self.names.legend_of(cols) if legend else []) + self.names.trained_notes(cols)
         counts = {c: self.n_seeds(c) for c in cols}
         if max(counts.values(), default=1) > 1:
-            per = ", ".join(f"{self.columns[c]} {n}" for c, n in counts.items())
-            out.append(f"Mean ± sample std over seeds; seeds per column: {per}.")
+            per = "; ".join(f"{self.columns[c]}: {n} seed{'s' if n > 1 else ''}" for c, n in counts.items())
+            out.append(f"Mean ± sample std over seeds ({per}).")
         ranked_groups = len({self.rank_group(c) for c in cols})
         if self.coverage_mode == "shared":
             out.append(

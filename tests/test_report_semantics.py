@@ -97,6 +97,7 @@ def test_ranked_only_within_protocol_k_and_eval_size(tmp_path):
     assert "<strong>" not in cells["PatchEAD"] and "<u>" not in cells["PatchEAD"]
     assert "<strong>" in cells["WinCLIP"] and "<u>" in cells["CLIP"]
     assert "only among columns with the same protocol, k and eval size" in zero
+    assert re.search(r"\(PatchEAD \(\w\) · few-shot, k=1: 2 seeds\)", few)  # seeds, never read as k
 
 
 def test_second_is_not_marked_after_a_tie_for_first():
