@@ -42,6 +42,12 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
     return sort_metrics([c for c in frame.columns if c.startswith(("image_", "pixel_"))])
 
 
+def takes_shots(protocol: str) -> bool:
+    """Whether a protocol sees k reference images (its catalog grid of k is not just 0)."""
+    spec = PROTOCOLS.get(protocol)
+    return spec is not None and spec.shots != (0,)
+
+
 def protocol_title(name: str, shots: int = 0) -> str:
     """``few-shot, k=2``; a protocol name the catalog does not know is printed as is."""
     spec = PROTOCOLS.get(name)

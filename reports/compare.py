@@ -10,7 +10,7 @@ import pandas as pd
 
 from . import published as pub
 from .builders import PaperOnly, PublishedFn
-from .catalog import CFLOW_NOTE
+from .catalog import CFLOW_NOTE, takes_shots
 from .grids import ReproducedGrid
 from .model import RowKey, Stat
 
@@ -54,7 +54,7 @@ def published_side(grid: ReproducedGrid, paper: str | None = None) -> PublishedF
         setting = rows["setting"].iloc[0]
         remarks = [f"{grid.columns[col]}: paper = {name}, {pub.source_title(source)}, setting '{setting}'."]
         why = ""
-        if protocol == "few_shot" and pub.published_shots(setting) != shots:
+        if takes_shots(protocol) and pub.published_shots(setting) != shots:
             # e.g. PatchEAD's "best few-shot result": the same number for every k, so no Δ
             remarks.append(
                 f"{name}: the paper's few-shot number does not state k (or states another k); "

@@ -15,14 +15,13 @@ import pandas as pd
 
 import adbench
 from adbench.errors import AdbenchError
-from adbench.protocol_catalog import PROTOCOLS
 from adbench.store import ResultsStore
 
 from . import breakdown
 from . import published as pub
 from .ablation import ablation_tables
 from .builders import metric_table, tuple_table
-from .catalog import metric_name, protocol_title
+from .catalog import metric_name, protocol_title, takes_shots
 from .categories import category_tables
 from .compare import paper_only_columns, published_side
 from .efficiency import efficiency_tables
@@ -126,9 +125,8 @@ def random_banner(frame: pd.DataFrame) -> str | None:
 
 
 def _family(protocol: str) -> str:
-    """``few_shot`` for a protocol that takes reference shots, else ``zero_shot`` (the catalog's grid)."""
-    spec = PROTOCOLS.get(protocol)
-    return "few_shot" if spec is not None and spec.shots != (0,) else "zero_shot"
+    """The table a protocol's columns go to: ``few_shot`` when it takes reference shots."""
+    return "few_shot" if takes_shots(protocol) else "zero_shot"
 
 
 def _column_sets(grid: ReproducedGrid) -> list[tuple[str, list[int]]]:
