@@ -346,11 +346,16 @@ def rescore(results_dir: str) -> None:
 @click.option("--paper", default=None, help="Only this paper's published numbers (every table and file).")
 @click.option(
     "--coverage",
-    type=click.Choice(["shared", "all"]),
-    default="shared",
+    type=click.Choice(["all", "shared"]),
+    default="all",
     show_default=True,
-    help="'shared' compares columns over the categories/datasets they share; 'all' marks each cell's coverage.",
+    help="'all': each column over its own categories, partial cells marked; 'shared' adds tables over the categories all columns ran.",
 )
+@click.option(
+    "--where", "where", multiple=True, metavar="FIELD=VALUE", help="Only records with this setting."
+)
+@click.option("--latex-columns", type=click.Choice(["1", "2"]), default="2", show_default=True)
+@click.option("--paired-cells", is_flag=True, help="Per-category cells as (AUROC, AP) pairs.")
 @click.option("--methods", "methods", default=None, help="Comma-separated methods to show.")
 @click.option("--datasets", "datasets_", default=None, help="Comma-separated datasets to show.")
 @click.option("--metrics", "metrics_", default=None, help="Comma-separated metrics to show.")
@@ -377,6 +382,9 @@ def report(
     mode: str,
     paper: str | None,
     coverage: str,
+    where: tuple[str, ...],
+    latex_columns: str,
+    paired_cells: bool,
     methods: str | None,
     datasets_: str | None,
     metrics_: str | None,
@@ -415,6 +423,9 @@ def report(
         mode=mode,
         paper=paper,
         coverage=coverage,
+        where=where,
+        latex_columns=int(latex_columns),
+        paired_cells=paired_cells,
         methods=_csv(methods),
         datasets=_csv(datasets_),
         metrics=_csv(metrics_),

@@ -73,7 +73,16 @@ def dry_run(spec: Any, store: ResultsStore, registry: Registry) -> list[dict[str
             if datasets[dataset].startswith("ok") and not weights[method].startswith("missing"):
                 # plan this method on this dataset only (the demo grid keeps its own settings)
                 methods_of_row = [] if spec.demo and not spec.methods else [method]
-                runner.spec = dataclasses.replace(spec, methods=methods_of_row, datasets=[dataset])
+                # the row's method keeps only its own --set values (the others' would name a method
+                # this one-method plan does not run)
+                own = (
+                    {s: f for s, f in spec.overrides.items() if s == method}
+                    if methods_of_row
+                    else spec.overrides
+                )
+                runner.spec = dataclasses.replace(
+                    spec, methods=methods_of_row, datasets=[dataset], overrides=own
+                )
                 try:
                     keys = [j.key for j in runner.plan() if j.method_cls.name == method]
                     row["jobs"] = len(keys)

@@ -3,6 +3,7 @@
 Reports read only the results store; formats are plugins (hook ``adbench_report_formats``).
 """
 
+from .options import ReportOptions
 from .render import Report, ReportFormat, build_report, render_report
 
-__all__ = ["Report", "ReportFormat", "build_report", "render_report"]
+__all__ = ["Report", "ReportFormat", "ReportOptions", "build_report", "render_report"]

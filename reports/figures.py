@@ -22,8 +22,8 @@ from PIL import Image  # noqa: E402
 from adbench.errors import AdbenchError  # noqa: E402
 from adbench.store import ResultsStore  # noqa: E402
 
-from .render import ImageLoader  # noqa: E402
-from .tables import ReproducedGrid  # noqa: E402
+from .grids import ReproducedGrid  # noqa: E402
+from .options import ImageLoader  # noqa: E402
 
 PANEL_IN = 1.25  # inches per panel
 MAX_FIGURES = 6  # categories drawn when none are chosen
@@ -69,6 +69,40 @@ def most_disagreeing(maps: Sequence[np.ndarray], labels: np.ndarray, n: int) -> 
     return order[:n]
 
 
+def _aligned(per_col: dict[int, dict], where: str) -> dict[int, dict]:
+    """Every column's arrays in the first column's image order (an error if the images differ)."""
+    cols = list(per_col)
+    if not cols:
+        return per_col
+    ids = [str(i) for i in per_col[cols[0]]["ids"]]
+    for c in cols[1:]:
+        index = {str(i): j for j, i in enumerate(per_col[c]["ids"])}
+        if set(index) != set(ids):
+            raise AdbenchError(f"figures: columns disagree on the test images of {where}")
+        order = [index[i] for i in ids]
+        per_col[c] = {k: v[order] if len(v) else v for k, v in per_col[c].items()}
+    return per_col
+
+
+def _colour_bar(fig, axes: np.ndarray, n_maps: int) -> None:
+    """One colour bar beside the map columns: each column is min-max normalised to [0, 1]."""
+    mappable = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="jet")
+    bar = fig.colorbar(mappable, ax=axes[:, -n_maps:], shrink=0.8, pad=0.02)
+    bar.set_label("normalised score (per column: category min = 0, max = 1)", fontsize=6)
+    bar.ax.tick_params(labelsize=6)
+
+
+def _column_titles(axes: Sequence, grid: ReproducedGrid, lead: list[str], cols: Sequence[int]) -> None:
+    """Panel titles: name, legend tag and protocol; RANDOM WEIGHTS in red on each column that ran so."""
+    for ax, title in zip(axes, lead):
+        ax.set_title(title, fontsize=6.5)
+    for ax, c in zip(axes[len(lead) :], cols):
+        tag = grid.headers[c][1][0].replace(" · random weights", "").replace(" · ", "\n")
+        red = grid.is_random(c)
+        text = f"{grid.headers[c][0]}\n{tag}" + ("\nRANDOM WEIGHTS" if red else "")
+        ax.set_title(text, fontsize=6.5, color="crimson" if red else "black")
+
+
 def category_figure(
     grid: ReproducedGrid,
     store: ResultsStore,
@@ -77,19 +111,13 @@ def category_figure(
     out_dir: Path,
     n_images: int,
     images: ImageLoader | None,
-) -> Path | None:
-    """One figure for one category; None when no column stored maps for it."""
-    per_col = _column_maps(grid, store, dataset, category)
+) -> tuple[Path, str] | None:
+    """One figure for one category and its caption; None when no column stored maps for it."""
+    per_col = _aligned(_column_maps(grid, store, dataset, category), f"{dataset}/{category}")
     if not per_col:
         return None
     cols = list(per_col)
     ids = [str(i) for i in per_col[cols[0]]["ids"]]
-    for c in cols[1:]:  # align every column on the first one's image order
-        index = {str(i): j for j, i in enumerate(per_col[c]["ids"])}
-        if set(index) != set(ids):
-            raise AdbenchError(f"figures: columns disagree on the test images of {dataset}/{category}")
-        order = [index[i] for i in ids]
-        per_col[c] = {k: v[order] if len(v) else v for k, v in per_col[c].items()}
     size = max(per_col[c]["maps"].shape[-1] for c in cols)
     maps = {c: np.stack([_resize(m, size) for m in _normalise(per_col[c]["maps"])]) for c in cols}
     labels = per_col[cols[0]]["labels"]
@@ -98,15 +126,14 @@ def category_figure(
     pictures = images(dataset, category, [ids[i] for i in picked], size) if images is not None else {}
     n_cols = (1 if pictures else 0) + (1 if len(masks) else 0) + len(cols)
     fig, axes = plt.subplots(
-        len(picked), n_cols, figsize=(PANEL_IN * n_cols, PANEL_IN * len(picked) + 0.5), squeeze=False
+        len(picked),
+        n_cols,
+        figsize=(PANEL_IN * n_cols + 0.6, PANEL_IN * len(picked) + 0.7),
+        squeeze=False,
+        layout="constrained",
     )
-    titles = (
-        (["Image"] if pictures else []) + (["GT"] if len(masks) else []) + [grid.headers[c][0] for c in cols]
-    )
-    # the legend tag and protocol (the random-weights flag is in the caption)
-    tags = [""] * ((1 if pictures else 0) + (1 if len(masks) else 0)) + [
-        grid.headers[c][1][0].replace(" · random weights", "").replace(" · ", "\n") for c in cols
-    ]
+    lead = (["Image"] if pictures else []) + (["GT"] if len(masks) else [])
+    _column_titles(axes[0], grid, lead, cols)
     for r, i in enumerate(picked):
         panels: list[tuple[np.ndarray, str | None]] = []
         picture = pictures.get(ids[i])
@@ -115,7 +142,7 @@ def category_figure(
         if len(masks):
             panels.append((_resize(masks[i].astype(np.float32), size), "gray"))
         panels += [(maps[c][i], "jet") for c in cols]
-        for a, (ax, (data, cmap)) in enumerate(zip(axes[r], panels)):
+        for ax, (data, cmap) in zip(axes[r], panels):
             if cmap == "jet" and picture is not None:
                 ax.imshow(picture)
                 ax.imshow(data, cmap=cmap, vmin=0, vmax=1, alpha=0.5)
@@ -123,22 +150,33 @@ def category_figure(
                 ax.imshow(data, cmap=cmap, vmin=0, vmax=1) if cmap else ax.imshow(data)
             ax.set_xticks([])
             ax.set_yticks([])
-            if r == 0:
-                ax.set_title(titles[a] + (f"\n{tags[a]}" if tags[a] else ""), fontsize=6.5)
         axes[r][0].set_ylabel(ids[i], fontsize=6)
-    caption = f"{grid.catalog.title(dataset)} / {category}: images where the maps disagree most"
-    if images is None:
-        caption += " (image column left out: no dataset loader)"
-    if any(grid.is_random(c) for c in cols):
-        caption += " — RANDOM WEIGHTS"
-    fig.suptitle(caption, fontsize=8)
-    fig.tight_layout()
+    _colour_bar(fig, axes, len(cols))
+    fig.suptitle(f"{grid.catalog.title(dataset)} / {category}", fontsize=8)
+    caption = figure_caption(grid, dataset, category, cols, len(picked), images is not None)
     path = out_dir / "figures" / f"qualitative_{dataset}_{category}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     fig.savefig(path.with_suffix(".pdf"))
     plt.close(fig)
-    return path
+    return path, caption
+
+
+def figure_caption(
+    grid: ReproducedGrid, dataset: str, category: str, cols: Sequence[int], n: int, with_images: bool
+) -> str:
+    """What a figure shows: its columns (only those present), how the images were chosen, how
+    each column is normalised."""
+    names = "; ".join(grid.columns[c] for c in cols)  # a random-weights column says so in its name
+    text = (
+        f"{grid.catalog.title(dataset)} / {category}: "
+        + ("image, " if with_images else "")
+        + f"ground truth, then the anomaly maps of {names}. The {n} test images where the columns' maps "
+        "differ most (mean per-pixel std across columns; anomalous images first). Each column's maps "
+        "are min-max normalised over all test images of the category (colour bar: 0 = its minimum, "
+        "1 = its maximum), so colours compare images within a column, not across columns."
+    )
+    return text + ("" if with_images else " The image column is left out: no dataset loader.")
 
 
 def qualitative_figures(
@@ -148,16 +186,18 @@ def qualitative_figures(
     n_images: int,
     categories: Sequence[str] | None = None,
     images: ImageLoader | None = None,
-) -> list[Path]:
+) -> tuple[list[Path], dict[str, str]]:
     """Figures for the chosen categories (``dataset/category`` or ``category``), by default the
-    first ``MAX_FIGURES`` categories with stored maps."""
-    pairs = list(
-        dict.fromkeys(
-            (d, c)
-            for d in grid.datasets
-            for c in sorted(grid.frame.loc[grid.frame["dataset"] == d, "category"].unique())
+    ``MAX_FIGURES`` categories with the most columns run (then in the datasets' order); returns
+    the figures and their captions (by file stem)."""
+    ran = grid.frame.groupby(["dataset", "category"])["_col"].nunique()
+    pairs = [
+        (d, c)
+        for d in grid.datasets
+        for c in grid.catalog.sort_categories(
+            d, grid.frame.loc[grid.frame["dataset"] == d, "category"].unique()
         )
-    )
+    ]
     if categories:
         wanted = set(categories)
         chosen = [(d, c) for d, c in pairs if c in wanted or f"{d}/{c}" in wanted]
@@ -165,11 +205,15 @@ def qualitative_figures(
         if missing:
             raise AdbenchError(f"--figure-categories {sorted(missing)[0]!r}: no records for that category")
         pairs = chosen
-    paths = []
+    else:
+        pairs = sorted(pairs, key=lambda p: -int(ran.get(p, 0)))  # stable: datasets' order within a count
+    paths: list[Path] = []
+    captions: dict[str, str] = {}
     for d, c in pairs:
-        path = category_figure(grid, store, d, c, out_dir, n_images, images)
-        if path is not None:
-            paths.append(path)
+        drawn = category_figure(grid, store, d, c, out_dir, n_images, images)
+        if drawn is not None:
+            paths.append(drawn[0])
+            captions[drawn[0].stem] = drawn[1]
         if not categories and len(paths) >= MAX_FIGURES:
             break
-    return paths
+    return paths, captions

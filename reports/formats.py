@@ -89,6 +89,9 @@ _TEX_SPECIALS = {
     "Δ": r"$\Delta$",
     "×": r"$\times$",
     "·": r"\textperiodcentered{}",
+    "…": r"\ldots{}",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
 }
 _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX_SPECIALS))
 
@@ -151,30 +154,31 @@ def latex_environment() -> jinja2.Environment:
     env.filters["head"] = latex_header
     env.filters["tex"] = Tex  # a block already rendered (and escaped) by the template itself
     env.filters["label"] = lambda s: Tex(re.sub(r"[^A-Za-z0-9:._-]+", "-", str(s)))
+    env.filters["file"] = lambda t: Tex(table_file(t))
     return env
 
 
+def table_file(t: Table) -> str:
+    """The file name stem of a table: its id, kept to characters safe in file names and labels."""
+    return re.sub(r"[^A-Za-z0-9:._-]+", "-", t.file or t.id)
+
+
 def render_latex(report: Report, out_dir: Path) -> list[Path]:
-    """One ``tables/<id>.tex`` per table (booktabs, ready to ``\\input``) and ``report.tex``, a
-    standalone document that inputs them all."""
+    """One ``tables/<id>.tex`` per table (booktabs and graphicx only, a float ready to ``\\input``;
+    ``table*`` for a wide table in a two-column article) and ``report.tex``, which inputs them all."""
     env = latex_environment()
     table_dir = Path(out_dir) / "tables"
     table_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     template = env.get_template("table.tex.j2")
     for t in report.tables:
-        path = table_dir / f"{env.filters['label'](t.id)}.tex"
-        path.write_text(
-            template.render(report=report, t=t, long=t.section in LONG_SECTIONS), encoding="utf-8"
-        )
+        path = table_dir / f"{table_file(t)}.tex"
+        star = report.latex_columns == 2 and t.wide
+        path.write_text(template.render(report=report, t=t, star=star), encoding="utf-8")
         paths.append(path)
     main = Path(out_dir) / "report.tex"
     main.write_text(env.get_template("report.tex.j2").render(report=report), encoding="utf-8")
     return [main, *paths]
-
-
-#: Sections set as longtables (they can run over several pages).
-LONG_SECTIONS = {"categories"}
 
 
 # --------------------------------------------------------------------------- Markdown and CSV

@@ -20,20 +20,26 @@ from importlib import resources
 import pandas as pd
 
 from adbench.errors import AdbenchError
+from adbench.metric_catalog import METRICS
+from adbench.protocol_catalog import PROTOCOLS
 
-#: adbench metric key -> (level, metric) as spelled in the CSV.
-METRIC_KEYS: dict[str, tuple[str, str]] = {
-    "image_auroc": ("image", "auroc"),
-    "image_ap": ("image", "ap"),
-    "image_f1max": ("image", "f1max"),
-    "pixel_auroc": ("pixel", "auroc"),
-    "pixel_ap": ("pixel", "ap"),
-    "pixel_f1max": ("pixel", "f1max"),
-    "pixel_aupro": ("pixel", "aupro"),
-}
+#: adbench metric key -> (level, metric) as spelled in the CSV (from the metric catalog).
+METRIC_KEYS: dict[str, tuple[str, str]] = {k: s.published for k, s in METRICS.items() if s.published}
 
 #: adbench protocol -> prefix of the CSV's ``setting`` values it can be compared with.
-_SETTING_PREFIX = {"zero_shot": "zero-shot (", "batch_zero_shot": "batch zero-shot", "few_shot": "few-shot"}
+_SETTING_PREFIX = {name: p.published_label for name, p in PROTOCOLS.items()}
+#: Prefix of the CSV's own average rows (``average_industrial``, ``average_medical``).
+AVERAGE_ROW = "average"
+
+
+def is_average_name(dataset: str) -> bool:
+    """Whether a CSV ``dataset`` value is one of the paper's average rows."""
+    return dataset.startswith(AVERAGE_ROW)
+
+
+def average_group(dataset: str) -> str | None:
+    """The dataset group a CSV average row covers (``average_medical`` -> ``medical``)."""
+    return dataset.partition("_")[2] or None
 
 
 @dataclass(frozen=True)
@@ -96,12 +102,31 @@ def paper_of(source: str) -> str:
     return source.split(" ", 1)[0]
 
 
+def short_title(paper: Paper) -> str:
+    """A paper's short title: its title up to the colon (``ViP2-CLIP``), else its own method."""
+    if ":" in paper.title:
+        return paper.title.split(":", 1)[0].strip()
+    return paper.own_methods[0] if paper.own_methods else paper.paper.rsplit(".", 1)[0]
+
+
+def source_where(source: str) -> str:
+    """The tables a CSV source names (``'vip2clip.txt (Tables 1-2)'`` -> ``'Tables 1-2'``)."""
+    return source.split(" ", 1)[1].strip("()") if " " in source else ""
+
+
 def source_label(source: str) -> str:
     """A readable name of a CSV source: ``'dma_sap__x.txt (Tables 1-6)'`` -> ``'DMA-SAP paper, Tables 1-6'``."""
     paper = paper_info(paper_of(source))
-    where = source.split(" ", 1)[1].strip("()") if " " in source else ""
+    where = source_where(source)
     name = f"{paper.own_methods[0]} paper" if paper.own_methods else paper.paper
     return f"{name}, {where}" if where else name
+
+
+def source_title(source: str) -> str:
+    """A source as captions print it: the paper's short title and its table numbers."""
+    where = source_where(source)
+    title = short_title(paper_info(paper_of(source)))
+    return f"{title} ({where})" if where else title
 
 
 def uses_cflow_aupro(source: str) -> bool:
@@ -187,19 +212,20 @@ def published_shots(setting: str) -> int | None:
     return int(match.group(1) or match.group(2)) if match else None
 
 
-def ablation_value(method: str, value: str, dataset: str, metric_key: str) -> float | None:
-    """A published ablation number: rows named ``<method> ablation <value>. ...`` in an ablation source."""
+def ablation_value(
+    method: str, value: str, dataset: str | None, metric_key: str, datasets: frozenset[str] = frozenset()
+) -> float | None:
+    """A published ablation number: rows named ``<method> ablation <value>. ...`` in an ablation
+    source; ``dataset`` None asks for the paper's Average, only when it covers exactly ``datasets``."""
     table = load_published()
     rows = table[
         table["source"].str.contains("ablation")
         & table["method"].str.startswith(f"{method} ablation {value}.")
     ]
-    if dataset.startswith("__average__"):
-        # "__average__:mvtec,btad": the paper's Average, only when it covers exactly these datasets
-        ours = set(dataset.partition(":")[2].split(","))
-        if rows.empty or set(rows["dataset"]) != ours:
+    if dataset is None:
+        if rows.empty or set(rows["dataset"]) != set(datasets):
             return None
-        vals = [value_of(rows, d, metric_key) for d in sorted(ours)]
+        vals = [value_of(rows, d, metric_key) for d in sorted(datasets)]
         return mean_as_printed(vals) if all(v is not None for v in vals) else None
     return value_of(rows, dataset, metric_key)
 

@@ -75,15 +75,20 @@ def batch_vs_few_shot() -> list[JobRecord]:
     return recs
 
 
-def test_columns_are_compared_over_shared_categories(tmp_path):
+def test_columns_over_their_own_categories_and_shared_subset_on_request(tmp_path):
     html, out = render(tmp_path, batch_vs_few_shot())
-    cells = [plain(c) for c in row(table(html, "metric-image_auroc"), "MVTec AD")]
-    # the old report ranked 99.7 (6 categories) against 94.1 (2 categories) without a word
-    assert cells[0] == "99.2" and cells[1] == "94.1 ± 0.0 (2/6)"
-    assert "compared over the 2 categories all of them ran (c0, c1)" in html
-    everything, _ = render(tmp_path / "all", batch_vs_few_shot(), coverage="all")
-    cells = [plain(c) for c in row(table(everything, "metric-image_auroc"), "MVTec AD")]
-    assert cells == ["99.7", "94.1 ± 0.0 (2/6)"]
+    # zero-shot and few-shot are separate tables; each cell over its own categories, marked
+    assert plain(row(table(html, "metric-image_auroc-zero_shot"), "MVTec AD")[0]) == "99.7"
+    assert plain(row(table(html, "metric-image_auroc-few_shot"), "MVTec AD")[0]) == "94.1 ± 0.0 (2/6)"
+    assert "shared-metric" not in html
+    shared, _ = render(tmp_path / "shared", batch_vs_few_shot(), coverage="shared")
+    t = table(shared, "shared-metric-image_auroc-zero_shot")
+    # the explicit subset table says so in the row label and |C|
+    assert (
+        plain(row(t, "MVTec AD (shared: c0, c1)")[0]) == "99.2"
+        and '<td class="info">2/6 (paper 15)</td>' in t
+    )
+    assert plain(row(table(shared, "metric-image_auroc-zero_shot"), "MVTec AD")[0]) == "99.7"
     csv = pd.read_csv(out / "report.csv")
     few = csv[(csv.level == "dataset") & (csv.protocol == "few_shot")]
     assert few["coverage"].iloc[0] == "2/6" and few["n_seeds"].iloc[0] == 3
@@ -101,8 +106,8 @@ def test_failed_categories_mark_the_cell_and_leave_the_ranking(tmp_path):
     assert plain(cells["winclip"]) == "99.0 (5/6)" and "<strong>" not in cells["winclip"]
     assert "<strong>" in cells["patchead"]
     assert "mvtec/c5: job failed: CUDA out of memory" in t.replace("MVTec AD/", "mvtec/")
-    shared, _ = render(tmp_path / "shared", recs)
-    assert "<strong>" not in row(table(shared, "metric-image_auroc"), "MVTec AD")[2]
+    default, _ = render(tmp_path / "default", recs)
+    assert "<strong>" not in row(table(default, "metric-image_auroc"), "MVTec AD")[2]
 
 
 def test_a_store_half_filled_by_a_kill_marks_the_cell(tmp_path):
@@ -129,15 +134,12 @@ def test_each_failed_cell_quotes_its_own_error(tmp_path):
     html = (tmp_path / "out" / "report.html").read_text()
     t = table(html, "metric-image_auroc")
     assert "CUDA out of memory" in t and "image file truncated: 012.png" in t
-    cat = table(html, "category-image_auroc")
-    mvtec, visa = cat.split("VisA", 1)
-    assert "CUDA out of memory" in cat and "truncated" not in mvtec.split("<ol", 1)[0]
-    notes = re.findall(r"<li>(.*?)</li>", cat)
-    marks = [int(m) for m in re.findall(r"<sup>(\d+)</sup>", cat.split("</table>", 1)[0])]
-    assert [notes[m - 1] for m in marks] == [
-        "job failed: CUDA out of memory",
-        "job failed: image file truncated: 012.png",
-    ]
+    for dataset, error in (("mvtec", "CUDA out of memory"), ("visa", "image file truncated: 012.png")):
+        cat = table(html, f"category-image_auroc-{dataset}")
+        notes = re.findall(r"<li>(.*?)</li>", cat)
+        cells = row(cat, "c0")
+        marks = [int(m) for m in re.findall(r"<sup>(\d+)</sup>", cells[1])]
+        assert [notes[m - 1] for m in marks] == [f"job failed: {error}"]
 
 
 def ablation_records(epochs_a: int = 2) -> list[JobRecord]:
@@ -160,15 +162,15 @@ def ablation_records(epochs_a: int = 2) -> list[JobRecord]:
     return recs
 
 
-def test_ablation_compares_variants_on_shared_categories(tmp_path):
+def test_ablation_rows_say_setting_and_value_and_partial_rows_are_not_ranked(tmp_path):
     html, _ = render(tmp_path, ablation_records(), ablation="dma_sap.variant")
     t = table(html, "ablation-dma_sap.variant")
-    values = {v: plain(row(t, v)[0]) for v in "ABCD"}
-    # the old table averaged D over 6 categories (92.7) and marked it best; on the shared two it is worst
-    assert values["D"].startswith("80.0") and values["C"].startswith("89.0 (partial)")
-    assert "<strong>" not in row(t, "D")[0] and "<u>" not in row(t, "D")[0]
-    # A-C miss four of D's categories: no cell of this row set is marked best over the others
+    values = {v: plain(row(t, f"variant = {v}")[0]) for v in "ABCD"}
+    # D over its 6 categories; A-C over 2 of 6, marked and never ranked against D
+    assert values["D"].startswith("92.7") and values["C"].startswith("89.0 (partial)")
     assert "<strong>" not in t.split("</table>", 1)[0]
+    # the settings held fixed are in the note, in words (epochs an integer, not 2.0)
+    assert "Held fixed: epochs 2, zero-shot, eval size 64." in t
 
 
 def test_ablation_refuses_records_that_differ_in_another_setting(tmp_path):
@@ -203,7 +205,7 @@ def test_records_that_differ_in_any_setting_are_separate_columns(tmp_path):
     html, _ = render(tmp_path, recs)
     t = table(html, "metric-image_auroc")
     assert sorted(plain(c) for c in row(t, "MVTec AD")) == ["50.0", "60.0", "90.0", "90.0"]
-    assert "eval_size=256" in html and "tiling=sliding" in html
+    assert "eval size 256" in html and "tiling sliding" in html
     grid = ReproducedGrid(write_store(tmp_path / "s2", recs).frame())
     assert grid.n_duplicates == 0 and len(grid.keys) == 4
 
@@ -238,9 +240,9 @@ def test_paper_applies_to_csv_and_efficiency(tmp_path):
     html, out = render(tmp_path, recs, published=True, paper="vip2clip")
     csv = pd.read_csv(out / "report.csv")
     notes = " ".join(csv["published_note"].dropna())
-    assert "vip2clip.txt" in notes and "dma_sap__clip_dinov2_fusion.txt" not in notes
+    assert "ViP2-CLIP (Tables 1-2)" in notes and "DMA-SAP" not in notes and ".txt" not in notes
     eff = table(html, "pub-efficiency")
-    assert "vip2clip.txt" in eff and "dma_sap__clip" not in eff
+    assert "ViP2-CLIP (Table 3)" in eff and "DMA-SAP" not in eff and ".txt" not in eff
     assert "WinCLIP" in table(html, "efficiency")
 
 
@@ -254,7 +256,7 @@ def test_published_table7_has_the_paper_orientation_beside_the_reproduced_one(tm
         paper="dma_sap",
         registry=REGISTRY,
     )
-    t = table((out / "report.html").read_text(), "pub-dma_sap__clip_dinov2_fusion.txt (Table 7 ablation)")
+    t = table((out / "report.html").read_text(), "pub-dma-sap-table-7-ablation")
     assert [h.strip() for h in headers(t)] == ["MVTec AD", "BTAD", "Average"]
     assert [plain(c) for c in row(t, "A. baseline (sum of deep features)")] == [
         "(91.7, 96.4)",
@@ -270,7 +272,7 @@ def test_published_table7_has_the_paper_orientation_beside_the_reproduced_one(tm
     html, _ = render(tmp_path / "rep", recs, ablation="dma_sap.variant")
     t = table(html, "ablation-dma_sap.variant-datasets")
     assert [h.strip() for h in headers(t)] == ["MVTec AD", "BTAD", "Average"]
-    assert [plain(c) for c in row(t, "A")] == [
+    assert [plain(c) for c in row(t, "variant = A")] == [
         "(90.0, 95.0)",
         "(91.7, 96.4)",
         "(90.0, 95.0)",
@@ -291,7 +293,8 @@ def test_industrial_and_medical_get_separate_tables_with_category_counts(tmp_pat
     ind, med = table(html, "metric-image_auroc-industrial"), table(html, "metric-image_auroc-medical")
     assert "MVTec AD" in ind and "HeadCT" not in ind and "HeadCT" in med and "MVTec AD" not in med
     assert "Average" in ind and "Average" in med
-    assert '<td class="info">2</td>' in ind and "|C|" in ind
+    # |C| = the categories here, and the paper's count where it differs (MVTec AD has 15)
+    assert '<td class="info">2 (paper 15)</td>' in ind and "|C|" in ind
     assert "tuples-industrial" in html and "tuples-medical" in html
 
 

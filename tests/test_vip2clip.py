@@ -244,9 +244,7 @@ def test_reproduced_records_pair_with_the_papers_columns(tmp_path):
     render_report(
         ResultsStore(tmp_path / "none"), tmp_path / "pub", ["html"], mode="published", paper="vip2clip"
     )
-    table = html_table(
-        (tmp_path / "pub" / "report.html").read_text(), "pub-vip2clip.txt (Tables 1-2)-image_auroc"
-    )
+    table = html_table((tmp_path / "pub" / "report.html").read_text(), "pub-vip2-clip-tables-1-2-image_auroc")
     assert "91.2" in html_row(table, "MVTec AD")[-1]  # ViP2-CLIP is the last column of its Table 1
 
 
