@@ -15,6 +15,7 @@ import torch
 
 from .data import Category, Sample, load_images
 from .errors import AdbenchError
+from .input_pipeline import image_batches
 from .methods import PROTOCOLS, Context, Method, Prediction
 
 DEFAULT_SHOTS = (1, 2, 4)
@@ -61,11 +62,13 @@ def predict_category(
         if not isinstance(images, torch.Tensor):
             images = load_images(images, int(size or method.image_size)).to(device or "cpu")
         return method.predict(images, ctx)
+    if isinstance(images, torch.Tensor):
+        batches = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
+    else:  # decoded in worker threads, the next batches while this one runs
+        paths = [s.image_path for s in images]
+        batches = image_batches(paths, int(size or method.image_size), batch_size, device)
     scores, maps = [], []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        if not isinstance(batch, torch.Tensor):
-            batch = load_images(batch, int(size or method.image_size)).to(device or "cpu")
+    for batch in batches:
         pred = method.predict(batch, ctx)
         scores.append(pred.scores.detach().float().cpu())
         if pred.maps is not None:
