@@ -53,8 +53,8 @@ def test_batches_equal_plain_decode_in_order(tmp_path, cache):
 def test_prefetch_is_bounded_by_a_few_batches(tmp_path, monkeypatch):
     paths = write_pngs(tmp_path / "img", 20)
     decoded = []
-    real = input_pipeline._decode
-    monkeypatch.setattr(input_pipeline, "_decode", lambda *a: decoded.append(1) or real(*a))
+    real = input_pipeline._decode_into
+    monkeypatch.setattr(input_pipeline, "_decode_into", lambda *a: decoded.append(1) or real(*a))
     consumed = 0
     for batch in input_pipeline.image_batches(paths, 8, batch_size=2, prefetch=2, workers=2):
         time.sleep(0.01)  # the model's turn: decoding runs ahead meanwhile, up to the window
