@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
 from adbench import gpu_schedule, hookimpl
+from adbench.errors import AdbenchError
 from adbench.gpu_schedule import MemoryEstimates, Packer, Task, first_estimate_mb, run_packed
 from adbench.runner import Runner, RunSpec
 from adbench.store import ResultsStore
@@ -113,9 +115,11 @@ def in_process_launcher(registry, store_root, log):
     return for_device
 
 
-def test_out_of_memory_job_retried_alone_with_smaller_batch_and_recorded(tmp_path):
-    write_tiny_dataset(tmp_path / "data", categories=("alpha", "beta"))
-    registry = tiny_registry(oom_plugin(limit=2))
+def run_greedy(tmp_path, limit: int, batch_size: int, categories, devices, memory):
+    """Plan median_dev-that-runs-out-of-memory on the tiny dataset (one group per job) and run it
+    packed on fake GPUs; returns (summary, store, [(device, batch size, labels)] per launch)."""
+    write_tiny_dataset(tmp_path / "data", categories=categories)
+    registry = tiny_registry(oom_plugin(limit=limit))
     spec = RunSpec(
         methods=["greedy"],
         datasets=["tiny"],
@@ -123,23 +127,20 @@ def test_out_of_memory_job_retried_alone_with_smaller_batch_and_recorded(tmp_pat
         protocol="few_shot",
         shots=(1,),
         seeds=(0,),
-        batch_size=8,
+        batch_size=batch_size,
         progress=False,
     )
     store = ResultsStore(tmp_path / "results")
     planner = Runner(spec, store, registry)
-    specs = [planner.to_spec(j) for j in planner.plan()]
-    groups = [[s] for s in specs]
+    groups = [[planner.to_spec(j)] for j in planner.plan()]
     log: list = []
+    launcher = in_process_launcher(registry, store.root, log)
+    return run_packed(spec, str(store.root), groups, devices, memory, launcher), store, log
+
+
+def test_out_of_memory_job_retried_alone_with_smaller_batch_and_recorded(tmp_path):
     memory = FakeMemory({0: 80_000, 1: 80_000})
-    summary = run_packed(
-        spec,
-        str(store.root),
-        groups,
-        ["cuda:0", "cuda:1"],
-        memory,
-        in_process_launcher(registry, store.root, log),
-    )
+    summary, store, log = run_greedy(tmp_path, 2, 8, ("alpha", "beta"), ["cuda:0", "cuda:1"], memory)
     assert sorted(memory.asked) == [0, 1]
     assert summary.failed == [] and summary.done == 2
     assert sorted(b for _, b, _ in log) == [2, 2, 4, 4, 8, 8]  # 8 -> 4 -> 2, per category
@@ -149,29 +150,34 @@ def test_out_of_memory_job_retried_alone_with_smaller_batch_and_recorded(tmp_pat
 
 
 def test_out_of_memory_at_batch_one_stays_failed(tmp_path):
-    write_tiny_dataset(tmp_path / "data", categories=("alpha",))
-    registry = tiny_registry(oom_plugin(limit=0))
-    spec = RunSpec(
-        methods=["greedy"],
-        datasets=["tiny"],
-        roots={"tiny": str(tmp_path / "data")},
-        protocol="few_shot",
-        shots=(1,),
-        seeds=(0,),
-        batch_size=2,
-        progress=False,
-    )
-    store = ResultsStore(tmp_path / "results")
-    planner = Runner(spec, store, registry)
-    groups = [[planner.to_spec(j) for j in planner.plan()]]
-    log: list = []
-    summary = run_packed(
-        spec,
-        str(store.root),
-        groups,
-        ["cuda:0"],
-        FakeMemory({0: 1e6}),
-        in_process_launcher(registry, store.root, log),
-    )
+    summary, _, log = run_greedy(tmp_path, 0, 2, ("alpha",), ["cuda:0"], FakeMemory({0: 1e6}))
     assert [b for _, b, _ in log] == [2, 1]
     assert len(summary.failed) == 1 and "out of memory" in summary.failed[0]
+
+
+def test_nvidia_smi_reads_free_memory_without_cuda(monkeypatch):
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, stdout="81234\n")
+
+    monkeypatch.setattr(gpu_schedule.subprocess, "run", fake_run)
+    assert gpu_schedule.NvidiaSmi().free_mb(3) == 81234.0
+    assert calls[0][:2] == ["nvidia-smi", "--id=3"]
+
+    def missing(cmd, **kw):
+        raise FileNotFoundError(2, "No such file or directory", "nvidia-smi")
+
+    monkeypatch.setattr(gpu_schedule.subprocess, "run", missing)
+    with pytest.raises(AdbenchError, match="cannot read free memory of GPU 0 with nvidia-smi"):
+        gpu_schedule.NvidiaSmi().free_mb(0)
+
+
+def test_local_executor_packs_gpus(monkeypatch):
+    from adbench import executors
+
+    seen = []
+    monkeypatch.setattr(gpu_schedule, "run_packed", lambda spec, root, groups, devices: seen.append(devices))
+    executors.run_local(None, "store", [], ["cuda:0", "cuda:1"])
+    assert seen == [["cuda:0", "cuda:1"]]
