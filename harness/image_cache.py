@@ -50,11 +50,15 @@ class ImageCache:
         entry = self.entry(digest, size)
         try:
             arr = np.load(entry, allow_pickle=False)
-            os.utime(entry)  # mark as recently used
+        except (OSError, ValueError, EOFError):  # missing, or truncated by a crash elsewhere
+            arr = None
+        if arr is not None and arr.shape[:2] == (size, size):
+            try:
+                os.utime(entry)  # mark as recently used
+            except OSError:
+                pass  # a read-only cache still serves its entries
             self._count(hit=True)
             return arr
-        except (OSError, ValueError, EOFError):  # missing, or truncated by a crash elsewhere
-            pass
         arr = resized_rgb(path, size)
         self._count(hit=False)
         self._store(entry, arr)
