@@ -19,6 +19,7 @@ import os
 import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -265,26 +266,62 @@ def _note_retry(store: ResultsStore, task: Task, dev: str, records: dict[str, An
             store.write_record(rec)
 
 
+class _Device:
+    """Stands in for executors' device queue: every worker process of a GPU's pool takes that GPU."""
+
+    def __init__(self, dev: str) -> None:
+        self.dev = dev
+
+    def get(self) -> str:
+        return self.dev
+
+
+def _run_group_on_gpu(run_spec: RunSpec, store_root: str, group: list[JobSpec]) -> RunSummary:
+    """Worker side: run one group, then hand the allocator's cached blocks back to the GPU, so the
+    memory the driver packed by is really free for the next group (in this or another process)."""
+    import gc
+
+    import torch
+
+    from .executors import _run_in_worker
+
+    try:
+        return _run_in_worker(run_spec, store_root, [group])
+    finally:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
 def _process_launcher(
     store_root: str, n_devices: int
 ) -> Callable[[str], Callable[[RunSpec, list[JobSpec]], Future]]:
-    """Per device, a pool of spawned worker processes pinned to it (CUDA works after spawn)."""
-    from .executors import _init_worker, _run_in_worker
+    """Per device, a pool of spawned worker processes pinned to it (CUDA works after spawn); a pool
+    broken by a dead worker is replaced at the next submission."""
+    from .executors import _init_worker
+
+    threads = max(1, (os.cpu_count() or 1) // (n_devices * MAX_PER_DEVICE))
 
     def for_device(dev: str) -> Callable[[RunSpec, list[JobSpec]], Future]:
         ctx = multiprocessing.get_context("spawn")
-        queue = ctx.Queue()
-        for _ in range(MAX_PER_DEVICE):
-            queue.put(dev)
-        threads = max(1, (os.cpu_count() or 1) // (n_devices * MAX_PER_DEVICE))
-        pool = ProcessPoolExecutor(
-            MAX_PER_DEVICE, mp_context=ctx, initializer=_init_worker, initargs=(queue, threads)
-        )
+        holder: list[ProcessPoolExecutor] = []
+
+        def new_pool() -> ProcessPoolExecutor:
+            return ProcessPoolExecutor(
+                MAX_PER_DEVICE, mp_context=ctx, initializer=_init_worker, initargs=(_Device(dev), threads)
+            )
 
         def submit(spec: RunSpec, group: list[JobSpec]) -> Future:
-            return pool.submit(_run_in_worker, spec, store_root, [group])
+            if not holder:
+                holder.append(new_pool())
+            try:
+                return holder[0].submit(_run_group_on_gpu, spec, store_root, group)
+            except BrokenProcessPool:
+                holder[0].shutdown(wait=False, cancel_futures=True)
+                holder[0] = new_pool()
+                return holder[0].submit(_run_group_on_gpu, spec, store_root, group)
 
-        submit.shutdown = pool.shutdown  # type: ignore[attr-defined]
+        submit.shutdown = lambda: holder and holder[0].shutdown()  # type: ignore[attr-defined]
         return submit
 
     return for_device

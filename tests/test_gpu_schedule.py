@@ -16,6 +16,7 @@ from adbench.runner import Runner, RunSpec
 from adbench.store import ResultsStore
 
 from .helpers import example_plugin_module, tiny_registry, write_tiny_dataset
+from .test_executors import plan_env  # noqa: F401 - the fixture: workers find the test plugins
 
 
 def task(mb: float, alone: bool = False) -> Task:
@@ -181,3 +182,20 @@ def test_local_executor_packs_gpus(monkeypatch):
     monkeypatch.setattr(gpu_schedule, "run_packed", lambda spec, root, groups, devices: seen.append(devices))
     executors.run_local(None, "store", [], ["cuda:0", "cuda:1"])
     assert seen == [["cuda:0", "cuda:1"]]
+
+
+def test_default_launcher_runs_groups_in_spawned_workers(plan_env, tmp_path, monkeypatch):
+    """The real worker pool (spawned processes, here pinned to the CPU) gives the serial records."""
+    from .test_executors import _records, _spec
+
+    monkeypatch.setattr(gpu_schedule, "MAX_PER_DEVICE", 1)  # one spawned worker: a faster test
+
+    spec = _spec(plan_env)
+    serial = ResultsStore(tmp_path / "serial")
+    Runner(spec, serial).run()
+    store = ResultsStore(tmp_path / "packed")
+    planner = Runner(spec, store)
+    groups = [[planner.to_spec(j)] for j in planner.plan()]
+    summary = run_packed(spec, str(store.root), groups, ["cpu"], FakeMemory({0: 1e9}))
+    assert summary.done == len(groups) == 6 and not summary.failed
+    assert _records(store) == _records(serial)
