@@ -177,7 +177,9 @@ class _Counts(NamedTuple):
 # bit patterns: np.bincount over them replaces the sort of every pixel. Measured on one core for 200
 # maps of 518 px (53.7 M pixels, benchmarks/bench_metrics.py): all five pixel metrics 0.6 s, against
 # 5.8 s with the previous two sorts + searchsorted and 3.5 s for sklearn's roc_auc_score alone.
-# Maps that are not float16 values (direct calls, |x| >= 60000) are counted through np.unique.
+# Maps that are not float16 values (direct calls, |x| >= 60000) are counted from one sort instead:
+# ~1.3x the previous sort-based code there (10 s vs 7.5 s for 100 maps of 518 px of float32 noise,
+# every value distinct, the worst case; 2 shared cores); the runner takes it only for such maps.
 _F16_CODES = 1 << 16
 _F16_VALUES = np.arange(_F16_CODES, dtype=np.uint16).view(np.float16)
 _F16_NEG_ZERO = 0x8000
@@ -199,7 +201,7 @@ def _counts(masks: Any, maps: Any) -> _Counts:
     chunks = list(zip(m, a))  # (mask, map) per image: counted image by image, memory one image's
     counted = _count_f16(chunks, weights)
     if counted is None:
-        counted = _count_unique(chunks, weights)
+        counted = _count_sorted(chunks, weights)
     values, total, pos, pro = counted
     return _Counts(values.astype(dtype), total - pos, pos, pro, int(areas.size))
 
@@ -230,29 +232,46 @@ def _count_f16(
     return _F16_VALUES[keep], total[keep], pos[keep], pro[keep]
 
 
-def _count_unique(
+def _count_sorted(
     chunks: list[tuple[np.ndarray, np.ndarray]], weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Counts over the distinct values of arbitrary float maps (one np.unique sort of all pixels)."""
-    if not chunks:
-        empty = np.zeros(0, np.int64)
-        return np.zeros(0, np.float32), empty, empty, np.zeros(0)
-    flat = np.concatenate([a.ravel() for _, a in chunks])
-    gt = np.concatenate([a[m] for m, a in chunks])
-    values, inverse = np.unique(flat, return_inverse=True)
-    where_gt = np.searchsorted(values, gt)
-    n = values.size
-    return (
-        values,
-        np.bincount(inverse.ravel(), minlength=n).astype(np.int64),
-        np.bincount(where_gt, minlength=n).astype(np.int64),
-        np.bincount(where_gt, weights=weights, minlength=n),
-    )
+    """Counts over the distinct values of arbitrary float maps: one sort of the normal pixels (and of
+    the far fewer gt pixels), runs of equal values counted, the gt values merged in by position."""
+    dtype = np.result_type(*[a.dtype for _, a in chunks]) if chunks else np.float32
+    neg = np.concatenate([a[~m] for m, a in chunks]) if chunks else np.zeros(0, dtype)
+    gt = np.concatenate([a[m] for m, a in chunks]) if chunks else np.zeros(0, dtype)
+    neg.sort()
+    order = np.argsort(gt, kind="stable")
+    neg_values, neg_counts, _ = _runs(neg)
+    pos_values, pos_counts, pos_weights = _runs(gt[order], weights[order])
+    at = np.searchsorted(neg_values, pos_values)
+    inside = at < neg_values.size
+    new = np.ones(pos_values.size, bool)  # gt values no normal pixel has
+    new[inside] = neg_values[at[inside]] != pos_values[inside]
+    values = np.insert(neg_values, at[new], pos_values[new])
+    total = np.insert(neg_counts, at[new], 0)
+    where = np.searchsorted(values, pos_values)
+    pos = np.zeros(values.size, np.int64)
+    pro = np.zeros(values.size, np.float64)
+    pos[where], pro[where] = pos_counts, pos_weights
+    return values, total + pos, pos, pro
+
+
+def _runs(values: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct values of a sorted array, how often each occurs and (optionally) their summed weights."""
+    if values.size == 0:
+        return values, np.zeros(0, np.int64), np.zeros(0, np.float64)
+    starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    counts = np.diff(np.append(starts, values.size)).astype(np.int64)
+    sums = np.add.reduceat(weights, starts) if weights is not None else np.zeros(0, np.float64)
+    return values[starts], counts, sums
 
 
 def _at_or_above(counts: np.ndarray) -> np.ndarray:
     """``out[k] = counts[k:].sum()``, with one trailing 0 (``out[len]``: nothing above the top)."""
-    return np.append(_tail_sums(counts), 0)
+    out = np.zeros(counts.size + 1, counts.dtype)
+    np.cumsum(counts[::-1], out=out[-2::-1])
+    return out
 
 
 def _check_fpr_limit(fpr_limit: float) -> None:
@@ -342,8 +361,11 @@ def _aupro(c: _Counts, fpr_limit: float) -> float:
     # Hand-written instead of sorting every pixel with its FP/PRO increments (as the reference
     # script does): the curve's points are the distinct normal scores (gt-only scores add vertical
     # segments, no area), read from the per-value counts, highest score first.
-    at = np.flatnonzero(c.neg)[::-1]
-    neg_ge, pro_ge_all = _at_or_above(c.neg), _at_or_above(c.pro)
+    # Only scores above which fewer than fpr_limit of the normal pixels lie give points: a suffix.
+    neg_ge = _at_or_above(c.neg)
+    top = int(np.argmax(neg_ge[1:] / n_ok < fpr_limit))
+    neg_ge, pro_ge_all = neg_ge[top:], _at_or_above(c.pro[top:])
+    at = np.flatnonzero(c.neg[top:])[::-1]
     fpr_ge, fpr_gt = neg_ge[at] / n_ok, neg_ge[at + 1] / n_ok  # FPR at score >= t and > t
     pro_ge = np.clip(pro_ge_all[at] / n_regions, 0.0, 1.0)
     pro_gt = np.clip(pro_ge_all[at + 1] / n_regions, 0.0, 1.0)
@@ -398,11 +420,6 @@ def _aupro_cflow(c: _Counts, num_thresholds: int, fpr_limit: float) -> float:
     from sklearn.metrics import auc
 
     return float(auc(fprs, pros))
-
-
-def _tail_sums(counts: np.ndarray) -> np.ndarray:
-    """``out[..., k] = counts[..., k:].sum(-1)``: reverse cumulative sum along the last axis."""
-    return np.cumsum(counts[..., ::-1], axis=-1)[..., ::-1]
 
 
 # ---------------------------------------------------------------- per category / per dataset

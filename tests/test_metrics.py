@@ -363,13 +363,13 @@ def test_float16_counting_equals_unique_counting(monkeypatch: pytest.MonkeyPatch
     maps[0, 0, :4] = [-0.0, 0.0, -0.0, 0.0]  # -0 and +0 are one score
     fast = all_pixel_metrics(masks, maps)
     assert metrics._count_f16(list(zip(masks != 0, maps)), np.ones(int(masks.sum()))) is not None
-    monkeypatch.setattr(metrics, "_count_f16", lambda chunks, weights: None)  # force np.unique
+    monkeypatch.setattr(metrics, "_count_f16", lambda chunks, weights: None)  # force the sorted path
     slow = all_pixel_metrics(masks, maps)
     assert fast[:3] == slow[:3]  # AUROC, AP, F1-max: the same float operations, bit-equal
     assert fast[3:] == pytest.approx(slow[3:], abs=1e-12)
 
 
-def test_values_outside_float16_use_exact_unique_path() -> None:
+def test_values_outside_float16_use_exact_sorted_path() -> None:
     masks, maps = blob_data(8, n=3, size=16)
     assert metrics._as_f16_codes(maps[0]) is None  # float32 noise is not float16-exact
     big = as_stored(maps) + np.float32(70000.0)  # beyond float16's range
@@ -395,3 +395,11 @@ def test_ragged_float16_maps_pool_like_stacked() -> None:
     maps = as_stored(maps)
     ragged = all_pixel_metrics(list(masks), list(maps))
     assert ragged == pytest.approx(all_pixel_metrics(masks, maps), abs=1e-12)
+
+
+@pytest.mark.parametrize("as_f16", [True, False])
+def test_one_class_pixels_on_both_counting_paths(as_f16: bool) -> None:
+    _, maps = blob_data(3, n=2, size=8)
+    maps = as_stored(maps) if as_f16 else maps
+    for masks in (np.zeros(maps.shape, np.uint8), np.ones(maps.shape, np.uint8)):
+        assert all(math.isnan(v) for v in all_pixel_metrics(masks, maps))
