@@ -362,20 +362,25 @@ def test_float16_counting_equals_unique_counting(monkeypatch: pytest.MonkeyPatch
     maps = as_stored(maps)
     maps[0, 0, :4] = [-0.0, 0.0, -0.0, 0.0]  # -0 and +0 are one score
     fast = all_pixel_metrics(masks, maps)
-    assert metrics._count_f16(list(zip(masks != 0, maps)), np.ones(int(masks.sum()))) is not None
-    monkeypatch.setattr(metrics, "_count_f16", lambda chunks, weights: None)  # force the sorted path
+    assert metrics._count_short(list(zip(masks != 0, maps)), np.ones(int(masks.sum()))) is not None
+    monkeypatch.setattr(metrics, "_count_short", lambda chunks, weights: None)  # force the sorted path
     slow = all_pixel_metrics(masks, maps)
     assert fast[:3] == slow[:3]  # AUROC, AP, F1-max: the same float operations, bit-equal
     assert fast[3:] == pytest.approx(slow[3:], abs=1e-12)
 
 
-def test_values_outside_float16_use_exact_sorted_path() -> None:
+def test_long_values_use_exact_sorted_path_short_ones_are_counted() -> None:
     masks, maps = blob_data(8, n=3, size=16)
-    assert metrics._as_f16_codes(maps[0]) is None  # float32 noise is not float16-exact
-    big = as_stored(maps) + np.float32(70000.0)  # beyond float16's range
-    assert metrics._as_f16_codes(big[0]) is None
+    assert metrics._short_codes(maps[0]) is None  # float32 noise has more than 11 significant bits
+    assert metrics._short_codes(maps[0].astype(np.float64)) is None
     y = masks.ravel()
+    big = as_stored(maps) + np.float32(70000.0)  # beyond float16's range, long significands
+    assert metrics._short_codes(big[0]) is None
     assert metrics.pixel_auroc(masks, big) == pytest.approx(roc_auc_score(y, big.ravel()), abs=1e-12)
+    huge = as_stored(maps) * np.float32(2.0**20)  # beyond float16's range, still 11 significant bits
+    assert metrics._short_codes(huge[0]) is not None
+    assert metrics.pooled_pixel_metrics(masks, huge) == metrics.pooled_pixel_metrics(masks, as_stored(maps))
+    assert metrics.aupro(masks, huge) == pytest.approx(reference_aupro(masks, huge), abs=1e-9)
 
 
 def test_constant_and_edge_maps_counted() -> None:
