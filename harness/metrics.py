@@ -177,8 +177,9 @@ class _Counts(NamedTuple):
 # with at most 11 significant bits, has the low 13 bits of its float32 pattern zero: the other 19
 # bits are a code, and np.bincount over 2^19 bins replaces the sort of every pixel (bins are ordered
 # by value afterwards). Measured on one core for 200 maps of 518 px (53.7 M pixels,
-# benchmarks/bench_metrics.py): all five pixel metrics 0.6 s, against 5.8 s with the previous two
-# sorts + searchsorted and 3.5 s for sklearn's roc_auc_score alone.
+# benchmarks/bench_metrics.py, 2 cores shared with ~8 busy processes): compute_metrics 0.5-0.8 s,
+# each pixel metric alone ~0.5 s, against 5.8 s with the previous two sorts + searchsorted and
+# 3.5 s (idle machine) to 44 s (loaded) for sklearn's roc_auc_score alone.
 # Other maps (direct calls, float64, |x| >= 60000 in the runner) are counted from one sort instead:
 # ~1.3x the previous sort-based code there (10 s vs 7.5 s for 100 maps of 518 px of float32 noise,
 # every value distinct, the worst case; 2 shared cores).
