@@ -34,9 +34,9 @@ R = TypeVar("R")
 PREFETCH_BATCHES = 2
 # THREAD_VS_DATALOADER: threads, because Pillow releases the GIL in decode and resize, and threads
 # share the cache, need no pickling of decoded arrays between processes and start in microseconds.
-# Measured with benchmarks/bench_pipeline.py (32 generated 1 MP PNGs to 518 px, batch 8, 2 cores
-# shared with other work, best of 2): plain loop 7.6 images/s, thread pool (2) 12.4, DataLoader with
-# 2 worker processes 10.0 (1.24x in favour of threads); served from the cache 1,098 images/s.
+# Measured with benchmarks/bench_pipeline.py (generated 1 MP PNGs to 518 px, batch 8, 2 cores
+# shared with ~8 busy processes, best of 2 passes): plain loop 7.6 / 9.8 images/s, thread pool (2)
+# 12.4 / 17.0, DataLoader with 2 worker processes 10.0 / 16.4 (32 / 48 images): threads 1.04-1.24x.
 
 
 def decode_workers() -> int:
