@@ -54,7 +54,8 @@ def predict_category(
     """Run the method on a category's test images under ``ctx.protocol``.
 
     ``images`` is a tensor (N, 3, H, W), or the test samples themselves, which are then decoded at
-    ``size`` and moved to ``device`` one batch at a time (memory bounded by the batch, not the split).
+    ``size`` in worker threads a few batches ahead and moved to ``device`` batch by batch (memory
+    bounded by a few batches, not the split; :mod:`adbench.input_pipeline`).
     Batch zero-shot hands over the whole split in one call (the batch is its own reference set);
     the other protocols stream fixed-size batches.
     """
