@@ -1,8 +1,9 @@
 """Print the time of each pixel metric on synthetic blob masks and smoothed noisy maps.
 
-Usage: python benchmarks/bench_metrics.py [--images 100] [--size 256] [--repeat 1] [--sklearn]
+Usage: python benchmarks/bench_metrics.py [--images 100] [--size 256] [--repeat 1] [--sklearn] [--float32]
 (--sklearn also times scikit-learn's roc_auc_score / average_precision_score / precision_recall_curve
-on the same pixels, the baseline the pooled pixel metrics replace.)
+on the same pixels, the baseline the pooled pixel metrics replace.) Maps are rounded to float16 as the
+runner stores and scores them (runner.compact_maps); --float32 keeps them unrounded (the np.unique path).
 Synthetic data only (random maps): the times matter here, not the metric values.
 """
 
@@ -42,8 +43,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--sklearn", action="store_true", help="also time the scikit-learn equivalents")
+    parser.add_argument("--float32", action="store_true", help="score unrounded float32 maps")
     args = parser.parse_args()
     masks, maps = synthetic(args.images, args.size)
+    if not args.float32:
+        maps = maps.astype(np.float16).astype(np.float32)
     print(
         f"{args.images} images of {args.size}x{args.size} = {masks.size / 1e6:.1f} M pixels (synthetic maps)"
     )

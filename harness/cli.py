@@ -201,6 +201,11 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="List the planned jobs and any missing dataset roots or weights; run nothing.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option(
+    "--no-image-cache",
+    is_flag=True,
+    help="Decode every image again instead of reading the decoded-image cache.",
+)
 @results_option
 def run(**options: object) -> None:
     """Evaluate METHODS on DATASETS and write one record per job to the results store."""
@@ -263,6 +268,8 @@ def _suite_from_options(given: dict[str, object]) -> dict[str, dict]:
             run[key] = _csv(given[key])  # type: ignore[arg-type]
     if "eval_size" in given:
         run["eval_size"] = given["eval_size"]
+    if "no_image_cache" in given:
+        run["image_cache"] = not given["no_image_cache"]
     if "trackers" in given:
         run["trackers"] = list(given["trackers"])  # type: ignore[call-overload]
     if "results_dir" in given:

@@ -241,12 +241,11 @@ def load_mask(
 
 
 def load_images(samples: Sequence[Sample], size: int) -> torch.Tensor:
-    """Stack the images of several samples into (N, 3, size, size)."""
-    return (
-        torch.stack([load_image(s.image_path, size) for s in samples])
-        if samples
-        else torch.empty(0, 3, size, size)
-    )
+    """Stack the images of several samples into (N, 3, size, size), decoded in parallel threads and
+    served from the decoded-image cache when it is on (:mod:`adbench.input_pipeline`)."""
+    from .input_pipeline import load_all
+
+    return load_all([s.image_path for s in samples], size)
 
 
 def load_masks(
@@ -254,11 +253,12 @@ def load_masks(
 ) -> torch.Tensor | list[torch.Tensor]:
     """Stack the masks of several samples into (N, size, size) uint8; with ``size`` None, a list of
     each mask at its own resolution (sizes may differ, non-square kept). Unless ``allow_mask_resize``
-    (a dataset's declared policy), each mask must match its image's size."""
-    if size is None:
-        return [load_mask(s.mask_path, None, resize, s.image_path, allow_mask_resize) for s in samples]
-    return (
-        torch.stack([load_mask(s.mask_path, size, resize, s.image_path, allow_mask_resize) for s in samples])
-        if samples
-        else torch.empty(0, size, size, dtype=torch.uint8)
+    (a dataset's declared policy), each mask must match its image's size. Decoded in parallel threads."""
+    from .input_pipeline import parallel_map
+
+    masks = parallel_map(
+        lambda s: load_mask(s.mask_path, size, resize, s.image_path, allow_mask_resize), samples
     )
+    if size is None:
+        return masks
+    return torch.stack(masks) if samples else torch.empty(0, size, size, dtype=torch.uint8)

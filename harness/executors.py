@@ -114,7 +114,12 @@ def worker_devices(devices: Sequence[str] | None, workers: int | None) -> list[s
 def run_local(
     run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]], devices: list[str]
 ) -> RunSummary:
-    """Groups spread over one spawned process per device; a crashed worker fails only its groups."""
+    """Groups spread over one spawned process per device; a crashed worker fails only its groups.
+    GPUs (``--devices 0,1``) are packed by memory instead (:mod:`adbench.gpu_schedule`)."""
+    if all(d.startswith("cuda") for d in devices):
+        from .gpu_schedule import run_packed
+
+        return run_packed(run_spec, store_root, groups, devices)
     from .runner import RunSummary
     from .store import ResultsStore
 

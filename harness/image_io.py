@@ -76,16 +76,30 @@ def open_checked(path: str | Path) -> Image.Image:
         raise AdbenchError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
 
 
-def load_float_rgb(path: str | Path, size: int | tuple[int, int]) -> np.ndarray:
-    """An image as float32 (H, W, 3) in [0, 1], bicubic-resized to ``size`` (a square side, or (H, W));
-    exact 8-bit path for 8-bit files."""
+def resized_rgb(path: str | Path, size: int | tuple[int, int]) -> np.ndarray:
+    """An image bicubic-resized to ``size`` (a square side, or (H, W)), 3 channels: uint8 for 8-bit
+    files, float32 in [0, 1] otherwise.
+
+    The compact form the decoded-image cache stores; :func:`to_float_rgb` gives the model input.
+    """
     h, w = (size, size) if isinstance(size, int) else size
     img = open_checked(path)
     if img.mode not in HIGH_DEPTH_MODES:
-        return np.asarray(img.resize((w, h), Image.BICUBIC), dtype=np.float32) / 255.0
+        return np.asarray(img.resize((w, h), Image.BICUBIC))
     plane = Image.fromarray(high_depth_to_float(img, path)).resize((w, h), Image.BICUBIC)
     grey = np.clip(np.asarray(plane, dtype=np.float32), 0.0, 1.0)
     return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def to_float_rgb(arr: np.ndarray) -> np.ndarray:
+    """float32 [0, 1] pixels of :func:`resized_rgb`'s output (uint8 / 255, exactly as before caching)."""
+    return np.asarray(arr, dtype=np.float32) / 255.0 if arr.dtype == np.uint8 else arr
+
+
+def load_float_rgb(path: str | Path, size: int | tuple[int, int]) -> np.ndarray:
+    """An image as float32 (H, W, 3) in [0, 1], bicubic-resized to ``size`` (a square side, or (H, W));
+    exact 8-bit path for 8-bit files."""
+    return to_float_rgb(resized_rgb(path, size))
 
 
 def mask_array(path: str | Path) -> np.ndarray:

@@ -16,6 +16,7 @@ import torch
 from .data import Category, Sample, load_image, load_images
 from .errors import AdbenchError
 from .image_io import image_size
+from .input_pipeline import image_batches
 from .methods import PROTOCOLS, Context, Method, Prediction
 
 DEFAULT_SHOTS = (1, 2, 4)
@@ -62,6 +63,14 @@ def load_inputs(
     return torch.stack([load_image(s.image_path, tuple(target)) for s in samples])
 
 
+def _keeps_aspect(method: Method, samples: Sequence[Sample], size: int) -> bool:
+    """Whether the method asks for a non-square input for these images (its ``input_shape``)."""
+    if not samples:
+        return False
+    target = method.input_shape(*image_size(samples[0].image_path))
+    return target is not None and tuple(target) != (size, size)
+
+
 def predict_category(
     method: Method,
     images: torch.Tensor | Sequence[Sample],
@@ -73,7 +82,8 @@ def predict_category(
     """Run the method on a category's test images under ``ctx.protocol``.
 
     ``images`` is a tensor (N, 3, H, W), or the test samples themselves, which are then decoded at
-    ``size`` and moved to ``device`` one batch at a time (memory bounded by the batch, not the split).
+    ``size`` in worker threads a few batches ahead and moved to ``device`` batch by batch (memory
+    bounded by a few batches, not the split; :mod:`adbench.input_pipeline`).
     Batch zero-shot hands over the whole split in one call (the batch is its own reference set);
     the other protocols stream fixed-size batches.
     """
@@ -81,12 +91,20 @@ def predict_category(
         if not isinstance(images, torch.Tensor):
             images = load_images(images, int(size or method.image_size)).to(device or "cpu")
         return method.predict(images, ctx)
+    if isinstance(images, torch.Tensor):
+        batches = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
+    elif _keeps_aspect(method, images, int(size or method.image_size)):  # Method.input_shape: per batch
+        batches = (
+            load_inputs(images[i : i + batch_size], int(size or method.image_size), method.input_shape).to(
+                device or "cpu"
+            )
+            for i in range(0, len(images), batch_size)
+        )
+    else:  # decoded in worker threads, the next batches while this one runs
+        paths = [s.image_path for s in images]
+        batches = image_batches(paths, int(size or method.image_size), batch_size, device)
     scores, maps = [], []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        if not isinstance(batch, torch.Tensor):
-            batch = load_inputs(batch, int(size or method.image_size), method.input_shape)
-            batch = batch.to(device or "cpu")
+    for batch in batches:
         pred = method.predict(batch, ctx)
         scores.append(pred.scores.detach().float().cpu())
         if pred.maps is not None:

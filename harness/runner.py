@@ -89,6 +89,8 @@ class RunSpec:
     shard: str | None = None
     #: Ray cluster address (``auto``, ``HOST:PORT``); None starts a local Ray instance.
     address: str | None = None
+    #: Serve decoded, resized images from the cache under $ADBENCH_HOME (``--no-image-cache``: off).
+    image_cache: bool = True
 
     def __post_init__(self) -> None:
         """Check every value before any work, whichever door it came through (CLI, suite file, API):
@@ -309,6 +311,9 @@ class Runner:
         from .backbones.weights import trust_torchscript
 
         trust_torchscript(spec.trust_weights)
+        from .image_cache import configure as configure_image_cache
+
+        configure_image_cache(enabled=spec.image_cache)
         self._datasets: dict[str, Dataset] = {}
         self._categories: dict[tuple[str, str], Category] = {}
         self._fingerprints: dict[tuple[str, str], str] = {}

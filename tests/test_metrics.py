@@ -324,3 +324,87 @@ def test_mean_over_categories() -> None:
     assert metrics.mean_over_categories([0.5, float("nan"), 0.7, None]) == pytest.approx(0.6)
     assert math.isnan(metrics.mean_over_categories([float("nan"), float("nan")]))
     assert math.isnan(metrics.mean_over_categories([]))
+
+
+# ---------------------------------------------------------------- float16 counting path
+
+
+def as_stored(maps: np.ndarray) -> np.ndarray:
+    """Maps rounded to float16 and back, as the runner scores them (runner.compact_maps)."""
+    return maps.astype(np.float16).astype(np.float32)
+
+
+def all_pixel_metrics(masks: object, maps: object) -> list[float]:
+    return [
+        *metrics.pooled_pixel_metrics(masks, maps),
+        metrics.aupro(masks, maps),
+        metrics.aupro_cflow(masks, maps),
+    ]
+
+
+@pytest.mark.parametrize("seed,ties", [(0, False), (1, True), (2, False), (3, True)])
+def test_float16_maps_counted_match_sklearn_and_references(seed: int, ties: bool) -> None:
+    masks, maps = blob_data(seed, n=4, size=24, ties=ties)
+    maps = as_stored(maps * 3.0)
+    counts = metrics._counts(masks, maps)
+    assert counts.values.size == np.unique(maps).size  # one bin per distinct value
+    y, s = masks.ravel(), maps.ravel()
+    auroc, ap, f1 = metrics.pooled_pixel_metrics(masks, maps)
+    assert auroc == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert ap == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert f1 == pytest.approx(brute_f1max(y, s), abs=1e-12)
+    assert metrics.aupro(masks, maps) == pytest.approx(reference_aupro(masks, maps), abs=1e-9)
+    assert metrics.aupro_cflow(masks, maps) == pytest.approx(reference_cflow(masks, maps), abs=1e-9)
+
+
+def test_float16_counting_equals_unique_counting(monkeypatch: pytest.MonkeyPatch) -> None:
+    masks, maps = blob_data(7, n=5, size=20, ties=True)
+    maps = as_stored(maps)
+    maps[0, 0, :4] = [-0.0, 0.0, -0.0, 0.0]  # -0 and +0 are one score
+    fast = all_pixel_metrics(masks, maps)
+    assert metrics._count_short(list(zip(masks != 0, maps)), np.ones(int(masks.sum()))) is not None
+    monkeypatch.setattr(metrics, "_count_short", lambda chunks, weights: None)  # force the sorted path
+    slow = all_pixel_metrics(masks, maps)
+    assert fast[:3] == slow[:3]  # AUROC, AP, F1-max: the same float operations, bit-equal
+    assert fast[3:] == pytest.approx(slow[3:], abs=1e-12)
+
+
+def test_long_values_use_exact_sorted_path_short_ones_are_counted() -> None:
+    masks, maps = blob_data(8, n=3, size=16)
+    assert metrics._short_codes(maps[0]) is None  # float32 noise has more than 11 significant bits
+    assert metrics._short_codes(maps[0].astype(np.float64)) is None
+    y = masks.ravel()
+    big = as_stored(maps) + np.float32(70000.0)  # beyond float16's range, long significands
+    assert metrics._short_codes(big[0]) is None
+    assert metrics.pixel_auroc(masks, big) == pytest.approx(roc_auc_score(y, big.ravel()), abs=1e-12)
+    huge = as_stored(maps) * np.float32(2.0**20)  # beyond float16's range, still 11 significant bits
+    assert metrics._short_codes(huge[0]) is not None
+    assert metrics.pooled_pixel_metrics(masks, huge) == metrics.pooled_pixel_metrics(masks, as_stored(maps))
+    assert metrics.aupro(masks, huge) == pytest.approx(reference_aupro(masks, huge), abs=1e-9)
+
+
+def test_constant_and_edge_maps_counted() -> None:
+    masks, _ = blob_data(5, n=3, size=12)
+    const = np.full(masks.shape, 0.5, np.float32)
+    auroc, ap, f1 = metrics.pooled_pixel_metrics(masks, const)
+    assert auroc == 0.5 and ap == pytest.approx(masks.mean()) and f1 == pytest.approx(2 * ap / (ap + 1))
+    assert metrics.aupro(masks, const) == pytest.approx(0.15)
+    assert math.isnan(metrics.aupro_cflow(masks, const))
+    perfect = as_stored(masks * 2.0 - 1.0)
+    assert metrics.pooled_pixel_metrics(masks, perfect) == (1.0, 1.0, 1.0)
+    assert metrics.aupro(masks, perfect) == pytest.approx(1.0)
+
+
+def test_ragged_float16_maps_pool_like_stacked() -> None:
+    masks, maps = blob_data(6, n=4, size=16, ties=True)
+    maps = as_stored(maps)
+    ragged = all_pixel_metrics(list(masks), list(maps))
+    assert ragged == pytest.approx(all_pixel_metrics(masks, maps), abs=1e-12)
+
+
+@pytest.mark.parametrize("as_f16", [True, False])
+def test_one_class_pixels_on_both_counting_paths(as_f16: bool) -> None:
+    _, maps = blob_data(3, n=2, size=8)
+    maps = as_stored(maps) if as_f16 else maps
+    for masks in (np.zeros(maps.shape, np.uint8), np.ones(maps.shape, np.uint8)):
+        assert all(math.isnan(v) for v in all_pixel_metrics(masks, maps))

@@ -209,17 +209,15 @@ def test_streamed_protocols_decode_one_batch_at_a_time_with_identical_scores(tmp
     refs = load_images(category.train, 32)
     ctx = Context(protocol="few_shot", category="alpha", references=refs)
     sizes = []
-    real = protocols.load_images
+    real = method.predict
 
-    def spy(samples, size):
-        sizes.append(len(samples))
-        return real(samples, size)
+    def spy(images, ctx):
+        sizes.append(len(images))
+        return real(images, ctx)
 
-    protocols.load_images = spy
-    try:
-        streamed = protocols.predict_category(method, category.test, ctx, batch_size=4, size=32)
-    finally:
-        protocols.load_images = real
+    method.predict = spy
+    streamed = protocols.predict_category(method, category.test, ctx, batch_size=4, size=32)
+    method.predict = real
     whole = protocols.predict_category(method, load_images(category.test, 32), ctx, batch_size=4)
     assert sizes == [4, 4, 2]
     assert torch.equal(streamed.scores, whole.scores) and torch.equal(streamed.maps, whole.maps)
