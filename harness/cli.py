@@ -375,6 +375,12 @@ def rescore(results_dir: str) -> None:
 )
 @click.option("--ci", is_flag=True, help="95% bootstrap confidence intervals of Image-AUROC over images.")
 @click.option(
+    "--no-stats",
+    "no_stats",
+    is_flag=True,
+    help="No paired significance marks, critical-difference diagrams or shot curves.",
+)
+@click.option(
     "--figures", "figures", is_flag=True, help="Qualitative figures (image | GT | maps), PNG and PDF."
 )
 @click.option("--figure-images", default=4, show_default=True, help="Images per qualitative figure.")
@@ -397,6 +403,7 @@ def report(
     metrics_: str | None,
     labels: tuple[str, ...],
     ci: bool,
+    no_stats: bool,
     figures: bool,
     figure_images: int,
     figure_categories: str | None,
@@ -438,6 +445,7 @@ def report(
         metrics=_csv(metrics_),
         labels=label_map,
         ci=ci,
+        stats=not no_stats,
         figures=figure_images if figures else 0,
         figure_categories=_csv(figure_categories),
         images=image_loader(root_map) if figures else None,

@@ -38,6 +38,8 @@ def html_cell(cell: Cell) -> Markup:
     out = Markup(", ").join(parts)
     if cell.is_tuple:
         out = Markup("({})").format(out)
+    if cell.tied:
+        out += Markup('<span class="tied" title="not significantly worse than the best">†</span>')
     if cell.suffix:
         out += Markup(' <span class="cov">{}</span>').format(cell.suffix)
     if cell.marks:
@@ -92,6 +94,8 @@ _TEX_SPECIALS = {
     "…": r"\ldots{}",
     "≥": r"$\geq$",
     "≤": r"$\leq$",
+    "α": r"$\alpha$",
+    "†": r"\textsuperscript{\dag}",
 }
 _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX_SPECIALS))
 
@@ -115,6 +119,8 @@ def latex_cell(cell: Cell) -> Tex:
     out = ", ".join(parts)
     if cell.is_tuple:
         out = f"({out})"
+    if cell.tied:
+        out += r"\textsuperscript{\dag}"
     if cell.suffix:
         out += rf" {{\footnotesize {escape_latex(cell.suffix)}}}"
     if cell.marks:
@@ -195,6 +201,7 @@ def markdown_cell(cell: Cell) -> str:
         parts.append(f"**{text}**" if part.rank == 1 else f"<u>{text}</u>" if part.rank == 2 else text)
     out = ", ".join(parts)
     out = f"({out})" if cell.is_tuple else out
+    out += "†" if cell.tied else ""
     out += f" {escape_markdown(cell.suffix)}" if cell.suffix else ""
     return out + (f"<sup>{','.join(map(str, cell.marks))}</sup>" if cell.marks else "")
 

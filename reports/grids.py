@@ -279,6 +279,16 @@ class ReproducedGrid:
             return None
         return self.shared_categories(dataset) or None
 
+    def jobs(self, col: int, dataset: str) -> list[tuple[str, int, str]]:
+        """(category, seed, job key) of the records one cell averages (for paired tests)."""
+        rows = self._by_dataset.get((self.keys[col], dataset))
+        if rows is None:
+            return []
+        cats = self.categories_used(col, dataset)
+        if cats is not None:
+            rows = rows[rows["category"].isin(cats)]
+        return [(str(r.category), int(r.seed), str(r.key)) for r in rows.itertuples()]
+
     def n_categories(self, dataset: str) -> int:
         """The dataset's category count (as recorded by the runner, at least those seen)."""
         return self._expected[dataset]

@@ -75,6 +75,8 @@ class Cell:
     marks: list[int] = field(default_factory=list)
     kind: str = "value"  # value | published | diff | paper-only
     suffix: str = ""  # shown after the value(s), e.g. the coverage "(2/6)"
+    #: Not significantly worse than the row's best (paired test, Holm-corrected): a dagger.
+    tied: bool = False
 
 
 @dataclass

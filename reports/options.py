@@ -46,6 +46,11 @@ class ReportOptions:
     labels: dict[str, str] = field(default_factory=dict)
     #: Bootstrap intervals of Image-AUROC from stored predictions.
     ci: bool = False
+    #: Paired significance tests in the tables (dagger marks), mean ranks with a critical-difference
+    #: diagram and shot curves; ``--no-stats`` turns them off.
+    stats: bool = True
+    #: Bootstrap resamples of the paired tests.
+    resamples: int = 1000
     #: Images per qualitative figure (0: no figures).
     figures: int = 0
     figure_categories: Sequence[str] | None = None

@@ -53,7 +53,8 @@ def rank_input(frame: pd.DataFrame, metric: str, over: str = "categories") -> Ra
     ok = frame[(frame["status"] == "ok") & frame[metric].notna()] if metric in frame else frame.iloc[0:0]
     if ok.empty:
         return None
-    ok = ok.assign(_col=ok.apply(column_label, axis=1))
+    labels = ok["_label"] if "_label" in ok else ok.apply(column_label, axis=1)  # the report's column names
+    ok = ok.assign(_col=labels)
     cells = ok.groupby(["_col", "dataset", "category"], sort=True)[metric].mean().reset_index()
     if over == "datasets":
         cells = cells.groupby(["_col", "dataset"], sort=True)[metric].mean().reset_index()

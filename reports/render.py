@@ -59,6 +59,8 @@ class Report:
     plots: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)  # qualitative figures (PNG; a PDF beside each)
+    #: Statistical figures: critical-difference diagrams, shot curves (PNG; a PDF beside each).
+    analysis: list[Path] = field(default_factory=list)
     legend: list[str] = field(default_factory=list)  # what each column tag (a), (b), ... stands for
     latex_columns: int = 2  # the LaTeX target: a one- or two-column article
     #: Per qualitative figure: its caption (columns present, how images were chosen, normalisation).
@@ -139,9 +141,15 @@ def _column_sets(grid: ReproducedGrid) -> list[tuple[str, list[int]]]:
 
 
 def main_tables(
-    grid: ReproducedGrid, options: ReportOptions, *, prefix: str = "", section: str = "main"
+    grid: ReproducedGrid,
+    options: ReportOptions,
+    *,
+    prefix: str = "",
+    section: str = "main",
+    marks: dict | None = None,
 ) -> list[Table]:
-    """Per metric, dataset group and protocol: one metric table; then the tuple tables."""
+    """Per metric, dataset group and protocol: one metric table (with significance ``marks``,
+    see ``table_stats.grid_marks``); then the tuple tables."""
     side = published_side(grid, options.paper) if options.published else None
     groups = grid.catalog.groups(grid.datasets)
     sets = _column_sets(grid)
@@ -169,6 +177,10 @@ def main_tables(
                     title=metric_name(m) + words + (" (shared categories)" if prefix else ""),
                 )
                 t.section = section
+                if marks:
+                    from .table_stats import apply_marks  # scipy.stats: only when tests ran
+
+                    apply_marks(t, rows, ran, m, marks)
                 tables.append(t)
             t = tuple_table(
                 grid,
@@ -210,7 +222,8 @@ def build_report(
         )
     frame, failed = records[ok], records[~ok]
     grid = _grid(frame, failed, options, "all")
-    tables = main_tables(grid, options)
+    marks = _significance(grid, store, options)
+    tables = main_tables(grid, options, marks=marks)
     if options.coverage == "shared":
         tables += main_tables(
             _grid(frame, failed, options, "shared"), options, prefix="shared-", section="shared"
@@ -229,6 +242,16 @@ def build_report(
     )
     _pictures(report, grid, store, out_dir, options)
     return report
+
+
+def _significance(grid: ReproducedGrid, store: ResultsStore, options: ReportOptions) -> dict:
+    """Paired-test marks of the main tables (empty with ``--no-stats``)."""
+    if not options.stats:
+        return {}
+    from .table_stats import grid_marks  # scipy.stats loads torch's array-API probe: not at import
+
+    families = {c: _family(grid.protocol(c)[0]) for c in range(len(grid.columns))}
+    return grid_marks(grid, store, grid.metrics, families, options.resamples)
 
 
 def _registry() -> Any:
@@ -289,6 +312,11 @@ def _pictures(
         from .plots import bar_charts
 
         report.plots = bar_charts(grid, out_dir, options)
+    if options.stats:
+        from .analysis_figures import analysis_figures
+
+        report.analysis, captions = analysis_figures(grid, out_dir)
+        report.figure_captions.update(captions)
     if options.figures:
         from .figures import qualitative_figures
 

@@ -27,7 +27,11 @@ def shot_table(frame: pd.DataFrame, metric: str, dataset: str) -> pd.DataFrame:
     few = few[few[metric].notna()] if metric in few else few.iloc[0:0]
     if few.empty:
         return pd.DataFrame(columns=["column", "shots", "mean", "std", "seeds", "categories"])
-    few = few.assign(column=few.drop(columns=["shots"]).assign(protocol="").apply(column_label, axis=1))
+    if "_label" in few:  # the report's column names (one per k): drop the k part
+        labels = few["_label"].str.replace(r",? ?k ?= ?\d+", "", regex=True)
+    else:
+        labels = few.drop(columns=["shots"]).assign(protocol="").apply(column_label, axis=1)
+    few = few.assign(column=labels)
     out = []
     for column, rows in few.groupby("column", sort=True):
         cats_per_k = rows.groupby("shots")["category"].apply(set)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from adbench import significance
 from adbench.errors import AdbenchError
+from adbench.significance import Predictions
 from adbench.store import ResultsStore
 
+from .model import RowKey, Table
 from .pairwise import _predictions
 
 #: (category, seed, job key) of one table cell's jobs.
@@ -49,14 +52,14 @@ def _pairs(best: CellJobs, other: CellJobs) -> dict[str, list[tuple[str, str]]]:
 
 
 def _compare_cells(
-    store: ResultsStore, metric: str, best: CellJobs, other: CellJobs, n_resamples: int
+    cache: PredictionCache, metric: str, best: CellJobs, other: CellJobs, n_resamples: int
 ) -> float | None:
     """p-value of best vs other over their shared categories (None: nothing to test)."""
     pairs = _pairs(best, other)
     parts_delong, parts_boot = [], []
     for jobs in pairs.values():
-        pa = [_predictions(store, a) for a, _ in jobs]
-        pb = [_predictions(store, b) for _, b in jobs]
+        pa = [cache.get(a) for a, _ in jobs]
+        pb = [cache.get(b) for _, b in jobs]
         if len(np.unique(pa[0].labels)) < 2:
             continue
         if metric.startswith("pixel_") and (pa[0].maps is None or pb[0].maps is None):
@@ -89,7 +92,7 @@ def table_marks(
         if row not in best or col == best[row] or (row, best[row]) not in cells:
             continue
         try:
-            p = _compare_cells(store, metric, cells[(row, best[row])], jobs, n_resamples)
+            p = _compare_cells(PredictionCache(store), metric, cells[(row, best[row])], jobs, n_resamples)
         except AdbenchError:
             p = None
         if p is not None:
@@ -130,3 +133,97 @@ def published_inside(published: float, interval: tuple[float, float] | None) -> 
         return f"published value inside the reproduced 95 % interval [{100 * lo:.1f}, {100 * hi:.1f}]"
     side = "above" if published > hi else "below"
     return f"published value {side} the reproduced 95 % interval [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+# ----------------------------------------------------------------------------- report integration
+
+
+class PredictionCache:
+    """Predictions of the jobs of one dataset row, loaded once and shared by every metric's tests
+    (pixel histograms are built once per job); cleared between datasets to bound memory."""
+
+    def __init__(self, store: ResultsStore) -> None:
+        self.store = store
+        self._cache: dict[str, Predictions] = {}
+
+    def get(self, key: str) -> Predictions:
+        if key not in self._cache:
+            self._cache[key] = _predictions(self.store, key)
+        return self._cache[key]
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+
+def grid_marks(
+    grid: Any,
+    store: ResultsStore,
+    metrics: Sequence[str],
+    families: Mapping[int, str],
+    n_resamples: int = significance.N_RESAMPLES,
+) -> dict[tuple[str, int, str], Mark]:
+    """(metric, column, dataset) -> mark, for every rankable column that is not its row's best.
+
+    The best of a dataset row is the highest rankable value within the column's comparable group
+    (``grid.rank_group``); p-values are Holm-corrected over the comparisons of one table (one
+    metric and one protocol family, ``families``: column -> family).
+    """
+    raw: dict[tuple[str, int, str], float] = {}
+    metrics = [m for m in metrics if m in significance.BOOTSTRAP_METRICS]  # aupro_cflow: no paired test
+    cache = PredictionCache(store)
+    for dataset in grid.datasets:
+        row = RowKey(dataset)
+        for metric in metrics:
+            groups: dict[Hashable, list[int]] = {}
+            for col in range(len(grid.columns)):
+                stat = grid.stat(col, row, metric)
+                if stat.ok and stat.rankable:
+                    groups.setdefault(grid.rank_group(col), []).append(col)
+            for cols in groups.values():
+                if len(cols) < 2:
+                    continue
+                best = max(cols, key=lambda c: grid.stat(c, row, metric).mean)
+                for col in cols:
+                    if col == best:
+                        continue
+                    try:
+                        p = _compare_cells(
+                            cache, metric, grid.jobs(best, dataset), grid.jobs(col, dataset), n_resamples
+                        )
+                    except AdbenchError:
+                        p = None
+                    if p is not None:
+                        raw[(metric, col, dataset)] = p
+        cache.clear()
+    marks: dict[tuple[str, int, str], Mark] = {}
+    tables: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
+    for cell in raw:
+        tables.setdefault((cell[0], families.get(cell[1], "")), []).append(cell)
+    for cells in tables.values():
+        for cell, q in zip(cells, significance.holm([raw[c] for c in cells]), strict=True):
+            marks[cell] = Mark(raw[cell], q, q >= 1 - significance.LEVEL)
+    return marks
+
+
+def apply_marks(
+    table: Table,
+    row_keys: Sequence[RowKey],
+    cols: Sequence[int],
+    metric: str,
+    marks: Mapping[tuple[str, int, str], Mark],
+) -> bool:
+    """Set ``tied`` on the value cells the marks say are not significantly worse; True if any
+    comparison was made for this table (its note then names the test)."""
+    tested = False
+    for row, key in zip(table.rows, row_keys, strict=True):
+        if key.dataset is None:
+            continue
+        values = [cell for cell in row.cells if cell.kind == "value"]
+        for cell, col in zip(values, cols, strict=False):
+            mark = marks.get((metric, col, key.dataset))
+            if mark is not None:
+                tested = True
+                cell.tied = mark.tied
+    if tested:
+        table.remarks.append(TEST_NOTE)
+    return tested

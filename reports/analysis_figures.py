@@ -1,0 +1,53 @@
+"""The report's statistical figures: a critical-difference diagram per protocol and headline
+metric (mean ranks over categories), and shot curves for few-shot columns run at several k."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .catalog import protocol_title
+from .grids import ReproducedGrid
+from .ranking import cd_diagram, rank, rank_input
+from .shot_curves import shot_curves
+
+#: The headline metric of each level that the diagrams rank.
+RANKED_METRICS = ("image_auroc", "pixel_auroc")
+
+
+def _labelled(grid: ReproducedGrid) -> pd.DataFrame:
+    """The grid's records with each column's header text as ``_label`` (names as in the tables)."""
+    names = {key: grid.headers[i][0] for i, key in enumerate(grid.keys)}
+    return grid.frame.assign(_label=grid.frame["_col"].map(names))
+
+
+def analysis_figures(grid: ReproducedGrid, out_dir: Path) -> tuple[list[Path], dict[str, str]]:
+    """PNG paths (a PDF beside each, under ``out_dir/figures``) and their captions by stem."""
+    frame = _labelled(grid)
+    paths: list[Path] = []
+    captions: dict[str, str] = {}
+    figures = out_dir / "figures"
+    for (protocol, shots), sub in frame.groupby(["protocol", "shots"], sort=True):
+        for metric in RANKED_METRICS:
+            data = rank_input(sub, metric, "categories") if metric in sub else None
+            if data is None:
+                continue
+            result = rank(data)
+            stem = f"cd_{protocol}{f'_k{shots}' if shots else ''}_{metric}"
+            png, _ = cd_diagram(result, data, figures / stem)
+            paths.append(png)
+            captions[stem] = (
+                f"Critical-difference diagram, {protocol_title(str(protocol))}{f' k={shots}' if shots else ''}: "
+                f"mean rank of {metric} over the {len(data.blocks)} categories every column ran "
+                f"(Friedman p = {result.p:.3g}; Nemenyi CD = {result.critical_difference:.2f} at α = 0.05)."
+            )
+    for metric in RANKED_METRICS:
+        for path in shot_curves(frame, metric, figures):
+            if path.suffix == ".png":
+                paths.append(path)
+                captions[path.stem] = (
+                    f"{metric} against the number of shots k: mean over seeds of the category mean "
+                    "(categories every k ran), band = ±1 std over seeds."
+                )
+    return paths, captions
