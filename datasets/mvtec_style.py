@@ -44,6 +44,7 @@ class MVTecAD(MVTecStyleDataset):
     """MVTec AD: 15 categories (5 textures, 10 objects) of industrial images with pixel masks."""
 
     name = "mvtec"
+    auxiliary = ("visa",)  # the papers fit on VisA when MVTec AD itself is the target
     group = "industrial"
     order = 10
     title = "MVTec AD"

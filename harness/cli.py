@@ -315,7 +315,7 @@ def results(fmt: str, results_dir: str) -> None:
 @results_option
 def rescore(results_dir: str) -> None:
     """Recompute all metrics from the stored predictions (after a metric fix); runs no model."""
-    from .runner import rescore as do_rescore
+    from .scoring import rescore as do_rescore
 
     count, problems = do_rescore(ResultsStore(results_dir))
     click.echo(f"rescored {count} records")

@@ -96,6 +96,9 @@ class Dataset(ABC):
     object_names: ClassVar[dict[str, str]] = {}
     #: What ``adbench run --demo`` runs on this dataset (``adbench.demo.DemoConfig``s); empty for most.
     demo: ClassVar[tuple] = ()
+    #: The auxiliary dataset(s) trained methods fit on for this target when ``--train-on`` is not
+    #: given (the papers': MVTec AD for every target); the dataset's own name trains on its other fold.
+    auxiliary: ClassVar[tuple[str, ...]] = ("mvtec",)
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root).expanduser() if root else self.default_root()
@@ -104,6 +107,11 @@ class Dataset(ABC):
     def object_name(cls, category: str) -> str:
         """The object a category shows, in words: ``object_names``, else the name with ``_`` -> space."""
         return cls.object_names.get(category) or category.replace("_", " ")
+
+    @classmethod
+    def default_auxiliary(cls) -> list[str]:
+        """The declared default auxiliary datasets (``auxiliary``), as ``--train-on`` would name them."""
+        return list(cls.auxiliary)
 
     @classmethod
     def default_root(cls) -> Path | None:

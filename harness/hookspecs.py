@@ -47,7 +47,7 @@ def adbench_knowledge_providers() -> list[object]:
 @hookspec
 def adbench_run_started(spec: object, jobs: list[dict], store_root: str) -> None:
     """A run begins: ``spec`` is the RunSpec, ``jobs`` the planned jobs as plain dicts (the fields of
-    ``adbench.runner.JobSpec``: key, method, config, dataset, category, protocol, shots, seed, ...),
+    ``adbench.jobs.JobSpec.to_dict``: key, method, config, dataset, category, protocol, shots, seed, ...),
     ``store_root`` the results directory."""
 
 

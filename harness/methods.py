@@ -7,6 +7,7 @@ which the training engine (``adbench.training``) drives; the method never loads 
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,13 +16,20 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import lazy_loader as lazy
 
 from .config import setting
+from .protocol_catalog import PROTOCOLS as PROTOCOL_SPECS
 
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 if TYPE_CHECKING:
     from .data import Category
 
-PROTOCOLS = ("zero_shot", "batch_zero_shot", "few_shot")
+#: Protocol names, from the one declaration (``protocol_catalog.PROTOCOLS``).
+PROTOCOLS = tuple(PROTOCOL_SPECS)
+
+
+def _field_names(config: Any) -> set[str]:
+    """The fields a config dataclass declares (optional contracts are read from the declaration)."""
+    return {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
 
 
 @dataclass
@@ -121,9 +129,17 @@ class Method(ABC):
         return config
 
     @classmethod
+    def weights_identity(cls, config: Any) -> str | None:
+        """An explicit weights file for the method's single backbone: the config's ``weights`` field
+        when its config declares one (a local checkpoint), else None (the backbone's own weights)."""
+        return config.weights if "weights" in _field_names(config) else None
+
+    @classmethod
     def map_sigma(cls, config: Any) -> float:
         """Gaussian sigma for the maps: the config's ``smoothing_sigma`` when it declares one, else the class's."""
-        return float(getattr(config, "smoothing_sigma", cls.smoothing_sigma))
+        return float(
+            config.smoothing_sigma if "smoothing_sigma" in _field_names(config) else cls.smoothing_sigma
+        )
 
     @classmethod
     def backbone_requirements(cls, config: Any) -> dict[str, frozenset[str]]:

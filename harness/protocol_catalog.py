@@ -22,6 +22,11 @@ class ProtocolSpec:
     seeds: tuple[int, ...] = (0,)  #: default seed grid
     whole_split: bool = False  #: the method sees the whole unlabelled test split at once
 
+    @property
+    def references(self) -> bool:
+        """Whether each job hands the method k normal reference images (a shots grid)."""
+        return self.shots != (0,)
+
 
 PROTOCOLS: dict[str, ProtocolSpec] = {
     p.name: p
@@ -31,6 +36,11 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
         ProtocolSpec("few_shot", "few-shot", "few-shot", shots=(1, 2, 4), seeds=(0, 1, 2)),
     )
 }
+
+
+#: The shots and seed grids of the protocol with references (``--shots`` / ``--seeds`` defaults).
+DEFAULT_SHOTS: tuple[int, ...] = next(p.shots for p in PROTOCOLS.values() if p.references)
+DEFAULT_FEW_SHOT_SEEDS: tuple[int, ...] = next(p.seeds for p in PROTOCOLS.values() if p.references)
 
 
 def protocol_spec(name: str) -> ProtocolSpec:

@@ -15,16 +15,13 @@ import torch
 
 from .data import Category, Sample, load_images
 from .errors import AdbenchError
-from .methods import PROTOCOLS, Context, Method, Prediction
-
-DEFAULT_SHOTS = (1, 2, 4)
-DEFAULT_FEW_SHOT_SEEDS = (0, 1, 2)
+from .methods import Context, Method, Prediction
+from .protocol_catalog import protocol_spec
 
 
 def check_protocol(method_cls: type[Method], protocol: str) -> None:
     """Refuse a protocol the method does not declare, naming what it supports."""
-    if protocol not in PROTOCOLS:
-        raise AdbenchError(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    protocol_spec(protocol)  # an unknown name: one line naming the declared protocols
     if protocol not in method_cls.supports:
         raise AdbenchError(
             f"method '{method_cls.name}' does not support protocol '{protocol}' "
@@ -57,7 +54,7 @@ def predict_category(
     Batch zero-shot hands over the whole split in one call (the batch is its own reference set);
     the other protocols stream fixed-size batches.
     """
-    if ctx.protocol == "batch_zero_shot":
+    if protocol_spec(ctx.protocol).whole_split:
         if not isinstance(images, torch.Tensor):
             images = load_images(images, int(size or method.image_size)).to(device or "cpu")
         return method.predict(images, ctx)
@@ -76,7 +73,7 @@ def predict_category(
 def make_context(protocol: str, category: Category, image_size: int, shots: int, seed: int) -> Context:
     """The Context for one job, with few-shot references loaded at the method's input size."""
     refs = None
-    if protocol == "few_shot":
+    if protocol_spec(protocol).references:
         refs = load_images(few_shot_references(category, shots, seed), image_size)
     return Context(
         protocol=protocol,
@@ -93,15 +90,3 @@ def two_fold_split(categories: Sequence[str]) -> dict[str, list[str]]:
     ordered = sorted(categories)
     folds = [ordered[0::2], ordered[1::2]]
     return {c: folds[1] if c in folds[0] else folds[0] for c in ordered}
-
-
-#: Datasets whose default auxiliary data is themselves, split in two folds (no download needed).
-SELF_TRAINED = {"synthetic"}
-
-
-def default_auxiliary(target: str) -> list[str]:
-    """The papers' auxiliary dataset: MVTec AD for every target, VisA for MVTec AD itself; the
-    built-in dataset trains on its own other fold so that a run works with nothing downloaded."""
-    if target in SELF_TRAINED:
-        return [target]
-    return ["visa"] if target == "mvtec" else ["mvtec"]
