@@ -20,7 +20,7 @@ from .config import expand, stable_hash, to_dict
 from .errors import AdbenchError
 from .evaluation import MASK_RESIZES, PRECISIONS, Evaluation
 from .executors import EXECUTORS, parse_shard, worker_devices
-from .protocol_catalog import DEFAULT_SHOTS, protocol_spec
+from .protocol_catalog import DEFAULT_SHOTS, takes_references
 
 if TYPE_CHECKING:
     from .methods import Method
@@ -171,7 +171,7 @@ class RunSummary:
 
 def job_label(method: str, dataset: str, category: str, protocol: str, shots: int, seed: int) -> str:
     """How progress bars and failure lines name a job."""
-    tail = f" {shots}-shot seed {seed}" if protocol_spec(protocol).references else ""
+    tail = f" {shots}-shot seed {seed}" if takes_references(protocol) else ""
     return f"{method} {dataset}/{category}{tail}"
 
 

@@ -49,3 +49,10 @@ def protocol_spec(name: str) -> ProtocolSpec:
         return PROTOCOLS[name]
     except KeyError:
         raise AdbenchError(f"--protocol {name!r}: expected one of {', '.join(PROTOCOLS)}") from None
+
+
+def takes_references(name: str) -> bool:
+    """Whether protocol ``name`` has a shots grid (k reference images); False for an unknown name
+    (e.g. a record written by a plugin's own protocol)."""
+    spec = PROTOCOLS.get(name)
+    return spec is not None and spec.references

@@ -20,20 +20,14 @@ from importlib import resources
 import pandas as pd
 
 from adbench.errors import AdbenchError
+from adbench.metric_catalog import METRICS
+from adbench.protocol_catalog import PROTOCOLS
 
 #: adbench metric key -> (level, metric) as spelled in the CSV.
-METRIC_KEYS: dict[str, tuple[str, str]] = {
-    "image_auroc": ("image", "auroc"),
-    "image_ap": ("image", "ap"),
-    "image_f1max": ("image", "f1max"),
-    "pixel_auroc": ("pixel", "auroc"),
-    "pixel_ap": ("pixel", "ap"),
-    "pixel_f1max": ("pixel", "f1max"),
-    "pixel_aupro": ("pixel", "aupro"),
-}
+METRIC_KEYS: dict[str, tuple[str, str]] = {k: s.published for k, s in METRICS.items() if s.published}
 
 #: adbench protocol -> prefix of the CSV's ``setting`` values it can be compared with.
-_SETTING_PREFIX = {"zero_shot": "zero-shot (", "batch_zero_shot": "batch zero-shot", "few_shot": "few-shot"}
+_SETTING_PREFIX = {name: p.published_label for name, p in PROTOCOLS.items()}
 
 
 @dataclass(frozen=True)

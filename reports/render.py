@@ -15,6 +15,7 @@ import pandas as pd
 
 import adbench
 from adbench.errors import AdbenchError
+from adbench.protocol_catalog import takes_references
 from adbench.store import ResultsStore
 
 from . import breakdown
@@ -148,7 +149,7 @@ def published_side(
             return Stat(notes=(f"no published {name} number under protocol {protocol}{where}",)), []
         setting = rows["setting"].iloc[0]
         remarks = [f"{grid.columns[col]}: paper = {name}, {source}, setting '{setting}'."]
-        if protocol == "few_shot" and pub.published_shots(setting) != shots:
+        if takes_references(protocol) and pub.published_shots(setting) != shots:
             # e.g. PatchEAD's "best few-shot result": the same number for every k, so no Δ
             remarks.append(
                 f"{name}: the paper's few-shot number does not state k (or states another k); "

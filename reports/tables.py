@@ -18,7 +18,9 @@ from typing import Any
 import pandas as pd
 
 from adbench.errors import AdbenchError
+from adbench.metric_catalog import metric_spec, table_order
 from adbench.metrics import mean_over_categories
+from adbench.protocol_catalog import PROTOCOLS, takes_references
 from adbench.record import DATA, role
 
 from . import published as pub
@@ -27,35 +29,16 @@ DASH = "—"
 AVERAGE = "__average__"
 AVERAGE_PREFIX = "average_"  # + a dataset group: the Average row of one group's table
 
-#: Table order of the DMA-SAP paper (Tables 1-6), then the other metrics adbench computes.
-#: The same keys as ``adbench.metrics.METRICS`` but not its order (which lists pixel_ap second,
-#: while the papers put AUPRO second and AP last), so it is kept here as the papers' own list.
-METRIC_ORDER = [
-    "image_auroc",
-    "image_ap",
-    "image_f1max",
-    "pixel_auroc",
-    "pixel_aupro",
-    "pixel_f1max",
-    "pixel_ap",
-    "pixel_aupro_cflow",
-]
-METRIC_NAMES = {
-    "image_auroc": "Image-AUROC",
-    "image_ap": "Image-AP",
-    "image_f1max": "Image-F1-max",
-    "pixel_auroc": "Pixel-AUROC",
-    "pixel_aupro": "Pixel-AUPRO",
-    "pixel_f1max": "Pixel-F1-max",
-    "pixel_ap": "Pixel-AP",
-    "pixel_aupro_cflow": "Pixel-AUPRO (cflow definition)",
-}
+#: Table order of the DMA-SAP paper (Tables 1-6), then the other metrics adbench computes, and
+#: each metric's display name: both read from the metric catalog.
+METRIC_ORDER = table_order()
+METRIC_NAMES = {k: metric_spec(k).title for k in METRIC_ORDER}
 #: The ViP2-CLIP tuple layout: one tuple per level.
 TUPLES = {
     "image": ("Image-level (AUROC, AP, F1)", ("image_auroc", "image_ap", "image_f1max")),
     "pixel": ("Pixel-level (AUROC, PRO, F1)", ("pixel_auroc", "pixel_aupro", "pixel_f1max")),
 }
-PROTOCOL_NAMES = {"zero_shot": "zero-shot", "batch_zero_shot": "batch zero-shot", "few_shot": "few-shot"}
+PROTOCOL_NAMES = {name: p.title for name, p in PROTOCOLS.items()}
 CFLOW_NOTE = (
     "Published AUPRO of AnomalyCLIP-lineage papers follows the aupro_cflow definition; "
     "it is compared with pixel_aupro_cflow, not with the official pixel_aupro."
@@ -497,7 +480,9 @@ class ReproducedGrid:
                 continue
             if len({dict(k).get(f) for k in same_method}) > 1:
                 details.append(f"{short_field(f)}={_show(v)}")
-        tags = [PROTOCOL_NAMES.get(protocol, protocol) + (f", k={shots}" if protocol == "few_shot" else "")]
+        tags = [
+            PROTOCOL_NAMES.get(protocol, protocol) + (f", k={shots}" if takes_references(protocol) else "")
+        ]
         if self.is_random(col):
             tags.append("random weights")
         return self.title(col), details, tags
