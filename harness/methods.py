@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 PROTOCOLS = tuple(PROTOCOL_SPECS)
 
 
+#: The optimisers and learning-rate schedules the training engine builds (the one list of each).
+Optimizer = Literal["adam", "adamw", "sgd"]
+Schedule = Literal["constant", "cosine"]
+
+
 def _field_names(config: Any) -> set[str]:
     """The fields a config dataclass declares (optional contracts are read from the declaration)."""
     return {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
@@ -44,12 +49,12 @@ class MethodConfig:
 class TrainedConfig(MethodConfig):
     """Fields the training engine reads (``adbench.training``); a trained method's config subclasses this."""
 
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: Optimizer = "adam"
     lr: float = setting(1e-3, gt=0, doc="learning rate")
     betas: tuple[float, ...] = setting((0.9, 0.999), ge=0, lt=1, doc="Adam betas (torch defaults)")
     weight_decay: float = setting(0.0, ge=0)
     momentum: float = setting(0.9, ge=0, lt=1, doc="SGD momentum")
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_schedule: Schedule = "constant"
     batch_size: int = setting(8, ge=1)
     epochs: int = setting(10, ge=0, doc="0 keeps the untrained initialisation (a baseline)")
 

@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import time
+import typing
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -30,13 +31,13 @@ from .config import stable_hash, to_dict
 from .data import Category, Sample, load_images, load_masks
 from .errors import AdbenchError
 from .feature_cache import DEFAULT_MEMORY_LIMIT, FeatureCache
-from .methods import Method, TrainedConfig
+from .methods import Method, Optimizer, Schedule, TrainedConfig
 from .paths import cache_dir
 from .seeding import seed_everything
 from .store import atomic_write_bytes, atomic_write_json
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine")
+OPTIMIZERS: tuple[str, ...] = typing.get_args(Optimizer)
+SCHEDULES: tuple[str, ...] = typing.get_args(Schedule)
 
 
 @dataclass
