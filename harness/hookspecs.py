@@ -63,6 +63,6 @@ def adbench_run_finished(spec: object, summary: object, store_root: str) -> None
 
 @hookspec
 def adbench_trackers() -> list[object]:
-    """Return tracker entries (objects with ``name`` and ``description``) this plugin provides;
+    """Return tracker entries (:class:`adbench.trackers.Tracker`: ``name``, ``description``) this plugin provides;
     ``adbench run --tracker NAME`` turns one on. The tracker implements the lifecycle hooks above and
     acts only when its name is in ``spec.trackers``."""
