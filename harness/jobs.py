@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 #: ``--device`` values (a regular expression) and how an error names them.
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 DEVICE_CHOICES = "auto, cpu, mps, cuda or cuda:N"
+#: What a run evaluates on when no dataset is named: the built-in dataset (nothing to download).
+DEFAULT_DATASETS = ("synthetic",)
 
 
 @dataclass
@@ -35,7 +37,7 @@ class RunSpec:
     """Everything ``adbench run`` was asked for, after parsing."""
 
     methods: list[str]
-    datasets: list[str] = field(default_factory=lambda: ["synthetic"])
+    datasets: list[str] = field(default_factory=lambda: list(DEFAULT_DATASETS))
     roots: dict[str, str] = field(default_factory=dict)
     categories: list[str] | None = None
     protocol: str | None = None

@@ -9,7 +9,7 @@ import click
 from ..config import parse_set_options
 from ..evaluation import MASK_RESIZES, PRECISIONS
 from ..executors import EXECUTORS
-from ..jobs import DEVICE_CHOICES
+from ..jobs import DEFAULT_DATASETS, DEVICE_CHOICES
 from ..paths import DEFAULT_RESULTS_DIR
 from ..protocol_catalog import DEFAULT_FEW_SHOT_SEEDS, DEFAULT_SHOTS, PROTOCOLS
 from ..registry import get_registry
@@ -28,7 +28,9 @@ def _ints(values: tuple[int, ...]) -> str:
     default=None,
     help="Comma-separated method names [default: patchead; with --demo, the dataset's demo grid].",
 )
-@click.option("--datasets", default="synthetic", show_default=True, help="Comma-separated dataset names.")
+@click.option(
+    "--datasets", default=",".join(DEFAULT_DATASETS), show_default=True, help="Comma-separated dataset names."
+)
 @click.option(
     "--root", "roots", multiple=True, help="Dataset root: PATH, or NAME=PATH with several datasets."
 )
@@ -204,6 +206,6 @@ def _suite_from_options(given: dict[str, object]) -> dict[str, dict]:
     if "methods" in given:
         suite["methods"] = {m: {} for m in _csv(given["methods"]) or []}  # type: ignore[arg-type]
     if "roots" in given:
-        datasets = _csv(given.get("datasets")) or ["synthetic"]  # type: ignore[arg-type]
+        datasets = _csv(given.get("datasets")) or list(DEFAULT_DATASETS)  # type: ignore[arg-type]
         suite["roots"] = _roots(given["roots"], datasets)  # type: ignore[arg-type]
     return suite
