@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import lazy_loader as lazy
 
 from .config import setting
+from .protocol_catalog import DEFAULT_PROTOCOL
 from .protocol_catalog import PROTOCOLS as PROTOCOL_SPECS
 
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
@@ -103,8 +104,8 @@ class Method(ABC):
     display_name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     config_cls: ClassVar[type]
-    supports: ClassVar[frozenset[str]] = frozenset({"zero_shot"})
-    default_protocol: ClassVar[str] = "zero_shot"
+    supports: ClassVar[frozenset[str]] = frozenset({DEFAULT_PROTOCOL})
+    default_protocol: ClassVar[str] = DEFAULT_PROTOCOL
     trained: ClassVar[bool] = False
     backbone_fields: ClassVar[tuple[str, ...]] = ("backbone",)
     demo_backbones: ClassVar[dict[str, str]] = {}

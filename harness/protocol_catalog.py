@@ -38,6 +38,8 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
 }
 
 
+#: The protocol a method runs when it declares none (the first declared: plain zero-shot).
+DEFAULT_PROTOCOL: str = next(iter(PROTOCOLS))
 #: The shots and seed grids of the protocol with references (``--shots`` / ``--seeds`` defaults).
 DEFAULT_SHOTS: tuple[int, ...] = next(p.shots for p in PROTOCOLS.values() if p.references)
 DEFAULT_FEW_SHOT_SEEDS: tuple[int, ...] = next(p.seeds for p in PROTOCOLS.values() if p.references)
