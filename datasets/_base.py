@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from abc import abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from adbench.data import Category, Dataset
 from adbench.dataset_tools import Issue
@@ -123,3 +123,13 @@ class NativeDataset(Dataset):
             )
             raise AdbenchError(f"dataset '{self.name}': {errors[0]}{more}")
         return category
+
+
+D = TypeVar("D", bound=Dataset)
+
+
+def declare(base: type[D], cls_name: str, doc: str, **constants: Any) -> type[D]:
+    """A dataset class that differs from ``base`` only in constants, written as one row of data (timm's
+    ``_cfg`` / open_clip's ``_pcfg`` style) instead of a class body; it lives in ``base``'s module."""
+    namespace = {"__module__": base.__module__, "__qualname__": cls_name, "__doc__": doc, **constants}
+    return type(cls_name, (base,), namespace)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 from abc import abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from adbench import hookimpl
 from adbench.data import Category, Sample
@@ -25,7 +25,7 @@ from adbench.dataset_tools import Issue
 from adbench.errors import AdbenchError
 from adbench.sources import Source
 
-from ._base import NativeDataset
+from ._base import NativeDataset, declare
 from ._scan import (
     list_images,
     looks_mvtec_style,
@@ -170,38 +170,29 @@ POLYP_SOURCES = (
 )
 
 
-class ColonDB(SegmentationSet):
-    sources = POLYP_SOURCES
-    name = "cvc_colondb"
-    group = "medical"
-    order = 150
-    title = "CVC-ColonDB"
-    description = "CVC-ColonDB: colonoscopy polyps, all anomalous, pixel metrics only"
-    source = POLYP_SOURCE
-    published_counts = {"categories": 1, "test_images": 380}
+def _medical(base: type[MedicalDataset], cls_name: str, **constants: Any) -> type[MedicalDataset]:
+    """A medical set that differs from ``base`` only in constants (one row of data)."""
+    return declare(base, cls_name, constants["description"], group="medical", **constants)
 
 
-class ClinicDB(SegmentationSet):
-    sources = POLYP_SOURCES
-    name = "cvc_clinicdb"
-    group = "medical"
-    order = 160
-    title = "CVC-ClinicDB"
-    description = "CVC-ClinicDB: colonoscopy polyps, all anomalous, pixel metrics only"
-    source = POLYP_SOURCE + "; full release: 612 images (Original/ + Ground Truth/)"
-    published_counts = {"categories": 1}
-
-
-class Kvasir(SegmentationSet):
-    name = "kvasir"
-    group = "medical"
-    order = 180
-    title = "Kvasir-SEG"
-    description = "Kvasir-SEG: gastrointestinal polyps, all anomalous, pixel metrics only"
-    source = POLYP_SOURCE + "; full release: https://datasets.simula.no/kvasir-seg/ (1,000 images)"
-    # The full release from Simula (kvasir-seg.zip holds Kvasir-SEG/images and Kvasir-SEG/masks); no
-    # checksum is published; Simula allows research and education use, commercial use needs permission.
-    sources = (
+ColonDB = _medical(
+    SegmentationSet, "ColonDB", name="cvc_colondb", order=150, title="CVC-ColonDB",
+    description="CVC-ColonDB: colonoscopy polyps, all anomalous, pixel metrics only",
+    source=POLYP_SOURCE, sources=POLYP_SOURCES, published_counts={"categories": 1, "test_images": 380},
+)  # fmt: skip
+ClinicDB = _medical(
+    SegmentationSet, "ClinicDB", name="cvc_clinicdb", order=160, title="CVC-ClinicDB",
+    description="CVC-ClinicDB: colonoscopy polyps, all anomalous, pixel metrics only",
+    source=POLYP_SOURCE + "; full release: 612 images (Original/ + Ground Truth/)", sources=POLYP_SOURCES,
+    published_counts={"categories": 1},
+)  # fmt: skip
+# Kvasir: the full release from Simula (kvasir-seg.zip holds Kvasir-SEG/images and Kvasir-SEG/masks); no
+# checksum is published; Simula allows research and education use, commercial use needs permission.
+Kvasir = _medical(
+    SegmentationSet, "Kvasir", name="kvasir", order=180, title="Kvasir-SEG",
+    description="Kvasir-SEG: gastrointestinal polyps, all anomalous, pixel metrics only",
+    source=POLYP_SOURCE + "; full release: https://datasets.simula.no/kvasir-seg/ (1,000 images)",
+    sources=(
         Source(
             url="https://datasets.simula.no/downloads/kvasir-seg.zip",
             filename="kvasir-seg.zip",
@@ -209,30 +200,27 @@ class Kvasir(SegmentationSet):
             non_commercial=True,
             folder="Kvasir-SEG",
         ),
-    )
-    published_counts = {"categories": 1}
-
-
-class Endo(SegmentationSet):
-    name = "endo"
-    group = "medical"
-    order = 170
-    title = "EndoTect 2020"
-    description = "Endo (EndoTect 2020 segmentation test): endoscopy, all anomalous, pixel metrics only"
-    source = "https://drive.google.com/file/d/1LNpLkv5ZlEUzr_RPN5rdOHaqk0SkZa3m/view (linked from the AnomalyCLIP README)"
-    sources = (
+    ),
+    published_counts={"categories": 1},
+)  # fmt: skip
+ENDO_URL = "https://drive.google.com/file/d/1LNpLkv5ZlEUzr_RPN5rdOHaqk0SkZa3m/view"
+Endo = _medical(
+    SegmentationSet, "Endo", name="endo", order=170, title="EndoTect 2020",
+    description="Endo (EndoTect 2020 segmentation test): endoscopy, all anomalous, pixel metrics only",
+    source=ENDO_URL + " (linked from the AnomalyCLIP README)",
+    sources=(
         Source(
-            url="https://drive.google.com/file/d/1LNpLkv5ZlEUzr_RPN5rdOHaqk0SkZa3m/view",
+            url=ENDO_URL,
             filename="Endo archive (.zip)",
             licence="unstated (EndoTect 2020 challenge data)",
             manual=(
-                "open https://drive.google.com/file/d/1LNpLkv5ZlEUzr_RPN5rdOHaqk0SkZa3m/view (linked from the "
-                "AnomalyCLIP README), click Download and save the zip (images/ and masks/); then run "
-                "'adbench datasets download endo --from FILE.zip --to DIR'"
+                f"open {ENDO_URL} (linked from the AnomalyCLIP README), click Download and save the zip "
+                "(images/ and masks/); then run 'adbench datasets download endo --from FILE.zip --to DIR'"
             ),
         ),
-    )
-    published_counts = {"categories": 1, "test_images": 200}
+    ),
+    published_counts={"categories": 1, "test_images": 200},
+)  # fmt: skip
 
 
 class NoYesSet(MedicalDataset):
@@ -267,28 +255,21 @@ class NoYesSet(MedicalDataset):
         return Category(self.category, [], test, has_masks=False, notes=[IMAGE_NOTE]), issues
 
 
-class BrainMRI(NoYesSet):
-    name = "brainmri"
-    group = "medical"
-    order = 120
-    title = "Brain MRI"
-    description = "Brain MRI (brain tumour detection): no/yes folders, image metrics only"
-    source = "https://www.kaggle.com/datasets/navoneel/brain-mri-images-for-brain-tumor-detection"
-    sources = kaggle("brainmri", source, "brain_tumor_dataset/no/ and yes/")
-    subdirs = ("brain_tumor_dataset", "")
-    layout = "brain_tumor_dataset/no/ and brain_tumor_dataset/yes/"
-    published_counts = {"categories": 1, "test_images": 253, "test_normal": 98, "test_anomalous": 155}
-
-
-class Br35H(NoYesSet):
-    name = "br35h"
-    group = "medical"
-    order = 130
-    title = "Br35H"
-    description = "Br35H (brain tumour detection 2020): no/yes folders, image metrics only"
-    source = "https://www.kaggle.com/datasets/ahmedhamada0/brain-tumor-detection"
-    sources = kaggle("br35h", source, "no/, yes/ and pred/")
-    published_counts = {"categories": 1, "test_images": 3000, "test_normal": 1500, "test_anomalous": 1500}
+BRAINMRI_URL = "https://www.kaggle.com/datasets/navoneel/brain-mri-images-for-brain-tumor-detection"
+BR35H_URL = "https://www.kaggle.com/datasets/ahmedhamada0/brain-tumor-detection"
+BrainMRI = _medical(
+    NoYesSet, "BrainMRI", name="brainmri", order=120, title="Brain MRI",
+    description="Brain MRI (brain tumour detection): no/yes folders, image metrics only",
+    source=BRAINMRI_URL, sources=kaggle("brainmri", BRAINMRI_URL, "brain_tumor_dataset/no/ and yes/"),
+    subdirs=("brain_tumor_dataset", ""), layout="brain_tumor_dataset/no/ and brain_tumor_dataset/yes/",
+    published_counts={"categories": 1, "test_images": 253, "test_normal": 98, "test_anomalous": 155},
+)  # fmt: skip
+Br35H = _medical(
+    NoYesSet, "Br35H", name="br35h", order=130, title="Br35H",
+    description="Br35H (brain tumour detection 2020): no/yes folders, image metrics only",
+    source=BR35H_URL, sources=kaggle("br35h", BR35H_URL, "no/, yes/ and pred/"),
+    published_counts={"categories": 1, "test_images": 3000, "test_normal": 1500, "test_anomalous": 1500},
+)  # fmt: skip
 
 
 class HeadCT(MedicalDataset):

@@ -13,7 +13,7 @@ from adbench.data import Category
 from adbench.dataset_tools import Issue
 from adbench.sources import CC_BY_NC_SA_4, Source
 
-from ._base import NativeDataset
+from ._base import NativeDataset, declare
 from ._scan import mvtec_style_categories, scan_mvtec_category
 
 
@@ -45,6 +45,7 @@ class MVTecAD(MVTecStyleDataset):
     """MVTec AD: 15 categories (5 textures, 10 objects) of industrial images with pixel masks."""
 
     name = "mvtec"
+    auxiliary = ("visa",)  # the papers fit on VisA when MVTec AD itself is the target
     group = "industrial"
     order = 10
     title = "MVTec AD"
@@ -77,17 +78,18 @@ class MVTecAD(MVTecStyleDataset):
     }
 
 
-class MPDD(MVTecStyleDataset):
-    """MPDD (Metal Parts Defect Detection): 6 categories, MVTec layout."""
-
-    name = "mpdd"
-    group = "industrial"
-    order = 30
-    title = "MPDD"
-    description = "MPDD: 6 categories of painted metal parts, MVTec layout, pixel masks"
-    source = "https://github.com/stepanje/MPDD"
+MPDD = declare(
+    MVTecStyleDataset,
+    "MPDD",
+    "MPDD (Metal Parts Defect Detection): 6 categories, MVTec layout.",
+    name="mpdd",
+    group="industrial",
+    order=30,
+    title="MPDD",
+    description="MPDD: 6 categories of painted metal parts, MVTec layout, pixel masks",
+    source="https://github.com/stepanje/MPDD",
     # No checksum or licence published: the MPDD README (stepanje/MPDD@07425ed) links a SharePoint folder.
-    sources = (
+    sources=(
         Source(
             url="https://github.com/stepanje/MPDD",
             filename="MPDD archive (.zip)",
@@ -98,35 +100,41 @@ class MPDD(MVTecStyleDataset):
                 "layout; then run 'adbench datasets download mpdd --from FILE.zip --to DIR'"
             ),
         ),
-    )
-    object_names = {
+    ),
+    object_names={
         "bracket_black": "black bracket",
         "bracket_brown": "brown bracket",
         "bracket_white": "white bracket",
         "connector": "connector",
         "metal_plate": "metal plate",
         "tubes": "tubes",
-    }
-    published_counts = {
+    },
+    published_counts={
         "categories": 6,
         "train_images": 888,
         "test_images": 458,
         "test_normal": 176,
         "test_anomalous": 282,
-    }
+    },
+)
 
+DTD_TEXTURES = (
+    "Woven_001 Woven_127 Woven_104 Stratified_154 Blotchy_099 Woven_068 Woven_125 Marbled_078 "
+    "Perforated_037 Mesh_114 Fibrous_183 Matted_069"
+).split()
 
-class DTDSynthetic(MVTecStyleDataset):
-    """DTD-Synthetic: 12 DTD textures with synthetic defects (Woven_001 ... Matted_069), MVTec layout."""
-
-    name = "dtd_synthetic"
-    group = "industrial"
-    order = 70
-    title = "DTD-Synthetic"
-    description = "DTD-Synthetic: 12 textures with synthetic defects, MVTec layout, pixel masks"
-    source = "https://drive.google.com/drive/folders/10OyPzvI3H6llCZBxKxFlKWt1Pw1tkMK1 (linked from the AnomalyCLIP README)"
+DTDSynthetic = declare(
+    MVTecStyleDataset,
+    "DTDSynthetic",
+    "DTD-Synthetic: 12 DTD textures with synthetic defects (Woven_001 ... Matted_069), MVTec layout.",
+    name="dtd_synthetic",
+    group="industrial",
+    order=70,
+    title="DTD-Synthetic",
+    description="DTD-Synthetic: 12 textures with synthetic defects, MVTec layout, pixel masks",
+    source="https://drive.google.com/drive/folders/10OyPzvI3H6llCZBxKxFlKWt1Pw1tkMK1 (linked from the AnomalyCLIP README)",
     # No checksum or licence published with the Drive folder (DTD's own images: research use only).
-    sources = (
+    sources=(
         Source(
             url="https://drive.google.com/drive/folders/10OyPzvI3H6llCZBxKxFlKWt1Pw1tkMK1",
             filename="DTD-Synthetic archive (.zip)",
@@ -139,13 +147,10 @@ class DTDSynthetic(MVTecStyleDataset):
                 "'adbench datasets download dtd_synthetic --from FILE.zip --to DIR'"
             ),
         ),
-    )
-    object_names = {
-        c: f"{c.split('_')[0].lower()} texture"
-        for c in "Woven_001 Woven_127 Woven_104 Stratified_154 Blotchy_099 Woven_068 Woven_125 Marbled_078 "
-        "Perforated_037 Mesh_114 Fibrous_183 Matted_069".split()
-    }
-    published_counts = {"categories": 12}
+    ),
+    object_names={c: f"{c.split('_')[0].lower()} texture" for c in DTD_TEXTURES},
+    published_counts={"categories": 12},
+)
 
 
 @hookimpl

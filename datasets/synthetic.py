@@ -251,6 +251,7 @@ class SyntheticDataset(Dataset):
     """Built-in dataset generated on first use (no download); the default of ``adbench run``."""
 
     name = "synthetic"
+    auxiliary = ("synthetic",)  # trains on its own other fold: a run works with nothing downloaded
     title = "Synthetic"
     description = (
         "Built-in: 4 textures, 3 drawn objects, 3 LOCO-style scenes; structural, subtle, small and "

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .paths import DEFAULT_RESULTS_DIR as DEFAULT_RESULTS
+
 if TYPE_CHECKING:
     import pandas as pd
-
-DEFAULT_RESULTS = "adbench-results"
 
 
 def resolve_suite(

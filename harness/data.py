@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import lazy_loader as lazy
 import numpy as np
@@ -24,6 +24,9 @@ from .content_hash import file_digests
 from .errors import AdbenchError
 from .image_io import PIL_ERRORS, image_size, load_float_rgb, mask_array
 from .paths import data_root
+
+if TYPE_CHECKING:
+    from .dataset_tools import Issue
 
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
@@ -99,6 +102,9 @@ class Dataset(ABC):
     #: Where its files come from (``adbench.sources.Source``: URL, size, checksum, licence); empty for
     #: generated data. Read by ``adbench datasets download`` and ``adbench datasets list --sources``.
     sources: ClassVar[tuple] = ()
+    #: The auxiliary dataset(s) trained methods fit on for this target when ``--train-on`` is not
+    #: given (the papers': MVTec AD for every target); the dataset's own name trains on its other fold.
+    auxiliary: ClassVar[tuple[str, ...]] = ("mvtec",)
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root).expanduser() if root else self.default_root()
@@ -107,6 +113,11 @@ class Dataset(ABC):
     def object_name(cls, category: str) -> str:
         """The object a category shows, in words: ``object_names``, else the name with ``_`` -> space."""
         return cls.object_names.get(category) or category.replace("_", " ")
+
+    @classmethod
+    def default_auxiliary(cls) -> list[str]:
+        """The declared default auxiliary datasets (``auxiliary``), as ``--train-on`` would name them."""
+        return list(cls.auxiliary)
 
     @classmethod
     def default_root(cls) -> Path | None:
@@ -120,6 +131,21 @@ class Dataset(ABC):
     @abstractmethod
     def load_category(self, name: str) -> Category:
         """Train and test samples of one category; raise AdbenchError on an unknown name."""
+
+    # --- optional hooks of ``adbench datasets check`` / ``export-meta`` (defaults: nothing extra) ------
+    def inspect_category(self, name: str) -> tuple[Category, list[Issue]]:
+        """A category and the problems found while scanning it (``datasets check``); by default the
+        loaded category and no problems."""
+        return self.load_category(name), []
+
+    def raw_counts(self) -> dict[str, int]:
+        """Counts of the raw files behind a prepared variant (compared with published counts); none by default."""
+        return {}
+
+    @property
+    def data_dir(self) -> Path | None:
+        """The folder holding the files the samples point to (``meta.json`` goes there); the root by default."""
+        return self.root
 
     def category_fingerprint(self, category: Category) -> str:
         """Hash of one category's samples: ids, labels, relative paths and each file's content digest.

@@ -145,9 +145,8 @@ def _probe(path: Path) -> tuple[tuple[int, int] | None, str | None, str | None]:
 
 
 def _inspect(dataset: Dataset, name: str) -> tuple[Category | None, list[Issue]]:
-    inspect = getattr(dataset, "inspect_category", None)
     try:
-        return inspect(name) if inspect is not None else (dataset.load_category(name), [])
+        return dataset.inspect_category(name)
     except AdbenchError as exc:
         return None, [Issue("error", "other", str(exc))]
 
@@ -228,12 +227,10 @@ def _compare_counts(dataset: Dataset, report: CheckReport) -> None:
         "test_normal": sum(r.test_normal for r in rows),
         "test_anomalous": sum(r.test_anomalous for r in rows),
     }
-    raw_counts = getattr(dataset, "raw_counts", None)
-    if raw_counts is not None:
-        try:
-            totals.update(raw_counts())
-        except AdbenchError as exc:
-            report.errors.append(str(exc))
+    try:
+        totals.update(dataset.raw_counts())
+    except AdbenchError as exc:
+        report.errors.append(str(exc))
     report.totals = totals
     report.published = dict(dataset.published_counts)
     for key, expected in report.published.items():
@@ -271,7 +268,7 @@ def export_meta(dataset: Dataset, out_path: Path | None = None) -> Path:
     Default location: ``<data_dir>/meta.json``, where ``data_dir`` is the folder holding the images
     (the root, or the prepared folder of KSDD). Paths are relative to the file's folder. Written atomically.
     """
-    base_dir = Path(getattr(dataset, "data_dir", None) or dataset.root or ".")
+    base_dir = Path(dataset.data_dir or ".")
     out = Path(out_path) if out_path is not None else base_dir / "meta.json"
     base = out.parent
     info: dict[str, dict[str, list[dict]]] = {"train": {}, "test": {}}

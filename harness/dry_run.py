@@ -11,6 +11,8 @@ import dataclasses
 from typing import Any
 
 from .errors import AdbenchError, WeightsNotFoundError
+from .jobs import backbone_identities, method_configs
+from .planner import Planner
 from .registry import Registry
 from .store import ResultsStore
 
@@ -19,26 +21,24 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
-def dataset_status(runner: Any, name: str) -> str:
+def dataset_status(planner: Planner, name: str) -> str:
     """``ok (N categories)`` or the one-line reason the dataset cannot be read."""
     try:
-        return f"ok ({len(runner.dataset(name).categories())} categories)"
+        return f"ok ({len(planner.dataset(name).categories())} categories)"
     except AdbenchError as exc:
         return f"missing: {_first_line(exc)}"
 
 
-def weights_status(runner: Any, method: str) -> str:
+def weights_status(planner: Planner, method: str) -> str:
     """``ok``/``random`` per backbone, or the one-line message saying which file to put where."""
-    from .runner import backbone_identities, method_configs
-
-    cls = runner.registry.method(method)
+    cls = planner.registry.method(method)
     seen: dict[str, str] = {}
     configs = [
         c
-        for name, override_sets in runner.method_grid()
+        for name, override_sets in planner.method_grid()
         if name == method
         for sets in override_sets
-        for c in method_configs(cls, runner.spec, sets)
+        for c in method_configs(cls, planner.spec, sets)
     ]
     for config in configs:
         try:
@@ -50,15 +50,17 @@ def weights_status(runner: Any, method: str) -> str:
 
 
 def dry_run(spec: Any, store: ResultsStore, registry: Registry) -> list[dict[str, Any]]:
-    """Rows of the dry-run table for a RunSpec; nothing is computed or written. One runner serves
+    """Rows of the dry-run table for a RunSpec; nothing is computed or written. One planner serves
     every row, so each dataset is scanned once and each method's weights resolved once."""
-    from .runner import Runner
+    from .backbones.weights import trust_torchscript
+    from .runner import resolve_device
 
-    runner = Runner(spec, store, registry)
-    runner.check_plugins()
-    methods = list(dict.fromkeys(m for m, _ in runner.method_grid()))
-    weights = {m: weights_status(runner, m) for m in methods}
-    datasets = {d: dataset_status(runner, d) for d in spec.datasets}
+    trust_torchscript(spec.trust_weights)
+    planner = Planner(spec, registry, resolve_device(spec.device))
+    planner.check_plugins()
+    methods = list(dict.fromkeys(m for m, _ in planner.method_grid()))
+    weights = {m: weights_status(planner, m) for m in methods}
+    datasets = {d: dataset_status(planner, d) for d in spec.datasets}
     rows = []
     for method in methods:
         for dataset in spec.datasets:
@@ -80,17 +82,17 @@ def dry_run(spec: Any, store: ResultsStore, registry: Registry) -> list[dict[str
                     if methods_of_row
                     else spec.overrides
                 )
-                runner.spec = dataclasses.replace(
+                planner.spec = dataclasses.replace(
                     spec, methods=methods_of_row, datasets=[dataset], overrides=own
                 )
                 try:
-                    keys = [j.key for j in runner.plan() if j.method_cls.name == method]
+                    keys = [j.key for j in planner.plan() if j.method == method]
                     row["jobs"] = len(keys)
                     row["done"] = sum(store.has(k) for k in keys)
                 except AdbenchError as exc:
                     row["dataset root"] = f"plan error: {_first_line(exc)}"
                 finally:
-                    runner.spec = spec
+                    planner.spec = spec
             rows.append(row)
     return rows
 

@@ -1,10 +1,11 @@
 """Executors: run a plan's job groups here, on one worker per GPU (or N CPU workers), or on a Ray cluster.
 
-A plan is a list of plain :class:`~adbench.runner.JobSpec` records grouped so that jobs sharing a model
+A plan is a list of plain :class:`~adbench.jobs.JobSpec` records grouped so that jobs sharing a model
 instance (a trained fit, a set-up backbone, a loaded test split) run in one worker, one after another.
-Each worker process rebuilds the registry, looks the plugins up by name, executes its groups and writes
-records straight into the shared results store; per-job claim files keep two workers (or two shards,
-or two machines on a shared filesystem) from computing a job twice. ``--shard I/N`` takes every N-th
+Each executor receives the worker function (``adbench.runner.execute_groups``: a worker process rebuilds
+the registry, looks the plugins up by name, executes its groups and writes records straight into the
+shared results store), so no harness module is imported back from here. Per-job claim files keep two
+workers (or two shards, or two machines on a shared filesystem) from computing a job twice. ``--shard I/N`` takes every N-th
 group of the full plan (sorted by group id), so N independent processes cover it exactly once.
 
 No home-made scheduler: the local executor is :class:`concurrent.futures.ProcessPoolExecutor` (spawned
@@ -16,17 +17,19 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import AdbenchError
 
 if TYPE_CHECKING:
-    from .runner import JobSpec, RunSpec, RunSummary
+    from .jobs import JobSpec, RunSpec, RunSummary
 
-EXECUTORS = ("serial", "local", "ray")
+#: ``worker(run_spec, store_root, groups, device)``: executes job groups and returns their summary.
+Worker = Callable[["RunSpec", str, "list[list[JobSpec]]", "str | None"], "RunSummary"]
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -43,36 +46,12 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def group_jobs(specs: Sequence[JobSpec]) -> list[list[JobSpec]]:
-    """Jobs with the same ``group`` together, groups in plan order (jobs keep their order inside)."""
-    groups: dict[str, list[JobSpec]] = {}
-    for spec in specs:
-        groups.setdefault(spec.group, []).append(spec)
-    return list(groups.values())
-
-
-def shard_groups(groups: list[list[JobSpec]], shard: tuple[int, int] | None) -> list[list[JobSpec]]:
-    """The groups of shard I of N: every N-th group in group-id order (deterministic for one plan)."""
-    if shard is None:
-        return groups
-    index, count = shard
-    ordered = sorted(groups, key=lambda g: g[0].group)
-    return ordered[index::count]
-
-
-def execute_groups(
-    run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]], device: str | None = None
+def run_serial(
+    worker: Worker, run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]], total: RunSummary
 ) -> RunSummary:
-    """Worker entry point (any process): execute the groups' jobs with a fresh runner and registry."""
-    import dataclasses
-
-    from .runner import Runner
-    from .store import ResultsStore
-
-    spec = dataclasses.replace(run_spec, device=device or run_spec.device, progress=False)
-    runner = Runner(spec, ResultsStore(store_root))
-    runner.observed = False  # the driver tells the run's observers (trackers) about these records
-    return runner.execute([runner.job_from_spec(s) for group in groups for s in group])
+    """Every group in this process, one after another (the worker is the driver's own runner)."""
+    total.merge(worker(run_spec, store_root, groups, None))
+    return total
 
 
 # --- local: one process per GPU, or N CPU processes ---------------------------------------------------
@@ -92,8 +71,10 @@ def _init_worker(devices: Any, threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _run_in_worker(run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]]) -> RunSummary:
-    return execute_groups(run_spec, store_root, groups, _WORKER_DEVICE)
+def _run_in_worker(
+    worker: Worker, run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]]
+) -> RunSummary:
+    return worker(run_spec, store_root, groups, _WORKER_DEVICE)
 
 
 def worker_devices(devices: Sequence[str] | None, workers: int | None) -> list[str]:
@@ -112,15 +93,16 @@ def worker_devices(devices: Sequence[str] | None, workers: int | None) -> list[s
 
 
 def run_local(
-    run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]], devices: list[str]
+    worker: Worker, run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]], total: RunSummary
 ) -> RunSummary:
     """Groups spread over one spawned process per device; a crashed worker fails only its groups.
     GPUs (``--devices 0,1``) are packed by memory instead (:mod:`adbench.gpu_schedule`)."""
+    devices = worker_devices(run_spec.devices, run_spec.workers)
     if all(d.startswith("cuda") for d in devices):
         from .gpu_schedule import run_packed
 
-        return run_packed(run_spec, store_root, groups, devices)
-    from .runner import RunSummary
+        total.merge(run_packed(worker, run_spec, store_root, groups, devices))
+        return total
     from .store import ResultsStore
 
     store = ResultsStore(store_root)
@@ -129,11 +111,10 @@ def run_local(
     for d in devices:
         queue.put(d)
     threads = max(1, (os.cpu_count() or 1) // len(devices))
-    total = RunSummary()
     with ProcessPoolExecutor(
         max_workers=len(devices), mp_context=ctx, initializer=_init_worker, initargs=(queue, threads)
     ) as pool:
-        futures = {pool.submit(_run_in_worker, run_spec, store_root, [g]): g for g in groups}
+        futures = {pool.submit(_run_in_worker, worker, run_spec, store_root, [g]): g for g in groups}
         for future in as_completed(futures):
             try:
                 total.merge(future.result())
@@ -152,7 +133,7 @@ def run_local(
 
 # --- ray ------------------------------------------------------------------------------------------------
 def run_ray(
-    run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]], address: str | None
+    worker: Worker, run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]], total: RunSummary
 ) -> RunSummary:
     """One Ray task per job group, asking for the GPUs its method declares when the cluster has GPUs;
     workers write to the shared store, the driver only gathers their summaries."""
@@ -160,20 +141,17 @@ def run_ray(
         import ray
     except ImportError:
         raise AdbenchError('--executor ray needs Ray: pip install "adbench-zsad[ray]"') from None
-    from .runner import RunSummary
-
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=run_spec.address, include_dashboard=False, log_to_driver=False)
     try:
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-        task = ray.remote(execute_groups)
+        task = ray.remote(worker)
         refs = []
         for group in groups:
             gpus = group[0].gpus if has_gpu else 0
             device = "cuda" if gpus else "cpu"
             refs.append(task.options(num_gpus=gpus, num_cpus=1).remote(run_spec, store_root, [group], device))
-        total = RunSummary()
         for ref, group in zip(refs, groups, strict=True):
             try:
                 total.merge(ray.get(ref))
@@ -184,3 +162,20 @@ def run_ray(
     finally:
         if started:
             ray.shutdown()
+
+
+@dataclass(frozen=True)
+class Executor:
+    """One way to run a plan: ``run(worker, run_spec, store_root, groups, summary)``."""
+
+    run: Callable[..., RunSummary]
+    #: The driver's own runner executes (progress bar, observers told per job); else workers do.
+    in_process: bool = False
+
+
+#: ``--executor`` name -> how it runs (the one list of executor choices).
+EXECUTORS: dict[str, Executor] = {
+    "serial": Executor(run_serial, in_process=True),
+    "local": Executor(run_local),
+    "ray": Executor(run_ray),
+}

@@ -27,7 +27,7 @@ from .config import stable_hash
 from .errors import AdbenchError
 
 if TYPE_CHECKING:
-    from .runner import JobSpec, RunSpec, RunSummary
+    from .jobs import JobSpec, RunSpec, RunSummary
     from .store import ResultsStore
 
 #: Parameters assumed before anything was measured: a CLIP ViT-L/14 (vision + text towers).
@@ -188,6 +188,7 @@ def device_index(dev: str) -> int:
 
 
 def run_packed(
+    worker: Any,
     run_spec: RunSpec,
     store_root: str,
     groups: list[list[JobSpec]],
@@ -197,8 +198,8 @@ def run_packed(
 ) -> RunSummary:
     """Run groups on the GPUs in ``devices`` packed by memory, retrying out-of-memory jobs alone with a
     smaller batch. ``launcher(dev)`` gives a submit function for one device (default: spawned
-    processes pinned to it); ``memory`` reads free memory (default: nvidia-smi)."""
-    from .runner import RunSummary
+    processes pinned to it, each running ``worker``); ``memory`` reads free memory (default: nvidia-smi)."""
+    from .jobs import RunSummary
     from .store import ResultsStore
 
     store = ResultsStore(store_root)
@@ -210,7 +211,7 @@ def run_packed(
 
     def launch(task: Task, dev: str) -> Future:
         if dev not in pools:
-            pools[dev] = (launcher or _process_launcher(store_root, len(packer.capacity)))(dev)
+            pools[dev] = (launcher or _process_launcher(worker, store_root, len(packer.capacity)))(dev)
         force = run_spec.force or task.retry_of is not None
         spec = dataclasses.replace(run_spec, batch_size=task.batch_size, force=force)
         return pools[dev](spec, task.group)
@@ -276,7 +277,7 @@ class _Device:
         return self.dev
 
 
-def _run_group_on_gpu(run_spec: RunSpec, store_root: str, group: list[JobSpec]) -> RunSummary:
+def _run_group_on_gpu(worker: Any, run_spec: RunSpec, store_root: str, group: list[JobSpec]) -> RunSummary:
     """Worker side: run one group, then hand the allocator's cached blocks back to the GPU, so the
     memory the driver packed by is really free for the next group (in this or another process)."""
     import gc
@@ -286,7 +287,7 @@ def _run_group_on_gpu(run_spec: RunSpec, store_root: str, group: list[JobSpec]) 
     from .executors import _run_in_worker
 
     try:
-        return _run_in_worker(run_spec, store_root, [group])
+        return _run_in_worker(worker, run_spec, store_root, [group])
     finally:
         gc.collect()
         if torch.cuda.is_available():
@@ -294,7 +295,7 @@ def _run_group_on_gpu(run_spec: RunSpec, store_root: str, group: list[JobSpec]) 
 
 
 def _process_launcher(
-    store_root: str, n_devices: int
+    worker: Any, store_root: str, n_devices: int
 ) -> Callable[[str], Callable[[RunSpec, list[JobSpec]], Future]]:
     """Per device, a pool of spawned worker processes pinned to it (CUDA works after spawn); a pool
     broken by a dead worker is replaced at the next submission."""
@@ -315,11 +316,11 @@ def _process_launcher(
             if not holder:
                 holder.append(new_pool())
             try:
-                return holder[0].submit(_run_group_on_gpu, spec, store_root, group)
+                return holder[0].submit(_run_group_on_gpu, worker, spec, store_root, group)
             except BrokenProcessPool:
                 holder[0].shutdown(wait=False, cancel_futures=True)
                 holder[0] = new_pool()
-                return holder[0].submit(_run_group_on_gpu, spec, store_root, group)
+                return holder[0].submit(_run_group_on_gpu, worker, spec, store_root, group)
 
         submit.shutdown = lambda: holder and holder[0].shutdown()  # type: ignore[attr-defined]
         return submit

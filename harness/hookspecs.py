@@ -47,7 +47,7 @@ def adbench_knowledge_providers() -> list[object]:
 @hookspec
 def adbench_run_started(spec: object, jobs: list[dict], store_root: str) -> None:
     """A run begins: ``spec`` is the RunSpec, ``jobs`` the planned jobs as plain dicts (the fields of
-    ``adbench.runner.JobSpec``: key, method, config, dataset, category, protocol, shots, seed, ...),
+    ``adbench.jobs.JobSpec.to_dict``: key, method, config, dataset, category, protocol, shots, seed, ...),
     ``store_root`` the results directory."""
 
 
@@ -63,6 +63,6 @@ def adbench_run_finished(spec: object, summary: object, store_root: str) -> None
 
 @hookspec
 def adbench_trackers() -> list[object]:
-    """Return tracker entries (objects with ``name`` and ``description``) this plugin provides;
+    """Return tracker entries (:class:`adbench.trackers.Tracker`: ``name``, ``description``) this plugin provides;
     ``adbench run --tracker NAME`` turns one on. The tracker implements the lifecycle hooks above and
     acts only when its name is in ``spec.trackers``."""

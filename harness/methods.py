@@ -7,6 +7,7 @@ which the training engine (``adbench.training``) drives; the method never loads 
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import lazy_loader as lazy
 
 from .config import setting
+from .protocol_catalog import DEFAULT_PROTOCOL
+from .protocol_catalog import PROTOCOLS as PROTOCOL_SPECS
 
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
@@ -22,7 +25,18 @@ if TYPE_CHECKING:
     from .data import Category
     from .fidelity import Choice
 
-PROTOCOLS = ("zero_shot", "batch_zero_shot", "few_shot")
+#: Protocol names, from the one declaration (``protocol_catalog.PROTOCOLS``).
+PROTOCOLS = tuple(PROTOCOL_SPECS)
+
+
+#: The optimisers and learning-rate schedules the training engine builds (the one list of each).
+Optimizer = Literal["adam", "adamw", "sgd"]
+Schedule = Literal["constant", "cosine"]
+
+
+def _field_names(config: Any) -> set[str]:
+    """The fields a config dataclass declares (optional contracts are read from the declaration)."""
+    return {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
 
 
 @dataclass
@@ -37,12 +51,12 @@ class MethodConfig:
 class TrainedConfig(MethodConfig):
     """Fields the training engine reads (``adbench.training``); a trained method's config subclasses this."""
 
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: Optimizer = "adam"
     lr: float = setting(1e-3, gt=0, doc="learning rate")
     betas: tuple[float, ...] = setting((0.9, 0.999), ge=0, lt=1, doc="Adam betas (torch defaults)")
     weight_decay: float = setting(0.0, ge=0)
     momentum: float = setting(0.9, ge=0, lt=1, doc="SGD momentum")
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_schedule: Schedule = "constant"
     batch_size: int = setting(8, ge=1)
     epochs: int = setting(10, ge=0, doc="0 keeps the untrained initialisation (a baseline)")
 
@@ -93,8 +107,8 @@ class Method(ABC):
     display_name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     config_cls: ClassVar[type]
-    supports: ClassVar[frozenset[str]] = frozenset({"zero_shot"})
-    default_protocol: ClassVar[str] = "zero_shot"
+    supports: ClassVar[frozenset[str]] = frozenset({DEFAULT_PROTOCOL})
+    default_protocol: ClassVar[str] = DEFAULT_PROTOCOL
     trained: ClassVar[bool] = False
     backbone_fields: ClassVar[tuple[str, ...]] = ("backbone",)
     demo_backbones: ClassVar[dict[str, str]] = {}
@@ -137,10 +151,18 @@ class Method(ABC):
         return config
 
     @classmethod
+    def weights_identity(cls, config: Any) -> str | None:
+        """An explicit weights file for the method's single backbone: the config's ``weights`` field
+        when its config declares one (a local checkpoint), else None (the backbone's own weights)."""
+        return config.weights if "weights" in _field_names(config) else None
+
+    @classmethod
     def map_sigma(cls, config: Any) -> float:
         """Gaussian sigma for the maps: the config's ``smoothing_sigma`` when it declares one, else the
         class's. A method with ``smooths_own_maps`` returns the sigma its ``predict`` applies."""
-        return float(getattr(config, "smoothing_sigma", cls.smoothing_sigma))
+        return float(
+            config.smoothing_sigma if "smoothing_sigma" in _field_names(config) else cls.smoothing_sigma
+        )
 
     @classmethod
     def train_mask_resize(cls, config: Any) -> str:

@@ -14,40 +14,21 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from .metric_catalog import METRICS as METRIC_SPECS
+from .metric_catalog import metric_keys
+
 # sklearn.metrics is imported inside the functions that call it: importing sklearn imports
 # scipy.stats, whose array-API probe loads the lazily bound torch; `adbench list` (which loads the
 # report plugins, hence this module) must stay torch-free.
 
-IMAGE_METRICS: tuple[str, ...] = ("image_auroc", "image_ap", "image_f1max")
-PIXEL_METRICS: tuple[str, ...] = (
-    "pixel_auroc",
-    "pixel_ap",
-    "pixel_f1max",
-    "pixel_aupro",
-    "pixel_aupro_cflow",
-)
-#: Display order.
+# Keys, order and definitions are declared once, in the metric catalog.
+IMAGE_METRICS: tuple[str, ...] = metric_keys("image")
+PIXEL_METRICS: tuple[str, ...] = metric_keys("pixel")
+#: Computation order (records store metrics in it).
 METRICS: tuple[str, ...] = IMAGE_METRICS + PIXEL_METRICS
 
 #: One line per metric key, stored with every result so each number names its definition.
-METRIC_DEFINITIONS: dict[str, str] = {
-    "image_auroc": "image AUROC: sklearn roc_auc_score over the category's test images",
-    "image_ap": "image AP: sklearn average_precision_score over the category's test images",
-    "image_f1max": "image F1-max: max of 2PR/(P+R) over sklearn's precision-recall curve (finite values)",
-    "pixel_auroc": "pixel AUROC: ROC area over all pixels of the category's test images pooled (= sklearn roc_auc_score)",
-    "pixel_ap": "pixel AP: average precision over all pixels pooled (= sklearn average_precision_score)",
-    "pixel_f1max": "pixel F1-max: max of 2PR/(P+R) over every threshold of the pooled pixels",
-    "pixel_aupro": (
-        "aupro: official MVTec AD definition, exact curve over every distinct score, PRO averaged over "
-        "all 8-connected gt regions, global FPR on normal pixels, FPR <= 0.3 interpolated, /0.3"
-    ),
-    "pixel_aupro_cflow": (
-        "aupro_cflow: CFLOW-AD/AnomalyCLIP/MuSc cal_pro_score, np.arange(min, max, (max-min)/200) "
-        "thresholds built in the maps' dtype (float32, as AnomalyCLIP: rounding can give 201 instead of "
-        "200), points with FPR < 0.3, FPRs min-max rescaled to [0, 1], sklearn auc; NaN (dropped from "
-        "dataset means, with a note) for a constant map or fewer than two distinct FPRs below 0.3"
-    ),
-}
+METRIC_DEFINITIONS: dict[str, str] = {k: spec.definition for k, spec in METRIC_SPECS.items()}
 
 # 3x3 all-ones structure: 8-connectivity, as the official MVTec AD evaluation code uses.
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)

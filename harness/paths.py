@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+#: The results store ``adbench run``/``results``/``report`` and the Python API use unless told otherwise.
+DEFAULT_RESULTS_DIR = "adbench-results"
+
 
 def adbench_home() -> Path:
     """``$ADBENCH_HOME`` or ``~/.cache/adbench``: generated datasets, feature caches, fitted parameters."""

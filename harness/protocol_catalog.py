@@ -22,6 +22,11 @@ class ProtocolSpec:
     seeds: tuple[int, ...] = (0,)  #: default seed grid
     whole_split: bool = False  #: the method sees the whole unlabelled test split at once
 
+    @property
+    def references(self) -> bool:
+        """Whether each job hands the method k normal reference images (a shots grid)."""
+        return self.shots != (0,)
+
 
 PROTOCOLS: dict[str, ProtocolSpec] = {
     p.name: p
@@ -33,9 +38,29 @@ PROTOCOLS: dict[str, ProtocolSpec] = {
 }
 
 
+#: The protocol a method runs when it declares none (the first declared: plain zero-shot).
+DEFAULT_PROTOCOL: str = next(iter(PROTOCOLS))
+#: The shots and seed grids of the protocol with references (``--shots`` / ``--seeds`` defaults).
+DEFAULT_SHOTS: tuple[int, ...] = next(p.shots for p in PROTOCOLS.values() if p.references)
+DEFAULT_FEW_SHOT_SEEDS: tuple[int, ...] = next(p.seeds for p in PROTOCOLS.values() if p.references)
+
+
 def protocol_spec(name: str) -> ProtocolSpec:
     """The spec of a protocol name; a one-line error naming the choices otherwise."""
     try:
         return PROTOCOLS[name]
     except KeyError:
         raise AdbenchError(f"--protocol {name!r}: expected one of {', '.join(PROTOCOLS)}") from None
+
+
+def takes_references(name: str) -> bool:
+    """Whether protocol ``name`` has a shots grid (k reference images); False for an unknown name
+    (e.g. a record written by a plugin's own protocol)."""
+    spec = PROTOCOLS.get(name)
+    return spec is not None and spec.references
+
+
+#: How few-shot references are drawn (part of few-shot job keys): the first k of one seeded order of
+#: the train split, so for one seed the 1-shot set lies inside the 2-shot set, inside the 4-shot set
+#: and a shot curve compares like with like (independent draws per k made k = 4 dip below k = 1).
+REFERENCE_RULE = "nested-prefix-of-seeded-order"

@@ -17,27 +17,18 @@ from .data import Category, Sample, load_image, load_images
 from .errors import AdbenchError
 from .image_io import image_size
 from .input_pipeline import image_batches
-from .methods import PROTOCOLS, Context, Method, Prediction
-
-DEFAULT_SHOTS = (1, 2, 4)
-DEFAULT_FEW_SHOT_SEEDS = (0, 1, 2)
+from .methods import Context, Method, Prediction
+from .protocol_catalog import protocol_spec
 
 
 def check_protocol(method_cls: type[Method], protocol: str) -> None:
     """Refuse a protocol the method does not declare, naming what it supports."""
-    if protocol not in PROTOCOLS:
-        raise AdbenchError(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    protocol_spec(protocol)  # an unknown name: one line naming the declared protocols
     if protocol not in method_cls.supports:
         raise AdbenchError(
             f"method '{method_cls.name}' does not support protocol '{protocol}' "
             f"(supports: {', '.join(sorted(method_cls.supports))})"
         )
-
-
-#: How few-shot references are drawn (part of few-shot job keys): the first k of one seeded order of
-#: the train split, so for one seed the 1-shot set lies inside the 2-shot set, inside the 4-shot set
-#: and a shot curve compares like with like (independent draws per k made k = 4 dip below k = 1).
-REFERENCE_RULE = "nested-prefix-of-seeded-order"
 
 
 def few_shot_references(category: Category, shots: int, seed: int) -> list[Sample]:
@@ -87,7 +78,7 @@ def predict_category(
     Batch zero-shot hands over the whole split in one call (the batch is its own reference set);
     the other protocols stream fixed-size batches.
     """
-    if ctx.protocol == "batch_zero_shot":
+    if protocol_spec(ctx.protocol).whole_split:
         if not isinstance(images, torch.Tensor):
             images = load_images(images, int(size or method.image_size)).to(device or "cpu")
         return method.predict(images, ctx)
@@ -128,7 +119,7 @@ def make_context(
     """The Context for one job, with few-shot references loaded at the method's input size (its
     ``input_shape`` when given)."""
     refs, ids = None, None
-    if protocol == "few_shot":
+    if protocol_spec(protocol).references:
         samples = few_shot_references(category, shots, seed)
         refs, ids = load_inputs(samples, image_size, shape), [s.id for s in samples]
     return Context(
@@ -147,15 +138,3 @@ def two_fold_split(categories: Sequence[str]) -> dict[str, list[str]]:
     ordered = sorted(categories)
     folds = [ordered[0::2], ordered[1::2]]
     return {c: folds[1] if c in folds[0] else folds[0] for c in ordered}
-
-
-#: Datasets whose default auxiliary data is themselves, split in two folds (no download needed).
-SELF_TRAINED = {"synthetic"}
-
-
-def default_auxiliary(target: str) -> list[str]:
-    """The papers' auxiliary dataset: MVTec AD for every target, VisA for MVTec AD itself; the
-    built-in dataset trains on its own other fold so that a run works with nothing downloaded."""
-    if target in SELF_TRAINED:
-        return [target]
-    return ["visa"] if target == "mvtec" else ["mvtec"]

@@ -22,6 +22,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .protocol_catalog import DEFAULT_PROTOCOL
+
 SCHEMA_VERSION = 1
 
 CELL, SETTING, DATA, RESULT, META = "cell", "setting", "data", "result", "meta"
@@ -55,7 +57,7 @@ class JobRecord:
     method: str = _f(SETTING, "")
     dataset: str = _f(CELL, "")
     category: str = _f(CELL, "")
-    protocol: str = _f(SETTING, "zero_shot")
+    protocol: str = _f(SETTING, DEFAULT_PROTOCOL)
     shots: int = _f(SETTING, 0)
     #: Ids of the train images a few-shot job used as references (None for the other protocols).
     reference_ids: list[str] | None = _f(META)

@@ -35,10 +35,11 @@ import numpy as np
 import pandas as pd
 
 from .errors import AdbenchError
+from .paths import DEFAULT_RESULTS_DIR
+from .predictions import PREDICTION_KEYS, StoredPredictions, pack, unpack
 from .record import REQUIRED_FIELDS, JobRecord, flat_settings, train_on_datasets
 from .store_index import INDEX_NAME, RecordIndex
 
-DEFAULT_RESULTS_DIR = "adbench-results"
 #: Columns printed first by ``adbench results`` and the order rows are sorted in.
 ID_COLUMNS = ("method", "variant", "dataset", "category", "protocol", "shots", "seed")
 #: Sort order of job rows (``adbench run``/``results``, per-category CSV rows).
@@ -92,8 +93,6 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, json.dumps(_json_safe(obj), indent=2, sort_keys=True).encode())
 
 
-#: Arrays every predictions file holds (the runner writes them; rescore and reports read them).
-PREDICTION_KEYS = frozenset({"scores", "labels", "maps", "masks", "ids"})
 #: A claim whose heartbeat is older than this is stale (its run died on another host).
 DEFAULT_CLAIM_EXPIRY_S = 600.0
 
@@ -260,6 +259,14 @@ class ResultsStore:
                 return {k: data[k] for k in data.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise AdbenchError(f"predictions {path}: unreadable ({exc.__class__.__name__}: {exc})") from None
+
+    def save_predictions(self, key: str, **values: Any) -> Path:
+        """Write one job's predictions in the store's format (:func:`adbench.predictions.pack`)."""
+        return self.write_predictions(key, **pack(**values))
+
+    def load_predictions(self, key: str) -> StoredPredictions:
+        """One job's predictions, maps and masks per image (:func:`adbench.predictions.unpack`)."""
+        return unpack(self.read_predictions(key))
 
     def write_training_log(self, key: str, log: dict[str, Any]) -> Path:
         path = self.training_dir / f"{key}.json"

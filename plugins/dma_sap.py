@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Literal
 import lazy_loader as lazy
 
 from adbench import hookimpl
-from adbench.backbones.spec import scale_taps
+from adbench.backbones.spec import require_text_tower, scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.losses import dice_loss, image_cross_entropy, segmentation_loss
@@ -143,10 +143,7 @@ class DMASAP(Method):
         from .dma_sap_modules import FusionHead
 
         cfg = self.config
-        if not clip.has_text:
-            raise AdbenchError(
-                f"dma_sap.clip_backbone={cfg.clip_backbone!r}: needs a CLIP model with a text tower"
-            )
+        require_text_tower(clip, "dma_sap.clip_backbone", cfg.clip_backbone)
         if len(cfg.clip_layers) != len(cfg.dino_layers):
             raise AdbenchError("dma_sap: clip_layers and dino_layers must pair up (same length)")
         self.clip, self.dino = clip, dino

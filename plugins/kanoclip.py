@@ -51,7 +51,7 @@ from typing import Any
 import lazy_loader as lazy
 
 from adbench import hookimpl
-from adbench.backbones.spec import scale_taps
+from adbench.backbones.spec import require_text_tower, scale_taps
 from adbench.config import setting
 from adbench.data import Category
 from adbench.errors import AdbenchError
@@ -161,8 +161,7 @@ class KAnoCLIP(Method):
         from .kanoclip_modules import BiCMCI, ConvAdapter, KnowledgePromptLearner
 
         cfg = self.config
-        if not clip.has_text:
-            raise AdbenchError(f"kanoclip.backbone={cfg.backbone!r}: needs a CLIP model with a text tower")
+        require_text_tower(clip, "kanoclip.backbone", cfg.backbone)
         self.clip = clip
         self.stages = scale_taps(cfg.stage_layers, CLIP_DEPTH, clip.num_blocks)
         self.vv_blocks = clip.num_blocks - min(self.stages) + 1 if cfg.clip_vv else 0

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from adbench import hookimpl
+from adbench.protocol_catalog import takes_references
+from adbench.trackers import Tracker
 
 NAME = "mlflow"
 
@@ -41,14 +43,14 @@ def tracking_uri(store_root: str) -> str:
 def metric_key(record: dict[str, Any], metric: str) -> str:
     """One MLflow metric per job and metric: ``method/dataset/category[/kshot-seed]/metric``."""
     parts = [record["method"], record["dataset"], record["category"]]
-    if record.get("protocol") == "few_shot":
+    if takes_references(record.get("protocol", "")):
         parts.append(f"{record['shots']}shot-seed{record['seed']}")
     if record.get("variant"):
         parts.insert(1, record["variant"].replace("=", "-").replace(",", "_"))
     return "/".join(str(p) for p in parts) + f"/{metric}"
 
 
-class MLflowTracker:
+class MLflowTracker(Tracker):
     """Holds the MLflow run of the current adbench run (one per process)."""
 
     name = NAME
@@ -61,7 +63,7 @@ class MLflowTracker:
     @hookimpl
     def adbench_run_started(self, spec: Any, jobs: list[dict], store_root: str) -> None:
         """Open an MLflow run and log the resolved settings as parameters."""
-        if NAME not in getattr(spec, "trackers", ()):
+        if not self.enabled(spec):
             return
         uri = tracking_uri(store_root)
         if uri.startswith("file:"):

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 import lazy_loader as lazy
 
 from adbench import hookimpl
-from adbench.backbones.spec import scale_taps
+from adbench.backbones.spec import require_text_tower, scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.losses import image_cross_entropy, normal_anomalous_map_loss
@@ -128,10 +128,7 @@ class ViP2CLIP(Method):
         from .vip2clip_modules import UTPAHead
 
         cfg = self.config
-        if not clip.has_text:
-            raise AdbenchError(
-                f"vip2clip.clip_backbone={cfg.clip_backbone!r}: needs a CLIP model with a text tower"
-            )
+        require_text_tower(clip, "vip2clip.clip_backbone", cfg.clip_backbone)
         if cfg.n_conditioned > cfg.n_ctx:
             raise AdbenchError(
                 f"vip2clip.n_conditioned={cfg.n_conditioned}: must be <= n_ctx={cfg.n_ctx} (r of the 10 tokens)"

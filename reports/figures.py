@@ -1,7 +1,8 @@
 """Qualitative figures (as DMA-SAP Figures 4-6): per category, rows of image | ground truth | one
 anomaly map per column, for the test images where the columns disagree most. PNG and PDF.
 
-Maps come from the store's ``predictions/<key>.npz``; the images themselves are not in the store,
+Maps come from the store's ``predictions/<key>.npz``, read through the store (one map per image,
+of any size: ``--eval-size original`` stores maps of several sizes); the images themselves are not in the store,
 so they come from an ``ImageLoader`` the caller passes (the CLI builds one from the dataset plugin);
 without it the image column is left out and the figure says so.
 """
@@ -30,7 +31,8 @@ MAX_FIGURES = 6  # categories drawn when none are chosen
 
 
 def _column_maps(grid: ReproducedGrid, store: ResultsStore, dataset: str, category: str) -> dict[int, dict]:
-    """Per column with maps for this category: its lowest-seed job's ids, labels, masks and maps."""
+    """Per column with maps for this category: its lowest-seed job's ids, labels, and masks and maps
+    as one array per image (lists: sizes may differ between images)."""
     out = {}
     for c, key in enumerate(grid.keys):
         rows = grid.frame[
@@ -40,18 +42,24 @@ def _column_maps(grid: ReproducedGrid, store: ResultsStore, dataset: str, catego
         ]
         if rows.empty:
             continue
-        pred = store.read_predictions(rows.sort_values("seed")["key"].iloc[0])
-        if pred["maps"].ndim != 3 or not len(pred["maps"]):
+        pred = store.load_predictions(rows.sort_values("seed")["key"].iloc[0])
+        if pred.maps is None or not len(pred.maps):
             continue
-        out[c] = {k: pred[k] for k in ("ids", "labels", "masks", "maps")}
+        out[c] = {
+            "ids": pred.ids,
+            "labels": pred.labels,
+            "masks": list(pred.masks) if pred.masks is not None else [],
+            "maps": list(pred.maps),
+        }
     return out
 
 
-def _normalise(maps: np.ndarray) -> np.ndarray:
+def _normalise(maps: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Min-max over the whole category (one colour scale per column, as the papers' heatmaps)."""
-    maps = maps.astype(np.float32)
-    lo, hi = float(np.nanmin(maps)), float(np.nanmax(maps))
-    return (maps - lo) / (hi - lo) if hi > lo else np.zeros_like(maps)
+    maps = [m.astype(np.float32) for m in maps]
+    lo = min(float(np.nanmin(m)) for m in maps)
+    hi = max(float(np.nanmax(m)) for m in maps)
+    return [(m - lo) / (hi - lo) if hi > lo else np.zeros_like(m) for m in maps]
 
 
 def _resize(arr: np.ndarray, size: int) -> np.ndarray:
@@ -80,7 +88,7 @@ def _aligned(per_col: dict[int, dict], where: str) -> dict[int, dict]:
         if set(index) != set(ids):
             raise AdbenchError(f"figures: columns disagree on the test images of {where}")
         order = [index[i] for i in ids]
-        per_col[c] = {k: v[order] if len(v) else v for k, v in per_col[c].items()}
+        per_col[c] = {k: [v[j] for j in order] if len(v) else v for k, v in per_col[c].items()}
     return per_col
 
 
@@ -118,9 +126,9 @@ def category_figure(
         return None
     cols = list(per_col)
     ids = [str(i) for i in per_col[cols[0]]["ids"]]
-    size = max(per_col[c]["maps"].shape[-1] for c in cols)
+    size = max(max(m.shape) for c in cols for m in per_col[c]["maps"])
     maps = {c: np.stack([_resize(m, size) for m in _normalise(per_col[c]["maps"])]) for c in cols}
-    labels = per_col[cols[0]]["labels"]
+    labels = np.asarray(per_col[cols[0]]["labels"])
     masks = per_col[cols[0]]["masks"]
     picked = most_disagreeing([maps[c] for c in cols], labels, n_images)
     pictures = images(dataset, category, [ids[i] for i in picked], size) if images is not None else {}

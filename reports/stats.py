@@ -52,8 +52,8 @@ def dataset_interval(
     rng = np.random.default_rng(0)
     per_job = []
     for key in rows["key"]:
-        pred = store.read_predictions(key)
-        boot = bootstrap_auroc(pred["labels"], pred["scores"].astype(np.float64), rng)
+        pred = store.load_predictions(key)
+        boot = bootstrap_auroc(pred.labels, pred.scores.astype(np.float64), rng)
         if boot is not None:
             per_job.append(boot)
     if not per_job:

@@ -330,7 +330,8 @@ def test_full_size_clip_random_build_uses_quick_gelu(registry: Registry) -> None
 
 
 def test_capabilities_are_checked_at_plan_time(tmp_path):
-    from adbench.runner import Runner, RunSpec
+    from adbench.jobs import RunSpec
+    from adbench.runner import Runner
     from adbench.store import ResultsStore
 
     spec = RunSpec(

@@ -13,10 +13,12 @@ from adbench.config import expand
 from adbench.data import Category
 from adbench.demo import DemoConfig, demo_grid
 from adbench.errors import AdbenchError
+from adbench.jobs import RunSpec
 from adbench.metrics import image_auroc, image_auroc_by_group
 from adbench.registry import Registry
 from adbench.reports.render import build_report
-from adbench.runner import Runner, RunSpec, rescore
+from adbench.runner import Runner
+from adbench.scoring import rescore
 from adbench.store import ResultsStore
 
 from .helpers import TinyDataset, tiny_registry, write_tiny_dataset

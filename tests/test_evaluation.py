@@ -17,7 +17,9 @@ from adbench.cli import cli, main
 from adbench.data import load_mask
 from adbench.errors import AdbenchError
 from adbench.evaluation import EVAL_PROTOCOLS, parse_eval_size, resolve_evaluation
-from adbench.runner import Runner, RunSpec, rescore
+from adbench.jobs import RunSpec
+from adbench.runner import Runner
+from adbench.scoring import rescore
 from adbench.store import ResultsStore
 
 from .helpers import tiny_registry
@@ -190,7 +192,7 @@ def test_report_footnotes_name_the_evaluation_protocol(tmp_path):
 
 
 def test_precision_is_recorded_and_keys_the_job(tmp_path):
-    from adbench.runner import job_precision
+    from adbench.jobs import job_precision
 
     assert job_precision("bf16", torch.device("cuda")) == "bf16-autocast"
     assert job_precision("fp32", torch.device("cuda")) == "fp32"

@@ -9,8 +9,9 @@ import pytest
 
 from adbench.errors import AdbenchError
 from adbench.executors import parse_shard
+from adbench.jobs import RunSpec
 from adbench.registry import set_registry
-from adbench.runner import Runner, RunSpec
+from adbench.runner import Runner
 from adbench.store import ResultsStore
 
 from .helpers import EXAMPLE_PLUGIN_DIR, write_tiny_dataset
@@ -92,29 +93,33 @@ def test_bad_shards_are_one_line_errors(text):
 
 
 def test_job_keys_follow_results_compat_not_the_release(plan_env, tmp_path, monkeypatch):
-    from adbench import runner as runner_mod
+    from adbench import jobs, runner
 
     def keys() -> list[str]:
         return [j.key for j in Runner(_spec(plan_env), ResultsStore(tmp_path)).plan()]
 
     before = keys()
-    monkeypatch.setattr(runner_mod, "__version__", "99.0")
+    monkeypatch.setattr(runner, "__version__", "99.0")  # what records name
     assert keys() == before
-    monkeypatch.setattr(runner_mod, "RESULTS_COMPAT", runner_mod.RESULTS_COMPAT + 1)
+    monkeypatch.setattr(jobs, "RESULTS_COMPAT", jobs.RESULTS_COMPAT + 1)  # what keys hash
     assert set(keys()).isdisjoint(before)
 
 
 def test_plan_is_plain_data_and_groups_share_a_model(plan_env, tmp_path):
+    import dataclasses
     import pickle
 
-    from adbench.executors import group_jobs
+    from adbench.jobs import job_key
+    from adbench.planner import group_jobs
 
     runner = Runner(_spec(plan_env), ResultsStore(tmp_path))
-    specs = [runner.to_spec(j) for j in runner.plan()]
+    specs = runner.plan()
     assert pickle.loads(pickle.dumps(specs)) == specs
     assert len(group_jobs(specs)) == 6  # training-free: one group per config and category
-    rebuilt = runner.job_from_spec(specs[0])
-    assert runner.to_spec(rebuilt) == specs[0]
+    # a job carries everything its key is made of: the key is recomputed from the job alone, and
+    # another data fingerprint (a changed file) is another job
+    assert all(job_key(s) == s.key for s in specs) and len({s.fingerprint for s in specs}) == 3
+    assert job_key(dataclasses.replace(specs[0], fingerprint="other")) != specs[0].key
 
 
 def test_a_changed_file_invalidates_only_its_category(plan_env, tmp_path):

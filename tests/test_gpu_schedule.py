@@ -12,7 +12,8 @@ import torch
 from adbench import gpu_schedule, hookimpl
 from adbench.errors import AdbenchError
 from adbench.gpu_schedule import MemoryEstimates, Packer, Task, first_estimate_mb, run_packed
-from adbench.runner import Runner, RunSpec
+from adbench.jobs import RunSpec, RunSummary
+from adbench.runner import Runner, execute_groups
 from adbench.store import ResultsStore
 
 from .helpers import example_plugin_module, tiny_registry, write_tiny_dataset
@@ -109,7 +110,7 @@ def in_process_launcher(registry, store_root, log):
         def submit(spec, group):
             log.append((dev, spec.batch_size, [s.label for s in group]))
             runner = Runner(dataclasses.replace(spec, device="cpu"), ResultsStore(store_root), registry)
-            return pool.submit(runner.execute, [runner.job_from_spec(s) for s in group])
+            return pool.submit(runner.execute, list(group))
 
         return submit
 
@@ -133,10 +134,10 @@ def run_greedy(tmp_path, limit: int, batch_size: int, categories, devices, memor
     )
     store = ResultsStore(tmp_path / "results")
     planner = Runner(spec, store, registry)
-    groups = [[planner.to_spec(j)] for j in planner.plan()]
+    groups = [[j] for j in planner.plan()]
     log: list = []
     launcher = in_process_launcher(registry, store.root, log)
-    return run_packed(spec, str(store.root), groups, devices, memory, launcher), store, log
+    return run_packed(execute_groups, spec, str(store.root), groups, devices, memory, launcher), store, log
 
 
 def test_out_of_memory_job_retried_alone_with_smaller_batch_and_recorded(tmp_path):
@@ -179,8 +180,13 @@ def test_local_executor_packs_gpus(monkeypatch):
     from adbench import executors
 
     seen = []
-    monkeypatch.setattr(gpu_schedule, "run_packed", lambda spec, root, groups, devices: seen.append(devices))
-    executors.run_local(None, "store", [], ["cuda:0", "cuda:1"])
+
+    def fake(worker, spec, root, groups, devices):
+        seen.append(devices)
+        return RunSummary()
+
+    monkeypatch.setattr(gpu_schedule, "run_packed", fake)
+    executors.run_local(execute_groups, RunSpec(devices=["0", "1"]), "store", [], RunSummary())
     assert seen == [["cuda:0", "cuda:1"]]
 
 
@@ -195,7 +201,7 @@ def test_default_launcher_runs_groups_in_spawned_workers(plan_env, tmp_path, mon
     Runner(spec, serial).run()
     store = ResultsStore(tmp_path / "packed")
     planner = Runner(spec, store)
-    groups = [[planner.to_spec(j)] for j in planner.plan()]
-    summary = run_packed(spec, str(store.root), groups, ["cpu"], FakeMemory({0: 1e9}))
+    groups = [[j] for j in planner.plan()]
+    summary = run_packed(execute_groups, spec, str(store.root), groups, ["cpu"], FakeMemory({0: 1e9}))
     assert summary.done == len(groups) == 6 and not summary.failed
     assert _records(store) == _records(serial)

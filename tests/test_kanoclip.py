@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from adbench import hookimpl
 from adbench.datasets.synthetic import CATEGORIES as SYNTHETIC_CATEGORIES
+from adbench.jobs import RunSpec
 from adbench.knowledge import KnowledgeProvider, choose_provider, describe, knowledge_hash
 from adbench.losses import dice_loss, focal_loss, knowledge_margin_loss
 from adbench.methods import Context
@@ -27,7 +28,7 @@ from adbench.plugins.kanoclip_modules import (
     global_probability,
 )
 from adbench.registry import Registry, get_registry, set_registry
-from adbench.runner import Runner, RunSpec
+from adbench.runner import Runner
 from adbench.store import ResultsStore
 from adbench.training import ensure_fitted, train
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from adbench.jobs import RunSpec
 from adbench.plugins import anomalydino, backbones, musc, patchead
 from adbench.registry import Registry
-from adbench.runner import Runner, RunSpec
+from adbench.runner import Runner
 from adbench.store import ResultsStore
 
 from .helpers import TinyPlugin, write_tiny_dataset

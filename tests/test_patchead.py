@@ -188,7 +188,8 @@ def test_plus_applies_the_paper_preset_of_each_dataset(dataset, align, mask):
 
 
 def test_plus_run_plans_each_dataset_with_its_preset(tmp_path):
-    from adbench.runner import Runner, RunSpec
+    from adbench.jobs import RunSpec
+    from adbench.runner import Runner
     from adbench.store import ResultsStore
 
     spec = RunSpec(

@@ -21,8 +21,10 @@ from adbench import hookimpl
 from adbench.cli import main
 from adbench.data import load_image, load_mask
 from adbench.errors import AdbenchError
+from adbench.jobs import RunSpec
 from adbench.registry import Registry, set_registry
-from adbench.runner import Runner, RunSpec, rescore
+from adbench.runner import Runner
+from adbench.scoring import rescore
 from adbench.store import ResultsStore
 
 from .helpers import TinyDataset, TinyPlugin, example_plugin_module, write_tiny_dataset

@@ -10,8 +10,10 @@ import torch
 
 from adbench import hookimpl
 from adbench.errors import AdbenchError
+from adbench.jobs import RunSpec
 from adbench.methods import Context, Method, Prediction
-from adbench.runner import Runner, RunSpec, rescore
+from adbench.runner import Runner
+from adbench.scoring import rescore
 from adbench.store import ResultsStore
 
 from .helpers import TinyDataset, tiny_registry, write_tiny_dataset

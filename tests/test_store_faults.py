@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 from adbench import hookimpl
+from adbench.jobs import RunSpec
 from adbench.registry import Registry, set_registry
-from adbench.runner import Runner, RunSpec
+from adbench.runner import Runner
 from adbench.store import ResultsStore
 
 from .helpers import TinyPlugin, example_plugin_module, write_tiny_dataset

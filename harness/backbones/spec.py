@@ -55,6 +55,15 @@ class BackboneSpec:
         return "text" in self.capabilities
 
 
+def require_text_tower(backbone: Backbone, option: str, value: str) -> None:
+    """Refuse a backbone without a text tower for a method that prompts it (one line naming the option);
+    the one place a method checks for the ``text`` capability at setup."""
+    if not backbone.has_text:
+        from ..errors import AdbenchError
+
+        raise AdbenchError(f"{option}={value!r}: needs a CLIP model with a text tower")
+
+
 def scale_taps(taps: tuple[int, ...], paper_depth: int, depth: int) -> tuple[int, ...]:
     """Taps given for a ``paper_depth``-block model, moved proportionally to a ``depth``-block one
     (the paper's ViT-L/14 layers on a tiny or ViT-B backbone); unchanged when the depths agree."""

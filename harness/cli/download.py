@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .errors import AdbenchError
-from .registry import get_registry
+from ..errors import AdbenchError
+from ..registry import get_registry
 
 
 def _confirm_licences(datasets: list[type], accept: bool) -> None:
@@ -60,8 +60,8 @@ def download(
     no_progress: bool,
 ) -> None:
     """Download, verify and unpack datasets into TO/NAME, then check them as ``datasets check`` does."""
-    from .dataset_tools import check_dataset
-    from .download import download_dataset, plan
+    from ..dataset_tools import check_dataset
+    from ..download import download_dataset, plan
 
     if len(names) > 1 and (urls or sha256s or files):
         raise AdbenchError("--url, --sha256 and --from apply to one dataset: give a single NAME")
@@ -88,8 +88,8 @@ def download(
 @click.option("--sources", is_flag=True, help="Each archive: licence, size, SHA-256 and URL.")
 def list_datasets(sources: bool) -> None:
     """The installed datasets; with --sources, where each one's files come from and under which licence."""
-    from .listing import describe_entries
-    from .sources import describe_sources
+    from ..listing import describe_entries
+    from ..sources import describe_sources
 
     registry = get_registry()
     if sources:
