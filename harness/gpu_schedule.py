@@ -23,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .config import stable_hash
+from .config import stable_hash, to_dict
 from .errors import AdbenchError
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def first_estimate_mb(params: int, image_size: int, batch_size: int) -> float:
 
 def method_ident(spec: JobSpec) -> str:
     """Jobs whose peak memory is alike: same method and config (the input size is part of it)."""
-    return stable_hash([spec.method, spec.config])
+    return stable_hash([spec.method, to_dict(spec.config)])
 
 
 class MemoryEstimates:
@@ -108,7 +108,7 @@ class MemoryEstimates:
         ident = method_ident(spec)
         if ident in self.measured:
             return self.measured[ident] * ESTIMATE_MARGIN
-        size = int(spec.config.get("image_size") or 224)
+        size = int(spec.config.image_size or 224)
         params = self.params.get(ident, DEFAULT_PARAMS)
         return first_estimate_mb(params, size, batch_size or self.batch_size) * ESTIMATE_MARGIN
 

@@ -146,8 +146,10 @@ class Method(ABC):
         return cls.display_name or None
 
     @classmethod
-    def config_for_dataset(cls, config: Any, dataset: str) -> Any:
-        """The config a job on ``dataset`` runs with (a paper's per-dataset preset); by default ``config``."""
+    def config_for_dataset(cls, config: Any, dataset: str, auxiliary: Sequence[str] = ()) -> Any:
+        """The config a job on ``dataset`` runs with (a paper's per-dataset preset); by default ``config``.
+        ``auxiliary``: the datasets a trained method fits on for this target (``--train-on`` or the
+        target's declared default)."""
         return config
 
     @classmethod

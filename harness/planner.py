@@ -176,7 +176,8 @@ class Planner:
         self, method_cls: type[Method], base_config: Any, protocol: str, dataset: Dataset
     ) -> list[JobSpec]:
         """The jobs of one method config on one dataset: its categories x the (shots, seed) grid."""
-        config = method_cls.config_for_dataset(base_config, dataset.name)
+        aux = tuple(self.spec.train_on or dataset.default_auxiliary())
+        config = method_cls.config_for_dataset(base_config, dataset.name, aux)
         if config is not base_config:
             check_method(method_cls, config)
         weights = backbone_identities(method_cls, config)

@@ -53,6 +53,13 @@ def protocol_spec(name: str) -> ProtocolSpec:
         raise AdbenchError(f"--protocol {name!r}: expected one of {', '.join(PROTOCOLS)}") from None
 
 
+def family(name: str) -> str:
+    """The table a protocol's columns go to: the first declared protocol with the same references
+    flag (zero-shot and batch zero-shot share one table, ranked apart; few-shot has its own)."""
+    refs = takes_references(name)
+    return next(p.name for p in PROTOCOLS.values() if p.references == refs)
+
+
 def takes_references(name: str) -> bool:
     """Whether protocol ``name`` has a shots grid (k reference images); False for an unknown name
     (e.g. a record written by a plugin's own protocol)."""

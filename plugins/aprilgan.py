@@ -31,6 +31,7 @@ Choices (config values where they are settings; ``adbench.fidelity`` lists them 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -148,12 +149,12 @@ class APRILGAN(Method):
     )
 
     @classmethod
-    def config_for_dataset(cls, config: APRILGANConfig, dataset: str) -> APRILGANConfig:
+    def config_for_dataset(
+        cls, config: APRILGANConfig, dataset: str, auxiliary: Sequence[str] = ()
+    ) -> APRILGANConfig:
         """Under ``preset=official``, a target whose fit trains on MVTec AD gets train.sh's MVTec
         settings: 3 epochs, mosaic rate 0.2."""
-        from adbench.protocols import default_auxiliary
-
-        if config.preset != "official" or default_auxiliary(dataset) != ["mvtec"]:
+        if config.preset != "official" or list(auxiliary) != ["mvtec"]:
             return config
         return dataclasses.replace(config, epochs=3, mosaic_rate=0.2)
 

@@ -41,6 +41,7 @@ Choices (recorded in every result's config):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -192,7 +193,9 @@ class MuSc(Method):
     )
 
     @classmethod
-    def config_for_dataset(cls, config: MuScConfig, dataset: str) -> MuScConfig:
+    def config_for_dataset(
+        cls, config: MuScConfig, dataset: str, auxiliary: Sequence[str] = ()
+    ) -> MuScConfig:
         """Under ``preset=official``, the code's per-dataset RsCIN k (VisA: 1, 8, 9)."""
         if config.preset != "official" or dataset not in RSCIN_PRESETS:
             return config

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -132,7 +133,9 @@ class PatchEAD(Method):
     demo_backbones = {"backbone": "efficientnet-lite0"}
 
     @classmethod
-    def config_for_dataset(cls, config: PatchEADConfig, dataset: str) -> PatchEADConfig:
+    def config_for_dataset(
+        cls, config: PatchEADConfig, dataset: str, auxiliary: Sequence[str] = ()
+    ) -> PatchEADConfig:
         """With ``plus``, alignment and masking as Sec. 4.2 sets them for ``dataset``."""
         if not config.plus:
             return config

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from adbench.protocol_catalog import takes_references  # noqa: E402
 from adbench.significance import Ranking, friedman_nemenyi  # noqa: E402
 
 OVER = ("categories", "datasets")
@@ -29,7 +30,7 @@ def column_label(row: pd.Series) -> str:
     """The column name a reader sees: the method's display title and its non-default settings."""
     title = row.get("method_title") or row["method"]
     variant = row.get("variant") or ""
-    shots = f" k={int(row['shots'])}" if row.get("protocol") == "few_shot" else ""
+    shots = f" k={int(row['shots'])}" if takes_references(str(row.get("protocol"))) else ""
     return f"{title}{' [' + variant + ']' if variant else ''}{shots}"
 
 

@@ -15,13 +15,14 @@ import pandas as pd
 
 import adbench
 from adbench.errors import AdbenchError
+from adbench.protocol_catalog import PROTOCOLS, family
 from adbench.store import ResultsStore
 
 from . import breakdown
 from . import published as pub
 from .ablation import ablation_tables
 from .builders import metric_table, tuple_table
-from .catalog import metric_name, protocol_title, takes_shots
+from .catalog import metric_name, protocol_title
 from .categories import category_tables
 from .compare import paper_only_columns, published_side
 from .efficiency import efficiency_tables
@@ -128,7 +129,7 @@ def random_banner(frame: pd.DataFrame) -> str | None:
 
 def _family(protocol: str) -> str:
     """The table a protocol's columns go to: ``few_shot`` when it takes reference shots."""
-    return "few_shot" if takes_shots(protocol) else "zero_shot"
+    return family(protocol)
 
 
 def _column_sets(grid: ReproducedGrid) -> list[tuple[str, list[int]]]:
@@ -137,7 +138,7 @@ def _column_sets(grid: ReproducedGrid) -> list[tuple[str, list[int]]]:
     sets: dict[str, list[int]] = {}
     for c in range(len(grid.columns)):
         sets.setdefault(_family(grid.protocol(c)[0]), []).append(c)
-    return sorted(sets.items(), key=lambda kv: kv[0] != "zero_shot")
+    return sorted(sets.items(), key=lambda kv: list(PROTOCOLS).index(kv[0]))
 
 
 def main_tables(

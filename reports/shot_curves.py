@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from adbench.metric_catalog import metric_spec  # noqa: E402
+from adbench.protocol_catalog import takes_references  # noqa: E402
 
 from .ranking import column_label  # noqa: E402
 
@@ -23,7 +24,8 @@ def shot_table(frame: pd.DataFrame, metric: str, dataset: str) -> pd.DataFrame:
     Per seed the value is the mean over the categories that every k of that column ran, so a curve
     never mixes category subsets along k.
     """
-    few = frame[(frame["protocol"] == "few_shot") & (frame["status"] == "ok") & (frame["dataset"] == dataset)]
+    refs = frame["protocol"].map(takes_references).astype(bool)
+    few = frame[refs & (frame["status"] == "ok") & (frame["dataset"] == dataset)]
     few = few[few[metric].notna()] if metric in few else few.iloc[0:0]
     if few.empty:
         return pd.DataFrame(columns=["column", "shots", "mean", "std", "seeds", "categories"])
@@ -58,7 +60,9 @@ def shot_curves(frame: pd.DataFrame, metric: str, out_dir: Path) -> list[Path]:
     if "protocol" not in frame:
         return paths
     spec = metric_spec(metric)
-    for dataset in sorted(frame.loc[frame["protocol"] == "few_shot", "dataset"].unique()):
+    for dataset in sorted(
+        frame.loc[frame["protocol"].map(takes_references).astype(bool), "dataset"].unique()
+    ):
         table = shot_table(frame, metric, dataset)
         curves = [(c, t.sort_values("shots")) for c, t in table.groupby("column", sort=True)]
         curves = [(c, t) for c, t in curves if len(t) >= 2]

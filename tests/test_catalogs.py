@@ -51,11 +51,12 @@ def test_names_titles_and_definitions_are_written_once(catalog, words):
 def test_readers_follow_the_catalogs():
     from adbench import metrics
     from adbench.cli import cli
-    from adbench.reports import published, tables
+    from adbench.reports import catalog, published, tables
 
     assert metrics.METRICS == tuple(METRICS)
     assert metrics.METRIC_DEFINITIONS == {k: m.definition for k, m in METRICS.items()}
     assert published.METRIC_KEYS == {k: m.published for k, m in METRICS.items() if m.published}
-    assert tables.METRIC_ORDER == table_order() and tables.PROTOCOL_NAMES["few_shot"] == "few-shot"
+    assert tables.METRIC_ORDER == table_order()
+    assert all(catalog.protocol_title(name) == p.title for name, p in PROTOCOLS.items())
     protocol = next(o for o in cli.commands["run"].params if o.name == "protocol")
     assert list(protocol.type.choices) == list(PROTOCOLS)

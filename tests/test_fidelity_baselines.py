@@ -27,11 +27,11 @@ def test_no_map_smoothing_where_the_official_code_has_none():
 
 
 def test_per_dataset_presets_follow_the_official_scripts():
-    visa = APRILGAN.config_for_dataset(APRILGANConfig(), "visa")  # its fit trains on MVTec AD
+    visa = APRILGAN.config_for_dataset(APRILGANConfig(), "visa", ("mvtec",))  # its fit trains on MVTec AD
     assert (visa.epochs, visa.mosaic_rate) == (3, 0.2) and APRILGAN.mosaic_rate(visa) == 0.2
-    mvtec = APRILGAN.config_for_dataset(APRILGANConfig(), "mvtec")  # its fit trains on VisA
+    mvtec = APRILGAN.config_for_dataset(APRILGANConfig(), "mvtec", ("visa",))  # its fit trains on VisA
     assert (mvtec.epochs, mvtec.mosaic_rate) == (15, 0.0)
-    kept = APRILGAN.config_for_dataset(APRILGANConfig(preset="none", epochs=7), "visa")
+    kept = APRILGAN.config_for_dataset(APRILGANConfig(preset="none", epochs=7), "visa", ("mvtec",))
     assert (kept.epochs, kept.mosaic_rate) == (7, 0.0)
     assert MuSc.config_for_dataset(MuScConfig(), "visa").rscin_k == (1, 8, 9)
     assert MuSc.config_for_dataset(MuScConfig(), "mvtec").rscin_k == (1, 2, 3)

@@ -56,8 +56,13 @@ def test_packer_limits_groups_per_gpu() -> None:
     assert packer.place(task(1)) is None
 
 
+@dataclasses.dataclass
+class _Config:
+    image_size: int = 336
+
+
 def test_estimates_start_from_parameters_then_use_measured_peak() -> None:
-    spec = type("S", (), {"method": "m", "config": {"image_size": 336}})()
+    spec = type("S", (), {"method": "m", "config": _Config()})()
     est = MemoryEstimates(batch_size=16)
     first = est.job_mb(spec)
     assert first == pytest.approx(first_estimate_mb(gpu_schedule.DEFAULT_PARAMS, 336, 16) * 1.2)
@@ -186,7 +191,13 @@ def test_local_executor_packs_gpus(monkeypatch):
         return RunSummary()
 
     monkeypatch.setattr(gpu_schedule, "run_packed", fake)
-    executors.run_local(execute_groups, RunSpec(devices=["0", "1"]), "store", [], RunSummary())
+    executors.run_local(
+        execute_groups,
+        RunSpec(methods=["m"], devices=["0", "1"], executor="local"),
+        "store",
+        [],
+        RunSummary(),
+    )
     assert seen == [["cuda:0", "cuda:1"]]
 
 

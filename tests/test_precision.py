@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import adbench.plugins.backbones as builtin
-import adbench.runner as runner_mod
+import adbench.precision as precision_mod
 from adbench.backbones import build_backbone
 from adbench.plugins import aprilgan, backbones
 from adbench.precision import BF16, FP32, active_precision, autocast, precision_scope
@@ -69,7 +69,7 @@ def test_default_outside_a_scope_is_bf16_on_cuda_only():
 @pytest.mark.parametrize("requested, expected", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
 def test_every_stage_of_a_job_runs_in_the_recorded_precision(tmp_path, monkeypatch, requested, expected):
     # CUDA's policy on the CPU (bf16 autocast unless fp32 is asked for) so both branches run here
-    monkeypatch.setattr(runner_mod, "effective_precision", lambda r, d: FP32 if r == "fp32" else BF16)
+    monkeypatch.setattr(precision_mod, "effective_precision", lambda r, d: FP32 if r == "fp32" else BF16)
     monkeypatch.setenv("ADBENCH_CACHE", str(tmp_path / "cache"))
     write_tiny_dataset(tmp_path / "data", categories=("alpha", "beta"), size=32)
     reg = Registry(autoload=False, plugins=[TinyPlugin(), backbones, aprilgan])
