@@ -75,6 +75,25 @@ torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` s
 
 CLIP_DEPTH = 24
 DINO_DEPTH = 12
+#: Paper (no official code): Electronics 14 (2025) 4785, ``shared/papers/dma_sap__clip_dinov2_fusion.txt``.
+OFFICIAL_SOURCE = "paper: Jiang et al., Electronics 14 (2025) 4785 (no official code)"
+#: Recorded choices, field for field ``adbench.fidelity.Choice`` (topic, default, deviation, effect, option).
+FIDELITY_CHOICES: tuple[dict[str, str], ...] = (
+    {
+        "topic": "DINOv2 size",
+        "default": "ViT-L/14, taps 8/16/24 (Sec. 4.1.3 'CLIP ViT-L/14 + DINOv2 ViT-L'; breakdown 312.7 M fits 1024-wide dino_proj)",
+        "deviation": "Sec. 3.2 says 'DINOv2 (with 12 blocks)', i.e. ViT-B",
+        "effect": "adbench info: visual encoder 312.6 M (ViT-L) vs 312.0 M (ViT-B) against the paper's 312.7 M",
+        "option": "--set dma_sap.dino_backbone=dinov2-vitb14",
+    },
+    {
+        "topic": "L_seg over the M maps",
+        "default": "mean of focal + dice over the maps, so L_total = L_seg + 0.2 L_cls keeps Sec. 3.3.4's balance",
+        "deviation": "the paper writes L_seg for one map",
+        "effect": "the earlier sum weighed L_cls 0.04 per map (M = 5)",
+        "option": "--set dma_sap.seg_loss=sum|segmentation",
+    },
+)
 #: Sec. 4.1.3: "The visual encoder constitutes the majority of parameters (312.7 M, 71.7%), followed
 #: by the transformer (85.1 M, 19.5%) and embedding layers (37.9 M, 8.7%)"; about 436 M in total.
 PAPER_BREAKDOWN_M = {"visual encoder": 312.7, "transformer": 85.1, "embedding layers": 37.9, "total": 436.0}
@@ -140,6 +159,7 @@ class DMASAP(Method):
 
     name = "dma_sap"
     display_name = "DMA-SAP"
+    official_source = OFFICIAL_SOURCE
     description = (
         "CLIP ViT-L/14@336 + DINOv2 hierarchical fusion with Dual-Modality Attention and Stabilized "
         "Attention Pooling; learnable prompts, trained on an auxiliary dataset (Jiang et al. 2025)"

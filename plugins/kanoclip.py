@@ -76,6 +76,31 @@ from .kanoclip_knowledge import KNOWLEDGE_FILE, shipped_knowledge
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
+OFFICIAL_SOURCE = "paper: Li et al., KAnoCLIP (arXiv 2501.03786; no official code); V-V path: xmed-lab/CLIP_Surgery @ 9f5be11"
+#: Recorded choices, field for field ``adbench.fidelity.Choice`` (topic, default, deviation, effect, option).
+FIDELITY_CHOICES: tuple[dict[str, str], ...] = (
+    {
+        "topic": "CLIP-VV blocks",
+        "default": "V-V path in the last 6 blocks (CLIP Surgery, cited [10]: clip_surgery_model.py 'for i in range(1, 7)')",
+        "deviation": "stages 6/12/18 read the Q-K stream (no V-V path there)",
+        "effect": "earlier default 19 (AnomalyCLIP DPAM) put every stage on the V-V path",
+        "option": "--set kanoclip.vv_blocks=19",
+    },
+    {
+        "topic": "Conv-Adapter residual",
+        "default": "Eq. 11 as written: I_G' = ReLU(LN(I_G) W_down) W_up, no residual",
+        "deviation": "none",
+        "effect": "the earlier residual form started as the identity (CLIP's CLS)",
+        "option": "--set kanoclip.adapter_residual=true",
+    },
+    {
+        "topic": "Adam betas",
+        "default": "(0.5, 0.999) with lr 1e-3, batch 8, 15 epochs: AnomalyCLIP's schedule (paper silent, 'following AnomalyCLIP')",
+        "deviation": "paper gives no optimiser settings",
+        "effect": "earlier torch defaults (0.9, 0.999) contradicted the docstring",
+        "option": "--set kanoclip.betas=0.9,0.999",
+    },
+)
 
 
 @dataclass
@@ -129,6 +154,7 @@ class KAnoCLIP(Method):
 
     name = "kanoclip"
     display_name = "KAnoCLIP"
+    official_source = OFFICIAL_SOURCE
     description = (
         "CLIP ViT-L/14@336 with knowledge-driven learnable prompts (KD loss), V-V attention, bidirectional "
         "cross-modal interaction at 4 stages and a Conv-Adapter; trained on an auxiliary dataset (Li et al. 2025)"

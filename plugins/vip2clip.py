@@ -76,6 +76,38 @@ if TYPE_CHECKING:
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
+OFFICIAL_SOURCE = "github.com/kim0806/ViP2-CLIP @ bafac88 (train.py, test.py), 9515d14 (scripts/train.sh)"
+#: Recorded choices, field for field ``adbench.fidelity.Choice`` (topic, default, deviation, effect, option).
+FIDELITY_CHOICES: tuple[dict[str, str], ...] = (
+    {
+        "topic": "input size",
+        "default": "518 px (scripts/train.sh --image_size 518 for training and test)",
+        "deviation": "Table 3's input size is not printed; published_efficiency.csv lists 336",
+        "effect": "efficiency rows at 518 are not like-for-like with a 336 px reading of Table 3",
+        "option": "--set vip2clip.image_size=336",
+    },
+    {
+        "topic": "Eq. 9 loss balance",
+        "default": "L_global (one CE, mean over layers) + lambda * sum over the 4 layers of focal + 2 dice (train.py adds per layer)",
+        "deviation": "L_global: mean of per-layer CEs of the top-k descriptor, official: one CE of the mean top-k patch cosines",
+        "effect": "local part weighs 4 x one layer",
+        "option": "--set vip2clip.local_reduction=mean",
+    },
+    {
+        "topic": "epochs and betas",
+        "default": "10 epochs, Adam with torch's betas (train.py --epoch 10, Adam without betas)",
+        "deviation": "FGP's parameter group at lr x 0.01 is not modelled (one learning rate)",
+        "effect": "earlier 15 epochs and (0.5, 0.999) were AnomalyCLIP's",
+        "option": "--set vip2clip.epochs=15 --set vip2clip.betas=0.5,0.999",
+    },
+    {
+        "topic": "map smoothing",
+        "default": "Gaussian sigma 4 inside predict",
+        "deviation": "official test.py defaults to sigma 8",
+        "effect": "sharper maps than the official test",
+        "option": "--set vip2clip.sigma=8",
+    },
+)
 
 
 @dataclass
@@ -122,6 +154,7 @@ class ViP2CLIP(Method):
 
     name = "vip2clip"
     display_name = "ViP2-CLIP"
+    official_source = OFFICIAL_SOURCE
     description = (
         "CLIP ViT-L/14@336 with visual-perception prompts (ICA Meta-Net + FGP cross-attention) and "
         "unified top-k text-patch alignment; trained on an auxiliary dataset (ViP2-CLIP)"
