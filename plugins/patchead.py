@@ -68,7 +68,7 @@ FIDELITY_CHOICES: tuple[dict[str, str], ...] = (
         "topic": "batch zero-shot alignment",
         "default": "all images, queries included, in the first image's pose (Sec. 4.2); maps warped back to each query",
         "deviation": "how the query's own pose enters is not written; original views compared in their own poses",
-        "effect": "earlier, unaligned queries met aligned references (built-in screw 0.632 vs 0.903 without align)",
+        "effect": "built-in screw, EfficientNet-Lite0: image AUROC 0.912 aligned vs 0.903 not (earlier code: 0.632)",
         "option": "",
     },
     {
