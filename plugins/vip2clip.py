@@ -166,6 +166,9 @@ class ViP2CLIP(Method):
     backbone_fields = ("clip_backbone",)
     demo_backbones = {"clip_backbone": "tiny-clip"}
     smoothing_sigma = 0.0  # the method smooths with config.sigma itself (Eq. 11)
+    #: Read by the engine once the smoothing owner (issue 20, branch fidelity-a) lands: the protocol's
+    #: Gaussian is then skipped for this method, so sigma = 4 is applied once, here.
+    smooths_own_maps = True
 
     @classmethod
     def backbone_requirements(cls, config: ViP2CLIPConfig) -> dict[str, frozenset[str]]:
