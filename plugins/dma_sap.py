@@ -3,7 +3,7 @@
 Paper: Jiang et al., "Zero-Shot Industrial Anomaly Detection via CLIP-DINOv2 Multimodal Fusion and
 Stabilized Attention Pooling", Electronics 14 (2025) 4785 (``shared/papers/dma_sap__clip_dinov2_fusion.txt``,
 Sec. 3 and 4.1.3, ablation Table 7). Frozen CLIP ViT-L/14@336 (quickgelu, openai) tapped at blocks
-8/16/24 and DINOv2 (12 blocks) at 4/8/12; per level ``dino_proj`` + DMA (delta 3.0, eps 1.2, learnable
+8/16/24 and DINOv2 ViT-L at the relative depths 4/8/12 of 12 (8/16/24); per level ``dino_proj`` + DMA (delta 3.0, eps 1.2, learnable
 theta); learnable level weights alpha/beta/gamma; learnable normal/anomalous prompts with "object" /
 "damaged object"; SAP with a sigmoid gate; loss focal + dice + 0.2 x image CE; Adam lr 1e-3, batch 8,
 10 epochs, 336 px. Ablations (Table 7) are ``variant=A|B|C|D``.
