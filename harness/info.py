@@ -44,14 +44,21 @@ def parameter_counts(method_cls: type, config: Any, registry: Registry | None = 
             backbones[name] = count_parameters(
                 build_backbone(name, pretrained=False, device="cpu", registry=registry)
             )
-    trainable = 0
+    trainable, breakdown = 0, []
     if method_cls.trained:
         method = method_cls(config, "cpu")
         method.pretrained_backbones = False
         method.setup()
         trainable = sum(p.numel() for p in method.learnable_module().parameters() if p.requires_grad)
+        breakdown = method.parameter_breakdown()
     frozen = sum(backbones.values())
-    return {"backbones": backbones, "frozen": frozen, "trainable": trainable, "total": frozen + trainable}
+    return {
+        "backbones": backbones,
+        "frozen": frozen,
+        "trainable": trainable,
+        "total": frozen + trainable,
+        "breakdown": breakdown,
+    }
 
 
 def describe_method(name: str, registry: Registry | None = None, overrides: dict | None = None) -> str:
@@ -94,4 +101,5 @@ def describe_method(name: str, registry: Registry | None = None, overrides: dict
         lines.append(f"  frozen backbone {bname}: {_millions(n)}")
     lines.append(f"  trainable: {_millions(counts['trainable'])}")
     lines.append(f"  total: {_millions(counts['total'])}")
+    lines += counts["breakdown"]
     return "\n".join(lines)

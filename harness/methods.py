@@ -195,6 +195,11 @@ class Method(ABC):
         """Extra lines for ``adbench info`` (e.g. a shipped knowledge base's version); none by default."""
         return []
 
+    def parameter_breakdown(self) -> list[str]:
+        """Lines for ``adbench info`` setting the built model's parameter groups beside the ones its
+        paper prints (called after ``setup`` on random backbones); none by default."""
+        return []
+
     def backbone_names(self) -> dict[str, str]:
         """Config field -> backbone name, for the job key and the weights record."""
         return {f: getattr(self.config, f) for f in self.backbone_fields}

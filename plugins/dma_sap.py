@@ -3,13 +3,20 @@
 Paper: Jiang et al., "Zero-Shot Industrial Anomaly Detection via CLIP-DINOv2 Multimodal Fusion and
 Stabilized Attention Pooling", Electronics 14 (2025) 4785 (``shared/papers/dma_sap__clip_dinov2_fusion.txt``,
 Sec. 3 and 4.1.3, ablation Table 7). Frozen CLIP ViT-L/14@336 (quickgelu, openai) tapped at blocks
-8/16/24 and DINOv2 (12 blocks) at 4/8/12; per level ``dino_proj`` + DMA (delta 3.0, eps 1.2, learnable
+8/16/24 and DINOv2 ViT-L at the relative depths 4/8/12 of 12 (8/16/24); per level ``dino_proj`` + DMA (delta 3.0, eps 1.2, learnable
 theta); learnable level weights alpha/beta/gamma; learnable normal/anomalous prompts with "object" /
 "damaged object"; SAP with a sigmoid gate; loss focal + dice + 0.2 x image CE; Adam lr 1e-3, batch 8,
 10 epochs, 336 px. Ablations (Table 7) are ``variant=A|B|C|D``.
 
 Choices where the paper is silent or contradicts itself (all are config values):
-* ``dino_backbone``: ViT-B/14 (12 blocks, as the text says; the efficiency paragraph says ViT-L).
+* ``dino_backbone`` (**choice**): DINOv2 ViT-L/14. Sec. 3.2 says "the DINOv2 model (with 12 blocks)",
+  but Sec. 4.1.3 names the "dual-backbone architecture (CLIP ViT-L/14 + DINOv2 ViT-L)", and its
+  parameter breakdown fits a 1024-wide DINOv2: 436 M = visual encoder 312.7 M + text transformer
+  85.1 M + embeddings 37.9 M is CLIP ViT-L/14@336 (304.3 M + 85.1 M + 37.9 M) plus the learnable head,
+  whose three ``dino_proj`` read 1024-wide tokens (``adbench info dma_sap`` prints adbench's breakdown
+  beside the paper's). Two statements against one; the taps 4/8/12 of 12 blocks are read as the
+  same relative depths, 8/16/24 of ViT-L's 24. ``dino_backbone=dinov2-vitb14`` is the "12 blocks"
+  reading (the earlier default).
 * CLIP patch tokens of every tap (and F_self) go through CLIP's own frozen ``ln_post`` + projection into
   the text space (as AnomalyCLIP), so DMA works at the joint width C (768 for ViT-L); ``dino_proj`` maps
   layer-normalised DINO tokens to C. The values DMA aggregates are the level's hierarchical fusion
@@ -34,6 +41,11 @@ Choices where the paper is silent or contradicts itself (all are config values):
   with f_out alone (the earlier form). A-C (no SAP) use the CLS embedding. Variant A fuses the deepest
   taps only, without level weights.
 * L_seg = L_focal + ``dice_weight`` x L_dice (Sec. 3.3.4, lambda_dice not given: 1) on each anomaly map.
+  ``seg_loss`` (**choice**): L_total = L_seg + 0.2 L_cls (Sec. 3.3.4) with L_seg one focal + dice
+  term, so with M maps the default ``mean`` averages the per-map losses and keeps the paper's 0.2
+  balance against L_cls; ``sum`` adds them (the earlier form: with M = 5 maps L_cls weighs 0.04 per
+  map); ``segmentation`` sums over the maps of the segmentation embeddings F_fusion and F_self only
+  (Sec. 3.3: "local embeddings F_fusion and F_self for segmentation").
   ``normal_map_dice`` (off) adds AnomalyCLIP's second dice term on the normal map (1 - A vs 1 - mask),
   which the paper does not have.
 * ``betas``: the paper says Adam with lr 1e-3 and no betas; torch's defaults (0.9, 0.999) are used
@@ -63,6 +75,34 @@ torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` s
 
 CLIP_DEPTH = 24
 DINO_DEPTH = 12
+#: Paper (no official code): Electronics 14 (2025) 4785, ``shared/papers/dma_sap__clip_dinov2_fusion.txt``.
+OFFICIAL_SOURCE = "paper: Jiang et al., Electronics 14 (2025) 4785 (no official code)"
+#: Recorded choices, field for field ``adbench.fidelity.Choice`` (topic, default, deviation, effect, option).
+FIDELITY_CHOICES: tuple[dict[str, str], ...] = (
+    {
+        "topic": "DINOv2 size",
+        "default": "ViT-L/14, taps 8/16/24 (Sec. 4.1.3 'CLIP ViT-L/14 + DINOv2 ViT-L'; breakdown 312.7 M fits 1024-wide dino_proj)",
+        "deviation": "Sec. 3.2 says 'DINOv2 (with 12 blocks)', i.e. ViT-B",
+        "effect": "adbench info: visual encoder 312.6 M (ViT-L) vs 312.0 M (ViT-B) against the paper's 312.7 M",
+        "option": "--set dma_sap.dino_backbone=dinov2-vitb14",
+    },
+    {
+        "topic": "L_seg over the M maps",
+        "default": "mean of focal + dice over the maps, so L_total = L_seg + 0.2 L_cls keeps Sec. 3.3.4's balance",
+        "deviation": "the paper writes L_seg for one map",
+        "effect": "the earlier sum weighed L_cls 0.04 per map (M = 5)",
+        "option": "--set dma_sap.seg_loss=sum|segmentation",
+    },
+)
+#: Sec. 4.1.3: "The visual encoder constitutes the majority of parameters (312.7 M, 71.7%), followed
+#: by the transformer (85.1 M, 19.5%) and embedding layers (37.9 M, 8.7%)"; about 436 M in total.
+PAPER_BREAKDOWN_M = {"visual encoder": 312.7, "transformer": 85.1, "embedding layers": 37.9, "total": 436.0}
+
+
+def _count(*modules: torch.nn.Module | torch.Tensor) -> int:
+    return sum(
+        m.numel() if isinstance(m, torch.Tensor) else sum(p.numel() for p in m.parameters()) for m in modules
+    )
 
 
 @dataclass
@@ -70,7 +110,10 @@ class DMASAPConfig(TrainedConfig):
     """dma_sap settings; defaults are the paper's (Sec. 3.3, 4.1.3)."""
 
     clip_backbone: str = "clip-vitl14-336"
-    dino_backbone: str = "dinov2-vitb14"
+    dino_backbone: str = setting(
+        "dinov2-vitl14",
+        doc="choice: ViT-L (Sec. 4.1.3 and its parameter breakdown); dinov2-vitb14 = the '12 blocks' sentence",
+    )
     image_size: int = setting(336, ge=14, le=4096)
     variant: Literal["A", "B", "C", "D"] = "D"
     clip_layers: tuple[int, ...] = (8, 16, 24)
@@ -89,6 +132,11 @@ class DMASAPConfig(TrainedConfig):
     temperature: float = setting(0.07, gt=0)
     cls_weight: float = setting(0.2, ge=0)
     dice_weight: float = setting(1.0, ge=0, doc="lambda_dice of L_seg (not given in the paper)")
+    seg_loss: Literal["mean", "sum", "segmentation"] = setting(
+        "mean",
+        doc="choice: L_seg over the M maps: mean keeps 0.2 L_cls (Sec. 3.3.4); sum = earlier "
+        "(0.04 per map); segmentation = F_fusion's and F_self's maps only (Sec. 3.3)",
+    )
     normal_map_dice: bool = setting(
         False, doc="AnomalyCLIP's extra dice on the normal map (not in the paper)"
     )
@@ -111,6 +159,7 @@ class DMASAP(Method):
 
     name = "dma_sap"
     display_name = "DMA-SAP"
+    official_source = OFFICIAL_SOURCE
     description = (
         "CLIP ViT-L/14@336 + DINOv2 hierarchical fusion with Dual-Modality Attention and Stabilized "
         "Attention Pooling; learnable prompts, trained on an auxiliary dataset (Jiang et al. 2025)"
@@ -175,6 +224,26 @@ class DMASAP(Method):
         ).to(self.device)
         self.learnable.eval()
 
+    def parameter_breakdown(self) -> list[str]:
+        """adbench's parameter groups beside Sec. 4.1.3's: visual encoder = CLIP's image tower plus the
+        learnable head, transformer = CLIP's text transformer, embedding layers = its token embedding.
+        The DINOv2 tower is listed apart: the paper's 436 M is matched without it."""
+        model = self.clip.model
+        learnable = _count(self.learnable)
+        groups = {
+            "visual encoder": _count(model.visual) + learnable,
+            "transformer": _count(model.transformer),
+            "embedding layers": _count(model.token_embedding),
+        }
+        groups["total"] = _count(model) + learnable
+        lines = ["parameter breakdown (adbench | paper Sec. 4.1.3, M):"]
+        lines += [f"  {k}: {v / 1e6:.1f} | {PAPER_BREAKDOWN_M[k]}" for k, v in groups.items()]
+        lines.append(f"    of which learnable head and prompts: {learnable / 1e6:.2f}")
+        lines.append(
+            f"  DINOv2 tower ({self.config.dino_backbone}, frozen): {_count(self.dino) / 1e6:.1f} | not counted"
+        )
+        return lines
+
     def _prompt_learner(self) -> PromptLearner:
         from .prompt_learner import PromptLearner
 
@@ -218,9 +287,16 @@ class DMASAP(Method):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         maps, logits = self.forward_head(features)  # segmentation_loss resizes each map to the masks
         cfg = self.config
-        seg = sum(segmentation_loss(maps[:, m], masks, cfg.dice_weight) for m in range(maps.shape[1]))
+        supervised = (
+            range(maps.shape[1] - 2, maps.shape[1])
+            if cfg.seg_loss == "segmentation"
+            else range(maps.shape[1])
+        )
+        seg = sum(segmentation_loss(maps[:, m], masks, cfg.dice_weight) for m in supervised)
         if cfg.normal_map_dice:
-            seg = seg + sum(normal_map_dice(maps[:, m], masks) for m in range(maps.shape[1]))
+            seg = seg + sum(normal_map_dice(maps[:, m], masks) for m in supervised)
+        if cfg.seg_loss == "mean":
+            seg = seg / len(supervised)
         cls = image_cross_entropy(logits, labels)
         loss = seg + self.config.cls_weight * cls
         return loss, {"seg": float(seg.detach()), "cls": float(cls.detach())}

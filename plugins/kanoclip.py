@@ -21,11 +21,18 @@ Choices where the paper is silent (all are config values or stated here):
   learnable prefixes are shared by all classes; w̄n / w̄a of a class average its state-word prompts.
   The KD loss is averaged over the classes of the batch's training set.
 * Stages: blocks 6/12/18/24 of ViT-L (AnomalyCLIP / APRIL-GAN's taps; proportionally fewer on smaller
-  models, 1-4 on the 4-block tiny demo model). CLIP-VV runs the V-V path from the first stage on
-  (CLIP Surgery's stream: V-V attention of each block added to the stream, MLP skipped); patch
-  tokens come from that path, the global feature I_G is CLIP's projected CLS from the Q-K path. All
-  patch tokens are projected into the text space (CLIP's ``ln_post`` + projection), so Bi-CMCI
-  works at the joint width (768 for ViT-L).
+  models, 1-4 on the 4-block tiny demo model). All patch tokens are projected into the text space
+  (CLIP's ``ln_post`` + projection), so Bi-CMCI works at the joint width (768 for ViT-L).
+* CLIP-VV (**choice** ``vv_blocks``): Sec. 2.3 introduces "a V-V attention mechanism [10]", [10]
+  being CLIP Surgery, whose code (xmed-lab/CLIP_Surgery at 9f5be11, clip/clip_surgery_model.py,
+  ``VisionTransformer.forward``: "apply architecture surgery on the last 6 blocks", ``for i in
+  range(1, 7)`` over ``resblocks[-i]``) runs the V-V path in the last 6 blocks: the default
+  ``vv_blocks`` = 6 (19-24 of ViT-L; proportionally fewer on smaller models, at least 1). A stage
+  before that (6/12/18) reads the one stream there is, the Q-K path's tokens, as CLIP Surgery's
+  encoder has no second path there; the deepest stage reads the V-V path (V-V attention of each
+  block added to the stream, MLP skipped). ``vv_blocks`` = 19 (AnomalyCLIP's DPAM, the earlier
+  default) puts every stage on the V-V path. The global feature I_G is CLIP's projected CLS from
+  the Q-K path (CLIP Surgery replaces the V-V path's CLS with the original one).
 * Bi-CMCI stage: deformable self-attention over the grid (DAT: reference points every ``deform_stride``
   tokens, offsets from the pooled queries, tanh-bounded to ``offset_range`` tokens, ``heads`` heads, no
   relative position bias), self-attention over the two text tokens, then bidirectional cross-attention
@@ -37,10 +44,15 @@ Choices where the paper is silent (all are config values or stated here):
   (softmax + max(M)) / 2, so it stays a probability for the BCE; during training max(M) is taken on
   the unfiltered token-grid map.
 * Conv-Adapter: on one global vector the depthwise convolution has spatial size 1 (a per-channel
-  scale); bottleneck C / ``adapter_reduction`` (4); a residual connection with W_up started at zero,
-  so the untrained adapter returns CLIP's feature (the paper's Eq. 11 shows the branch alone).
+  scale); bottleneck C / ``adapter_reduction`` (4). ``adapter_residual`` (**choice**): Eq. 11,
+  Î_G = ReLU(LN(I_G) W_down) W_up, has no residual, so the default is the branch alone (torch's
+  default initialisation); ``adapter_residual=true`` adds I_G with W_up started at zero, so the
+  untrained adapter returns CLIP's feature (the earlier form).
 * With ``knpl=false`` the prefixes are still learned (CoOp style) without the KD term.
-* Optimiser Adam, lr 1e-3, batch 8, 15 epochs (AnomalyCLIP's schedule; the paper gives none).
+* Optimiser (**choice** ``betas``): the paper gives none and says it trains "following APRIL-GAN and
+  AnomalyCLIP"; AnomalyCLIP's schedule is used whole: Adam, lr 1e-3, betas (0.5, 0.999), batch 8,
+  15 epochs (torch's default betas (0.9, 0.999), used earlier against this docstring, are
+  ``--set kanoclip.betas=0.9,0.999``).
 """
 
 from __future__ import annotations
@@ -64,6 +76,31 @@ from .kanoclip_knowledge import KNOWLEDGE_FILE, shipped_knowledge
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
+OFFICIAL_SOURCE = "paper: Li et al., KAnoCLIP (arXiv 2501.03786; no official code); V-V path: xmed-lab/CLIP_Surgery @ 9f5be11"
+#: Recorded choices, field for field ``adbench.fidelity.Choice`` (topic, default, deviation, effect, option).
+FIDELITY_CHOICES: tuple[dict[str, str], ...] = (
+    {
+        "topic": "CLIP-VV blocks",
+        "default": "V-V path in the last 6 blocks (CLIP Surgery, cited [10]: clip_surgery_model.py 'for i in range(1, 7)')",
+        "deviation": "stages 6/12/18 read the Q-K stream (no V-V path there)",
+        "effect": "earlier default 19 (AnomalyCLIP DPAM) put every stage on the V-V path",
+        "option": "--set kanoclip.vv_blocks=19",
+    },
+    {
+        "topic": "Conv-Adapter residual",
+        "default": "Eq. 11 as written: I_G' = ReLU(LN(I_G) W_down) W_up, no residual",
+        "deviation": "none",
+        "effect": "the earlier residual form started as the identity (CLIP's CLS)",
+        "option": "--set kanoclip.adapter_residual=true",
+    },
+    {
+        "topic": "Adam betas",
+        "default": "(0.5, 0.999) with lr 1e-3, batch 8, 15 epochs: AnomalyCLIP's schedule (paper silent, 'following AnomalyCLIP')",
+        "deviation": "paper gives no optimiser settings",
+        "effect": "earlier torch defaults (0.9, 0.999) contradicted the docstring",
+        "option": "--set kanoclip.betas=0.9,0.999",
+    },
+)
 
 
 @dataclass
@@ -76,6 +113,14 @@ class KAnoCLIPConfig(TrainedConfig):
     normal_words: tuple[str, ...] = ("normal", "perfect")
     abnormal_words: tuple[str, ...] = ("abnormal", "defective")
     stage_layers: tuple[int, ...] = setting((6, 12, 18, 24), ge=1, doc="Bi-CMCI stages (blocks of ViT-L)")
+    vv_blocks: int = setting(
+        6,
+        ge=1,
+        doc="choice: CLIP-VV in the last blocks of ViT-L: CLIP Surgery's 6 (cited as [10]); 19 = DPAM, every stage",
+    )
+    adapter_residual: bool = setting(
+        False, doc="choice: Eq. 11 has no residual; true adds I_G (W_up starts at zero)"
+    )
     knpl: bool = True
     clip_vv: bool = True
     bi_cmci: bool = True
@@ -90,6 +135,9 @@ class KAnoCLIPConfig(TrainedConfig):
     global_weight: float = setting(1.0, ge=0)
     local_weight: float = setting(1.0, ge=0)
     lr: float = setting(1e-3, gt=0)
+    betas: tuple[float, ...] = setting(
+        (0.5, 0.999), ge=0, lt=1, doc="choice: Adam betas of AnomalyCLIP's schedule (paper silent)"
+    )
     batch_size: int = setting(8, ge=1)
     epochs: int = setting(15, ge=0)
 
@@ -106,6 +154,7 @@ class KAnoCLIP(Method):
 
     name = "kanoclip"
     display_name = "KAnoCLIP"
+    official_source = OFFICIAL_SOURCE
     description = (
         "CLIP ViT-L/14@336 with knowledge-driven learnable prompts (KD loss), V-V attention, bidirectional "
         "cross-modal interaction at 4 stages and a Conv-Adapter; trained on an auxiliary dataset (Li et al. 2025)"
@@ -164,7 +213,8 @@ class KAnoCLIP(Method):
         require_text_tower(clip, "kanoclip.backbone", cfg.backbone)
         self.clip = clip
         self.stages = scale_taps(cfg.stage_layers, CLIP_DEPTH, clip.num_blocks)
-        self.vv_blocks = clip.num_blocks - min(self.stages) + 1 if cfg.clip_vv else 0
+        scaled = max(1, round(cfg.vv_blocks * clip.num_blocks / CLIP_DEPTH))
+        self.vv_blocks = min(clip.num_blocks, scaled) if cfg.clip_vv else 0
         dim = int(clip.output_dim)
         if dim % cfg.heads:
             raise AdbenchError(f"kanoclip.heads={cfg.heads}: must divide the feature width {dim}")
@@ -183,7 +233,7 @@ class KAnoCLIP(Method):
             ),
         }
         if cfg.conv_adapter:
-            parts["adapter"] = ConvAdapter(dim, cfg.adapter_reduction)
+            parts["adapter"] = ConvAdapter(dim, cfg.adapter_reduction, residual=cfg.adapter_residual)
         self.learnable = torch.nn.ModuleDict(parts).to(self.device)
         self.learnable.eval()
         self.train_classes: list[str] = []
@@ -222,10 +272,10 @@ class KAnoCLIP(Method):
         return {"class_index": torch.tensor(index, dtype=torch.long)}
 
     def frozen_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Projected patch tokens of each stage (V-V path with CLIP-VV) and the projected CLS (I_G)."""
+        """Projected patch tokens of each stage and the projected CLS (I_G): with CLIP-VV a stage inside
+        the V-V blocks reads the V-V path, one before them the only stream there is (CLIP Surgery)."""
         t = self.clip.forward_tokens(images, self.stages, project=True, vv_blocks=self.vv_blocks)
-        grids = t.vv if self.config.clip_vv else t.patches
-        feats = {f"stage{i}": grids[s] for i, s in enumerate(self.stages)}
+        feats = {f"stage{i}": t.vv.get(s, t.patches[s]) for i, s in enumerate(self.stages)}
         feats["cls"] = t.cls
         return feats
 

@@ -202,26 +202,31 @@ def combine_maps(m_n: torch.Tensor, m_a: torch.Tensor) -> torch.Tensor:
 
 
 class ConvAdapter(nn.Module):
-    """Depthwise-separable bottleneck on the global feature: Î_G = I_G + W_up ReLU(DW(LN(I_G) W_down)).
+    """Depthwise-separable bottleneck on the global feature, Eq. 11: Î_G = W_up ReLU(DW(LN(I_G) W_down)).
 
     On a single feature vector the depthwise convolution has spatial size 1 (a learnable
-    per-channel scale); W_down / W_up are the pointwise (1x1) convolutions of Eq. 11.
+    per-channel scale); W_down / W_up are the pointwise (1x1) convolutions of Eq. 11. With
+    ``residual`` (a recorded choice, not in Eq. 11) I_G is added and W_up starts at zero, so the
+    untrained adapter is the identity.
     """
 
-    def __init__(self, dim: int, reduction: int = 4) -> None:
+    def __init__(self, dim: int, reduction: int = 4, residual: bool = False) -> None:
         super().__init__()
         hidden = max(1, dim // reduction)
+        self.residual = residual
         self.norm = nn.LayerNorm(dim)
         self.down = nn.Conv1d(dim, hidden, 1)
         self.depthwise = nn.Conv1d(hidden, hidden, 1, groups=hidden)
         self.up = nn.Conv1d(hidden, dim, 1)
-        nn.init.zeros_(self.up.weight)  # choice: residual start, the untrained adapter is the identity
-        nn.init.zeros_(self.up.bias)
+        if residual:
+            nn.init.zeros_(self.up.weight)
+            nn.init.zeros_(self.up.bias)
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
         """(N, C) -> (N, C)."""
         x = self.norm(feature)[..., None]
-        return feature + self.up(F.relu(self.depthwise(self.down(x))))[..., 0]
+        branch = self.up(F.relu(self.depthwise(self.down(x))))[..., 0]
+        return feature + branch if self.residual else branch
 
 
 def global_probability(feature: torch.Tensor, text: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:

@@ -63,17 +63,52 @@ def estimate_transform(moving: torch.Tensor, fixed: torch.Tensor, seed: int = 0)
     return model
 
 
+def at_size(model: EuclideanTransform, h: int, w: int) -> EuclideanTransform:
+    """A transform estimated at MATCH_SIZE, expressed in the pixel coordinates of an (h, w) grid
+    (pixel centres line up: x_grid + 0.5 = (x_match + 0.5) * w / MATCH_SIZE)."""
+    sx, sy = w / MATCH_SIZE, h / MATCH_SIZE
+    to_grid = np.array([[sx, 0, (sx - 1) / 2], [0, sy, (sy - 1) / 2], [0, 0, 1.0]])
+    return EuclideanTransform(matrix=to_grid @ model.params @ np.linalg.inv(to_grid))
+
+
+def warp_grid(grid: torch.Tensor, transform: EuclideanTransform) -> torch.Tensor:
+    """(C, H, W) resampled at ``transform``(output coordinates): output pixel p takes grid[transform(p)]."""
+    arr = grid.detach().float().cpu().permute(1, 2, 0).numpy()
+    out = warp(arr, transform, mode="edge", preserve_range=True)
+    return torch.from_numpy(out.astype(np.float32)).permute(2, 0, 1).to(grid.device, grid.dtype)
+
+
 def align_to(moving: torch.Tensor, fixed: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """``moving`` (3, H, W) warped so that it lines up with ``fixed``; unchanged when matching fails."""
     model = estimate_transform(moving, fixed, seed)
     if model is None:
         return moving
-    h, w = moving.shape[-2:]
-    scale = np.diag([w / MATCH_SIZE, h / MATCH_SIZE, 1.0])
-    full = EuclideanTransform(matrix=scale @ model.params @ np.linalg.inv(scale))
-    arr = moving.detach().float().cpu().permute(1, 2, 0).numpy()
-    out = warp(arr, full, mode="edge", preserve_range=True)  # full maps output (fixed) coords -> input
-    return torch.from_numpy(out.astype(np.float32)).permute(2, 0, 1).to(moving.device, moving.dtype)
+    return warp_grid(moving, at_size(model, *moving.shape[-2:]))  # maps fixed coords -> moving coords
+
+
+def common_pose(images: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, list[EuclideanTransform | None]]:
+    """Every image (N, 3, H, W) brought into the pose of the first (Sec. 4.2: "we use the first image
+    as the query and apply the same process to all other images"), and per image the transform from
+    the common pose to its own (None: identity, for the first image and failed matches)."""
+    out, transforms = [images[0]], [None]
+    for image in images[1:]:
+        model = estimate_transform(image, images[0], seed)
+        transforms.append(model)
+        out.append(image if model is None else warp_grid(image, at_size(model, *image.shape[-2:])))
+    return torch.stack(out), transforms
+
+
+def back_to_own_pose(maps: torch.Tensor, transforms: list[EuclideanTransform | None]) -> torch.Tensor:
+    """Maps (N, ..., h, w) computed in the common pose, each warped back into its image's own pose."""
+    out = []
+    for amap, model in zip(maps, transforms, strict=True):
+        if model is None:
+            out.append(amap)
+            continue
+        h, w = amap.shape[-2:]
+        inverse = EuclideanTransform(matrix=np.linalg.inv(at_size(model, h, w).params))
+        out.append(warp_grid(amap.reshape(-1, h, w), inverse).reshape(amap.shape))
+    return torch.stack(out)
 
 
 def alignment_variants(moving: torch.Tensor, fixed: torch.Tensor, seed: int = 0) -> list[torch.Tensor]:

@@ -11,10 +11,24 @@ G_sigma(mean_l (1 - M_n^l)/2 + M_a^l/2); loss = CE on the descriptors + lambda *
 dice(M_n, 1 - mask) + dice(M_a, mask)]. Ablations (Table 4 / 5, Fig. 6): ``ica``, ``fgp``, ``utpa``
 (false = the dual-branch CLIP_DUAL scheme), ``top_k``.
 
-Choices where the paper is silent (all are config values; AnomalyCLIP's values, the lineage it follows):
-* Training: Adam, lr 1e-3, betas (0.5, 0.999), batch 8, 15 epochs, input 518 px, temperature 0.07,
-  Gaussian sigma 4 (px at the input size, applied by the method, so the runner's smoothing is off),
-  lambda (``local_weight``) 1.
+Official code: kim0806/ViP2-CLIP at bafac88 (``train.py``, ``test.py``) and 9515d14 (``scripts/train.sh``).
+
+Choices where the paper is silent (all are config values; the official code's where it has one,
+else AnomalyCLIP's, the lineage it follows):
+* Training: Adam, lr 1e-3, batch 8, temperature 0.07, lambda (``local_weight``) 1, Gaussian sigma 4
+  (px at the input size, applied by the method, so the runner's smoothing is off; the official
+  ``test.py`` defaults to sigma 8). ``epochs`` (**choice**) 10 and ``betas`` (**choice**) torch's
+  (0.9, 0.999): the official ``train.py`` (``--epoch`` default 10, ``scripts/train.sh`` epoch=10)
+  builds ``torch.optim.Adam`` without betas; the earlier 15 epochs and (0.5, 0.999) were
+  AnomalyCLIP's. Not modelled: its FGP parameter group at lr x 0.01 (one learning rate here).
+* ``image_size`` (**choice**) 518: the official scripts train and test with ``--image_size 518``.
+  Table 3 (efficiency) does not print its input size; ``published_efficiency.csv`` lists it at 336,
+  the backbone's native size. Records state the size that ran; ``--set vip2clip.image_size=336``
+  measures at 336 (24 x 24 patch tokens per layer instead of 37 x 37).
+* Loss balance (Eq. 9, L_total = L_global + lambda sum_l L_local^{M^l}): ``local_reduction``
+  (**choice**) ``sum`` adds the N = 4 layers' focal + dice terms as written (the official ``train.py``
+  adds ``loss_focal`` and both ``loss_dice`` per layer map, then one image CE), so L_local weighs
+  4 x one layer against one CE-sized L_global; ``mean`` divides by N (equal weight).
 * Token layout: e = 10 - r = 7 front tokens per prompt, r = 3 back tokens o_i shared by both prompts
   (the paper writes the same z_i in g_n and g_a); init N(0, 0.02) (CoOp). The global image embedding f
   is CLIP's projected CLS embedding. One Meta-Net emits all r offsets; its hidden width
@@ -27,7 +41,9 @@ Choices where the paper is silent (all are config values; AnomalyCLIP's values, 
   4x the paper's parameter count). FGP's output replaces the text features (Eq. 6), as written.
 * Without FGP (ablation) the patch tokens go through ``ln_post`` and CLIP's projection into the text
   space (as AnomalyCLIP) and the text features are the prompts of every layer.
-* L_global is the mean over layers of the per-layer CE of the top-k descriptors. Dual branch
+* L_global is the mean over layers of the per-layer CE of the top-k descriptors (Eq. 8-9). The
+  official ``train.py`` instead takes one CE of the mean over layers and top-k patches of the
+  patch-text cosines (not the cosine of the mean patch); same scale, not modelled. Dual branch
   (``utpa=false``): image logits = CLS embedding vs the text features, L_global = their CE, score =
   P(anomalous | CLS); the maps and local loss are unchanged.
 * Taps and ``vv_blocks`` are given for the paper's 24 blocks and scale proportionally on other depths
@@ -43,7 +59,7 @@ FGP and the top-k scoring also run per step. ``benchmarks/bench_vip2clip.py`` me
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import lazy_loader as lazy
 
@@ -60,6 +76,38 @@ if TYPE_CHECKING:
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
+OFFICIAL_SOURCE = "github.com/kim0806/ViP2-CLIP @ bafac88 (train.py, test.py), 9515d14 (scripts/train.sh)"
+#: Recorded choices, field for field ``adbench.fidelity.Choice`` (topic, default, deviation, effect, option).
+FIDELITY_CHOICES: tuple[dict[str, str], ...] = (
+    {
+        "topic": "input size",
+        "default": "518 px (scripts/train.sh --image_size 518 for training and test)",
+        "deviation": "Table 3's input size is not printed; published_efficiency.csv lists 336",
+        "effect": "efficiency rows at 518 are not like-for-like with a 336 px reading of Table 3",
+        "option": "--set vip2clip.image_size=336",
+    },
+    {
+        "topic": "Eq. 9 loss balance",
+        "default": "L_global (one CE, mean over layers) + lambda * sum over the 4 layers of focal + 2 dice (train.py adds per layer)",
+        "deviation": "L_global: mean of per-layer CEs of the top-k descriptor, official: one CE of the mean top-k patch cosines",
+        "effect": "local part weighs 4 x one layer",
+        "option": "--set vip2clip.local_reduction=mean",
+    },
+    {
+        "topic": "epochs and betas",
+        "default": "10 epochs, Adam with torch's betas (train.py --epoch 10, Adam without betas)",
+        "deviation": "FGP's parameter group at lr x 0.01 is not modelled (one learning rate)",
+        "effect": "earlier 15 epochs and (0.5, 0.999) were AnomalyCLIP's",
+        "option": "--set vip2clip.epochs=15 --set vip2clip.betas=0.5,0.999",
+    },
+    {
+        "topic": "map smoothing",
+        "default": "Gaussian sigma 4 inside predict",
+        "deviation": "official test.py defaults to sigma 8",
+        "effect": "sharper maps than the official test",
+        "option": "--set vip2clip.sigma=8",
+    },
+)
 
 
 @dataclass
@@ -67,7 +115,9 @@ class ViP2CLIPConfig(TrainedConfig):
     """vip2clip settings; defaults are the paper's (Sec. 4, 5.1), AnomalyCLIP's where it is silent."""
 
     clip_backbone: str = "clip-vitl14-336"
-    image_size: int = setting(518, ge=14, le=4096, doc="input size (AnomalyCLIP's 518; paper silent)")
+    image_size: int = setting(
+        518, ge=14, le=4096, doc="choice: 518 as the official scripts; 336 = the backbone's native size"
+    )
     layers: tuple[int, ...] = setting((6, 12, 18, 24), ge=1, doc="alignment layers (for 24 blocks)")
     vv_blocks: int = setting(19, ge=0, doc="V-V ('smoothed') path in the last blocks; 0 = original tokens")
     n_ctx: int = setting(10, ge=1, doc="learnable tokens per prompt")
@@ -81,11 +131,21 @@ class ViP2CLIPConfig(TrainedConfig):
     meta_hidden: int = setting(384, ge=1, doc="Meta-Net hidden width (paper silent)")
     temperature: float = setting(0.07, gt=0)
     local_weight: float = setting(1.0, ge=0, doc="lambda: weight of the summed local losses")
+    local_reduction: Literal["sum", "mean"] = setting(
+        "sum", doc="choice: Eq. 9 sums L_local over the N layers (official train.py too); mean divides by N"
+    )
     sigma: float = setting(4.0, ge=0, doc="Gaussian smoothing of the map (px at image_size)")
     lr: float = setting(1e-3, gt=0)
-    betas: tuple[float, ...] = setting((0.5, 0.999), ge=0, lt=1, doc="Adam betas (AnomalyCLIP)")
+    betas: tuple[float, ...] = setting(
+        (0.9, 0.999),
+        ge=0,
+        lt=1,
+        doc="choice: Adam betas of the official train.py (torch's); 0.5,0.999 = AnomalyCLIP",
+    )
     batch_size: int = setting(8, ge=1)
-    epochs: int = setting(15, ge=0, doc="0 keeps the untrained initialisation (a baseline)")
+    epochs: int = setting(
+        10, ge=0, doc="choice: official train.py / train.sh 10 (AnomalyCLIP's 15 earlier); 0 = untrained"
+    )
 
 
 class ViP2CLIP(Method):
@@ -94,6 +154,7 @@ class ViP2CLIP(Method):
 
     name = "vip2clip"
     display_name = "ViP2-CLIP"
+    official_source = OFFICIAL_SOURCE
     description = (
         "CLIP ViT-L/14@336 with visual-perception prompts (ICA Meta-Net + FGP cross-attention) and "
         "unified top-k text-patch alignment; trained on an auxiliary dataset (ViP2-CLIP)"
@@ -105,6 +166,9 @@ class ViP2CLIP(Method):
     backbone_fields = ("clip_backbone",)
     demo_backbones = {"clip_backbone": "tiny-clip"}
     smoothing_sigma = 0.0  # the method smooths with config.sigma itself (Eq. 11)
+    #: Read by the engine once the smoothing owner (issue 20, branch fidelity-a) lands: the protocol's
+    #: Gaussian is then skipped for this method, so sigma = 4 is applied once, here.
+    smooths_own_maps = True
 
     @classmethod
     def backbone_requirements(cls, config: ViP2CLIPConfig) -> dict[str, frozenset[str]]:
@@ -210,6 +274,8 @@ class ViP2CLIP(Method):
         local = sum(
             normal_anomalous_map_loss(maps[:, i, 0], maps[:, i, 1], masks) for i in range(maps.shape[1])
         )
+        if self.config.local_reduction == "mean":
+            local = local / maps.shape[1]
         glob = torch.stack([image_cross_entropy(logits[:, i], labels) for i in range(logits.shape[1])]).mean()
         loss = glob + self.config.local_weight * local
         return loss, {"global": float(glob.detach()), "local": float(local.detach())}

@@ -240,3 +240,50 @@ def test_prompt_learner_from_words_embeds_the_placeholders_and_names_the_option_
     assert learner.suffix.shape == (2, 6, 8)  # everything after the 3 learnable positions stays frozen
     with pytest.raises(AdbenchError, match=r"dma_sap.n_ctx=3: the tokenizer"):
         PromptLearner.from_words(Clip(True), 3, "object", "damaged object", "dma_sap.n_ctx")
+
+
+# --- fidelity II (issue 20) -----------------------------------------------------------------------------
+def test_dino_backbone_default_is_vit_l_as_the_efficiency_paragraph_says():
+    # Sec. 4.1.3 "CLIP ViT-L/14 + DINOv2 ViT-L"; the "12 blocks" reading stays reachable
+    assert DMASAPConfig().dino_backbone == "dinov2-vitl14"
+    assert scale_taps(DMASAPConfig().dino_layers, 12, 24) == (8, 16, 24)
+
+
+@pytest.mark.parametrize("rule", ["mean", "sum", "segmentation"])
+def test_seg_loss_keeps_the_papers_balance_of_l_seg_and_l_cls(rule):
+    from adbench.losses import image_cross_entropy, segmentation_loss
+
+    method = tiny_method(seg_loss=rule)
+    feats = method.frozen_features(torch.rand(2, 3, 56, 56))
+    masks = torch.zeros(2, 56, 56, dtype=torch.uint8)
+    masks[1, 8:30, 12:40] = 1
+    labels = torch.tensor([0, 1])
+    loss, parts = method.training_loss(feats, masks, labels)
+    maps, logits = method.forward_head(feats)
+    per_map = [segmentation_loss(maps[:, m], masks) for m in range(maps.shape[1])]
+    assert len(per_map) == 5  # three levels, F_fusion, F_self
+    expected = {"mean": sum(per_map) / 5, "sum": sum(per_map), "segmentation": per_map[-2] + per_map[-1]}
+    torch.testing.assert_close(torch.tensor(parts["seg"]), expected[rule].detach())
+    torch.testing.assert_close(loss, expected[rule] + 0.2 * image_cross_entropy(logits, labels))
+    if rule == "mean":  # the default: one focal + dice in scale, as Sec. 3.3.4's L_seg
+        assert DMASAPConfig().seg_loss == "mean"
+
+
+def test_info_prints_the_parameter_breakdown_beside_the_papers():
+    from adbench.info import describe_method
+
+    text = describe_method(
+        "dma_sap", overrides={"clip_backbone": "tiny-clip", "dino_backbone": "tiny-dinov2"}
+    )
+    assert "parameter breakdown (adbench | paper Sec. 4.1.3, M):" in text
+    for group, paper in (("visual encoder", 312.7), ("transformer", 85.1), ("embedding layers", 37.9)):
+        assert f"  {group}: " in text and f"| {paper}" in text
+    method = tiny_method()
+    lines = method.parameter_breakdown()
+    values = {ln.split(":")[0].strip(): float(ln.split(":")[1].split("|")[0]) for ln in lines[1:5]}
+    clip = method.clip.model
+    assert values["total"] == pytest.approx(
+        (sum(p.numel() for p in clip.parameters()) + sum(p.numel() for p in method.learnable.parameters()))
+        / 1e6,
+        abs=0.051,
+    )

@@ -279,7 +279,7 @@ def test_bicmci_stage_once_trained_mixes_the_modalities():
 
 
 def test_conv_adapter_starts_as_identity_and_global_probability():
-    adapter = ConvAdapter(16, reduction=4)
+    adapter = ConvAdapter(16, reduction=4, residual=True)
     f = torch.randn(3, 16)
     assert torch.equal(adapter(f), f)
     assert adapter.down.out_channels == 4 and adapter.depthwise.groups == 4
@@ -300,11 +300,11 @@ def test_requirements_and_ablation_switches():
     assert KAnoCLIP.backbone_requirements(KAnoCLIPConfig())["backbone"] == {"text", "projection", "vv"}
     assert "vv" not in KAnoCLIP.backbone_requirements(KAnoCLIPConfig(clip_vv=False))["backbone"]
     full, bare = tiny(), tiny(knpl=False, clip_vv=False, bi_cmci=False, conv_adapter=False)
-    assert full.stages == (1, 2, 3, 4) and full.vv_blocks == 4 and bare.vv_blocks == 0
+    assert full.stages == (1, 2, 3, 4) and full.vv_blocks == 1 and bare.vv_blocks == 0
     assert set(full.learnable) == {"prompts", "bicmci", "adapter"}
     assert set(bare.learnable) == {"prompts", "bicmci"}
     x = torch.rand(1, 3, 56, 56)
-    vv, qk = full.frozen_features(x)["stage0"], bare.frozen_features(x)["stage0"]
+    vv, qk = full.frozen_features(x)["stage3"], bare.frozen_features(x)["stage3"]
     assert not torch.allclose(vv, qk)  # CLIP-VV patch tokens differ from the Q-K path's
     assert KAnoCLIP.key_material(KAnoCLIPConfig(knpl=False), ["pill"]) == {}
     assert set(KAnoCLIP.key_material(KAnoCLIPConfig(), ["pill"])) == {"knowledge"}
@@ -393,3 +393,45 @@ def test_info_prints_parameter_counts_and_the_knowledge_base():
     assert "knowledge provider (knowledge=auto): shipped" in text
     trainable = sum(p.numel() for p in tiny().learnable.parameters() if p.requires_grad)
     assert f"trainable: {trainable / 1e6:.1f} M ({trainable:,})" in text
+
+
+# --- fidelity II (issue 20) -----------------------------------------------------------------------------
+def test_clip_vv_patches_the_last_six_blocks_as_clip_surgery():
+    # xmed-lab/CLIP_Surgery 9f5be11: "apply architecture surgery on the last 6 blocks", range(1, 7)
+    assert KAnoCLIPConfig().vv_blocks == len(range(1, 7)) == 6
+    full = tiny()  # 4 tiny blocks: 6 of 24 scales to the last block only
+    x = torch.rand(1, 3, 56, 56)
+    tokens = full.clip.forward_tokens(x, full.stages, project=True, vv_blocks=full.vv_blocks)
+    assert sorted(tokens.vv) == [4]
+    feats = full.frozen_features(x)
+    for i, stage in enumerate(full.stages[:-1]):  # before the surgery: the one (Q-K) stream
+        torch.testing.assert_close(feats[f"stage{i}"], tokens.patches[stage])
+    torch.testing.assert_close(feats["stage3"], tokens.vv[4])
+    assert not torch.allclose(feats["stage3"], tokens.patches[4])
+    dpam = tiny(vv_blocks=24)  # the earlier reading: every stage on the V-V path
+    assert dpam.vv_blocks == 4
+    assert not torch.allclose(dpam.frozen_features(x)["stage0"], tokens.patches[1])
+
+
+def test_conv_adapter_is_eq_11_without_a_residual_by_default():
+    assert KAnoCLIPConfig().adapter_residual is False
+    torch.manual_seed(0)
+    adapter = ConvAdapter(16, reduction=4)
+    f = torch.randn(3, 16)
+    x = adapter.norm(f)[..., None]
+    branch = adapter.up(torch.relu(adapter.depthwise(adapter.down(x))))[..., 0]
+    torch.testing.assert_close(adapter(f), branch)  # Î_G = ReLU(LN(I_G) W_down) W_up
+    assert not torch.allclose(adapter(f), f + branch)
+    assert "adapter" in tiny().learnable and tiny().learnable["adapter"].residual is False
+    assert tiny(adapter_residual=True).learnable["adapter"].residual is True
+
+
+def test_optimiser_is_anomalyclips_schedule_as_the_docstring_says():
+    cfg = KAnoCLIPConfig()
+    assert (cfg.optimizer, cfg.lr, cfg.betas, cfg.batch_size, cfg.epochs) == (
+        "adam",
+        1e-3,
+        (0.5, 0.999),
+        8,
+        15,
+    )

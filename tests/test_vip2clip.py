@@ -261,3 +261,26 @@ def test_without_clip_weights_the_run_stops_before_any_work(tmp_path, monkeypatc
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no weights for backbone 'clip-vitl14-336'" in err
     assert not any(results.rglob("*.json"))  # nothing was fitted or recorded
+
+
+# --- fidelity II (issue 20) -----------------------------------------------------------------------------
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_local_loss_is_summed_over_layers_as_eq_9(reduction):
+    method = tiny_method(local_reduction=reduction)
+    feats = method.frozen_features(torch.rand(2, 3, 56, 56))
+    masks = torch.zeros(2, 56, 56, dtype=torch.uint8)
+    masks[1, 8:30, 12:40] = 1
+    loss, parts = method.training_loss(feats, masks, torch.tensor([0, 1]))
+    probs, _, grid = method.forward_head(feats)
+    maps = probs.unflatten(-1, grid)
+    per_layer = [normal_anomalous_map_loss(maps[:, i, 0], maps[:, i, 1], masks) for i in range(4)]
+    expected = sum(per_layer) / (4 if reduction == "mean" else 1)
+    torch.testing.assert_close(torch.tensor(parts["local"]), expected.detach())
+    torch.testing.assert_close(loss, torch.tensor(parts["global"]) + expected, check_dtype=False)
+
+
+def test_training_defaults_follow_the_official_code():
+    # kim0806/ViP2-CLIP bafac88 train.py: --epoch 10, --image_size 518, torch.optim.Adam without betas
+    cfg = ViP2CLIPConfig()
+    assert (cfg.epochs, cfg.image_size, cfg.betas, cfg.lr, cfg.batch_size) == (10, 518, (0.9, 0.999), 1e-3, 8)
+    assert cfg.local_reduction == "sum"
