@@ -65,6 +65,7 @@ from adbench import hookimpl
 from adbench.backbones.spec import require_text_tower, scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
+from adbench.fidelity import Choice
 from adbench.losses import dice_loss, image_cross_entropy, segmentation_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
@@ -160,6 +161,7 @@ class DMASAP(Method):
     name = "dma_sap"
     display_name = "DMA-SAP"
     official_source = OFFICIAL_SOURCE
+    choices = tuple(Choice(**c) for c in FIDELITY_CHOICES)
     description = (
         "CLIP ViT-L/14@336 + DINOv2 hierarchical fusion with Dual-Modality Attention and Stabilized "
         "Attention Pooling; learnable prompts, trained on an auxiliary dataset (Jiang et al. 2025)"

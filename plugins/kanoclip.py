@@ -67,6 +67,7 @@ from adbench.backbones.spec import require_text_tower, scale_taps
 from adbench.config import setting
 from adbench.data import Category
 from adbench.errors import AdbenchError
+from adbench.fidelity import Choice
 from adbench.knowledge import KnowledgeProvider, choose_provider, describe, knowledge_hash
 from adbench.losses import image_bce, knowledge_margin_loss, normal_anomalous_map_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
@@ -155,6 +156,7 @@ class KAnoCLIP(Method):
     name = "kanoclip"
     display_name = "KAnoCLIP"
     official_source = OFFICIAL_SOURCE
+    choices = tuple(Choice(**c) for c in FIDELITY_CHOICES)
     description = (
         "CLIP ViT-L/14@336 with knowledge-driven learnable prompts (KD loss), V-V attention, bidirectional "
         "cross-modal interaction at 4 stages and a Conv-Adapter; trained on an auxiliary dataset (Li et al. 2025)"

@@ -57,6 +57,7 @@ from adbench import hookimpl
 from adbench.backbones import build_backbone
 from adbench.config import setting
 from adbench.errors import AdbenchError
+from adbench.fidelity import Choice
 from adbench.methods import Context, Method, MethodConfig, Prediction
 from adbench.patch_nn import per_reference_distances
 
@@ -166,6 +167,7 @@ class PatchEAD(Method):
     name = "patchead"
     display_name = "PatchEAD"
     official_source = OFFICIAL_SOURCE
+    choices = tuple(Choice(**c) for c in FIDELITY_CHOICES)
     description = (
         "PatchEAD: training-free patch-only cross-patch scoring (PatchEAD+: plus=true, Sec. 4.2 presets)"
     )

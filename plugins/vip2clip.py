@@ -67,6 +67,7 @@ from adbench import hookimpl
 from adbench.backbones.spec import require_text_tower, scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
+from adbench.fidelity import Choice
 from adbench.losses import image_cross_entropy, normal_anomalous_map_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
@@ -155,6 +156,7 @@ class ViP2CLIP(Method):
     name = "vip2clip"
     display_name = "ViP2-CLIP"
     official_source = OFFICIAL_SOURCE
+    choices = tuple(Choice(**c) for c in FIDELITY_CHOICES)
     description = (
         "CLIP ViT-L/14@336 with visual-perception prompts (ICA Meta-Net + FGP cross-attention) and "
         "unified top-k text-patch alignment; trained on an auxiliary dataset (ViP2-CLIP)"
@@ -165,10 +167,13 @@ class ViP2CLIP(Method):
     trained = True
     backbone_fields = ("clip_backbone",)
     demo_backbones = {"clip_backbone": "tiny-clip"}
-    smoothing_sigma = 0.0  # the method smooths with config.sigma itself (Eq. 11)
-    #: Read by the engine once the smoothing owner (issue 20, branch fidelity-a) lands: the protocol's
-    #: Gaussian is then skipped for this method, so sigma = 4 is applied once, here.
+    #: The method smooths with ``config.sigma`` itself (Eq. 11): the engine skips the evaluation
+    #: protocol's Gaussian, so sigma = 4 is applied once, here, and the record states it (map_sigma).
     smooths_own_maps = True
+
+    @classmethod
+    def map_sigma(cls, config: ViP2CLIPConfig) -> float:
+        return float(config.sigma)
 
     @classmethod
     def backbone_requirements(cls, config: ViP2CLIPConfig) -> dict[str, frozenset[str]]:
