@@ -463,7 +463,10 @@ class Runner:
                             names = [dataset.object_name(cat)] + [
                                 self.dataset(d).object_name(c) for d, c in train_on or []
                             ]
-                            job.key_extra = method_cls.key_material(config, names)
+                            try:
+                                job.key_extra = method_cls.key_material(config, names)
+                            except AdbenchError as exc:  # e.g. a knowledge provider: fails these jobs only
+                                job.key_extra = {"key_material_error": str(exc)}
                             job.key = job_key(job, self.job_fingerprint(job))
                             jobs.append(job)
         return jobs
@@ -662,6 +665,10 @@ class Runner:
                 )
                 # the full traceback goes to the run's log file; the terminal keeps the CLI's one line
                 log.info("%s failed: %s: %s", job.label, type(exc).__name__, exc, exc_info=exc)
+            if not record.ok and self.spec.force and self.store.has(job.key):
+                # a failed --force rerun never replaces a good result: reported, the old record stays
+                summary.failed.append(f"{job.label}: {_first_line(record.error)} (kept the earlier result)")
+                return "failed"
             try:
                 self.store.write_record(record)
             except OSError as exc:
@@ -676,7 +683,7 @@ class Runner:
         if record.ok:
             summary.done += 1
             return "done"
-        summary.failed.append(f"{job.label}: {((record.error or '').splitlines() or ['failed'])[0]}")
+        summary.failed.append(f"{job.label}: {_first_line(record.error)}")
         return "failed"
 
     def base_record(self, job: Job) -> JobRecord:
@@ -746,6 +753,8 @@ class Runner:
         return self._split_cache[1], self._split_cache[2]
 
     def run_job(self, job: Job) -> JobRecord:
+        if "key_material_error" in job.key_extra:  # planning could not ask the method's sources
+            raise AdbenchError(job.key_extra["key_material_error"])
         seed_everything(job.seed)
         t0 = time.perf_counter()
         method = self.method_instance(job)
@@ -805,6 +814,10 @@ class Runner:
                 train_s=round(fit.seconds, 3) if fit is not None else None,
             ),
         )
+
+
+def _first_line(error: str | None) -> str:
+    return ((error or "").splitlines() or ["failed"])[0]
 
 
 def eval_sizes(

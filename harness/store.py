@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import AdbenchError
-from .record import REQUIRED_FIELDS, JobRecord, flat_settings, train_on_datasets
+from .record import REQUIRED_FIELDS, JobRecord, flat_settings, schema_problem, train_on_datasets
 from .store_index import INDEX_NAME, RecordIndex
 
 DEFAULT_RESULTS_DIR = "adbench-results"
@@ -109,6 +109,9 @@ def parse_record(raw: bytes) -> dict[str, Any]:
     missing = [f for f in REQUIRED_FIELDS if f not in rec]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
+    problem = schema_problem(rec)
+    if problem:
+        raise ValueError(problem)
     return rec
 
 
@@ -208,8 +211,14 @@ class ResultsStore:
     def load_record_file(self, path: Path) -> dict[str, Any] | None:
         """The record at ``path``; None (after quarantining it) when it is unreadable or not a record."""
         try:
-            return parse_record(path.read_bytes())
+            rec = parse_record(path.read_bytes())
+            if rec["key"] != path.stem:  # a backup, a sync-conflict copy, a hand-made copy
+                raise ValueError(f"its key is {str(rec['key'])[:40]!r}, not its file name (a stray copy?)")
+            return rec
         except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            self.quarantine(path, "a folder, not a record")
             return None
         except (OSError, ValueError) as exc:
             self.quarantine(path, str(exc))

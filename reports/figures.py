@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from adbench.errors import AdbenchError  # noqa: E402
+from adbench.safe_names import safe_path  # noqa: E402
 from adbench.store import ResultsStore  # noqa: E402
 
 from .render import ImageLoader  # noqa: E402
@@ -133,7 +134,7 @@ def category_figure(
         caption += " — RANDOM WEIGHTS"
     fig.suptitle(caption, fontsize=8)
     fig.tight_layout()
-    path = out_dir / "figures" / f"qualitative_{dataset}_{category}.png"
+    path = safe_path(out_dir / "figures", f"qualitative_{dataset}_{category}", suffix=".png")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     fig.savefig(path.with_suffix(".pdf"))

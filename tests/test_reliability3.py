@@ -1,0 +1,250 @@
+"""Issue 21 (Reliability III): hostile names, damaged stores, option checks, executors under faults.
+
+Each test failed before its fix. CLI cases run in-process through ``adbench.cli.main``, so they see
+what a user sees: the output, the exit status, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import warnings
+from pathlib import Path
+
+import pytest
+
+from adbench import hookimpl
+from adbench.errors import AdbenchError
+from adbench.knowledge import KnowledgeProvider, describe
+from adbench.registry import Registry, set_registry
+from adbench.runner import Runner, RunSpec
+from adbench.safe_names import safe_name, safe_path
+from adbench.store import ResultsStore
+
+from .helpers import TinyPlugin, example_plugin_module, write_tiny_dataset
+from .test_reliability import cli, run_args, spec
+
+
+@pytest.fixture()
+def registry() -> Registry:
+    reg = Registry(autoload=True, plugins=[TinyPlugin(), example_plugin_module()])
+    set_registry(reg)
+    yield reg
+    set_registry(None)
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    write_tiny_dataset(tmp_path / "data")
+    return tmp_path / "data"
+
+
+@pytest.fixture()
+def done(registry, tmp_path: Path, data: Path) -> ResultsStore:
+    """A store with the two tiny jobs of median_dev finished."""
+    store = ResultsStore(tmp_path / "results")
+    Runner(spec(data), store, registry).run()
+    return store
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+# --- security: file names from data ------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["x/../../../../PWNED", "/etc/passwd", "a\x00b", "a\nb", "..", ""])
+def test_safe_name_is_one_component_under_its_root(tmp_path: Path, name: str) -> None:
+    safe = safe_name(name)
+    assert safe and "/" not in safe and "\x00" not in safe and "\n" not in safe and not safe.startswith(".")
+    path = safe_path(tmp_path, "figures", name, suffix=".png")
+    assert path.resolve().is_relative_to(tmp_path.resolve())
+    assert safe_name("a/b") != safe_name("a-b")  # unsafe characters never make two names collide
+
+
+def test_hostile_category_names_stay_in_the_report_and_are_escaped(done, tmp_path, monkeypatch, capsys):
+    hostile = "x/../../../../PWNED_a&b_%$#{}~^<svg onload=alert(1)>\nrow"
+    for path in done.records_dir.glob("*.json"):
+        rec = json.loads(path.read_text())
+        rec["category"] = hostile + rec["category"]
+        path.write_text(json.dumps(rec))
+    monkeypatch.setattr("adbench.sample_images.image_loader", lambda roots: lambda *a: {})
+    out_dir = tmp_path / "deep" / "a" / "b" / "c" / "rep"
+    before = _files(tmp_path)
+    code, out = cli(
+        monkeypatch, capsys, "report", "--figures", "--format", "markdown,latex",
+        "--out", str(out_dir), "--results", str(done.root),
+    )  # fmt: skip
+    assert code == 0, out
+    new = _files(tmp_path) - before
+    assert new and all(f.startswith("deep/a/b/c/rep/") for f in new), new
+    tex = (out_dir / "report.tex").read_text()
+    for line in tex.splitlines():
+        if "includegraphics" in line and "{figures/" in line:
+            assert not set("&%$#{}~^\\") & set(line.split("{figures/")[1].rsplit("}", 1)[0]), line
+    md = (out_dir / "report.md").read_text()
+    assert not re.search(r"(?<!\\)<svg", md), md
+    rows = [line for line in md.splitlines() if "PWNED" in line and line.startswith("|")]
+    assert rows and all(line.rstrip().endswith("|") for line in rows)  # a newline never splits a row
+
+
+def test_knowledge_provider_name_cannot_leave_the_home(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ADBENCH_HOME", str(tmp_path / "home"))
+    provider = KnowledgeProvider("../../../x", lambda name: ["a broken part"], version="1")
+    assert describe(provider, "screw") == ["a broken part"]
+    written = [p for p in tmp_path.rglob("*.json")]
+    assert written and all(p.is_relative_to(tmp_path / "home") for p in written), written
+
+
+# --- knowledge providers: answers validated, failures are one job's ---------------------------------
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("a scratch", "returned str"),
+        (b"a scratch", "returned bytes"),
+        (["a scratch", None], "NoneType item"),
+        (None, "returned NoneType"),
+        (["  "], "no description"),
+    ],
+)
+def test_knowledge_answers_must_be_sentences(tmp_path, monkeypatch, answer, message) -> None:
+    monkeypatch.setenv("ADBENCH_HOME", str(tmp_path))
+    provider = KnowledgeProvider("bad", lambda name: answer, cached=False)
+    with pytest.raises(AdbenchError, match=message):
+        describe(provider, "screw")
+
+
+def test_knowledge_provider_that_raises_is_one_line(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ADBENCH_HOME", str(tmp_path))
+
+    def boom(name: str) -> list[str]:
+        raise ConnectionError("LLM endpoint down\nmore detail")
+
+    with pytest.raises(AdbenchError, match="failed on 'screw': ConnectionError: LLM endpoint down$"):
+        describe(KnowledgeProvider("llm", boom), "screw")
+
+
+def test_corrupt_knowledge_cache_is_rebuilt(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ADBENCH_HOME", str(tmp_path))
+    provider = KnowledgeProvider("kb", lambda name: ["a crack"], version="2")
+    describe(provider, "screw")
+    (cache,) = tmp_path.rglob("*.json")
+    for junk in (b"{not json", json.dumps({"descriptions": "abc"}).encode()):
+        cache.write_bytes(junk)
+        assert describe(provider, "screw") == ["a crack"]
+        assert json.loads(cache.read_text())["descriptions"] == ["a crack"]
+
+
+class FailingKnowledge:
+    """A method whose key material asks a knowledge provider that fails, beside median_dev."""
+
+    @hookimpl
+    def adbench_methods(self):
+        from adbench_median import MedianDeviation
+
+        class Knowing(MedianDeviation):
+            name = "knowing"
+
+            @classmethod
+            def key_material(cls, config, object_names):
+                provider = KnowledgeProvider("down", lambda n: None, cached=False)
+                return {"knowledge": describe(provider, object_names[0])}
+
+        return [Knowing]
+
+
+def test_failing_knowledge_provider_fails_only_that_methods_jobs(tmp_path, data, monkeypatch, capsys):
+    reg = Registry(autoload=True, plugins=[TinyPlugin(), example_plugin_module(), FailingKnowledge()])
+    set_registry(reg)
+    try:
+        args = run_args(data, tmp_path / "results")
+        args[args.index("--methods") + 1] = "median_dev,knowing"
+        args += ["--set", "knowing.image_size=32"]
+        code, out = cli(monkeypatch, capsys, *args)
+    finally:
+        set_registry(None)
+    assert code == 1 and "Traceback" not in out, out
+    assert "2 jobs run" in out and "2 failed" in out and "knowledge provider 'down'" in out, out
+
+
+# --- data loss and wrong numbers ---------------------------------------------------------------------
+def test_failing_force_rerun_keeps_the_good_record(done, registry, data, monkeypatch) -> None:
+    before = {p.name: p.read_bytes() for p in done.records_dir.glob("*.json")}
+
+    def disk_full(self, job):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Runner, "run_job", disk_full)
+    summary = Runner(spec(data, force=True), done, registry).run()
+    assert len(summary.failed) == 2 and all("kept the earlier result" in f for f in summary.failed)
+    assert {p.name: p.read_bytes() for p in done.records_dir.glob("*.json")} == before
+
+
+def test_stray_record_copy_is_quarantined_not_a_second_row(done) -> None:
+    first = sorted(done.records_dir.glob("*.json"))[0]
+    rec = json.loads(first.read_text())
+    rec["metrics"]["image_auroc"] = 0.497
+    (done.records_dir / "copyof.json").write_text(json.dumps(rec))
+    with pytest.warns(UserWarning, match="not its file name"):
+        frame = done.frame()
+    assert len(frame) == 2 and 0.497 not in set(frame["image_auroc"])
+    assert not (done.records_dir / "copyof.json").exists()
+    assert any(p.name.startswith("copyof.json") for p in done.quarantine_dir.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("notes", 5), ("metrics", {"image_auroc": "high"}), ("extra", "str"), ("timing", "fast"), ("metrics", [1, 2])],
+)
+def test_record_of_wrong_types_is_quarantined_and_recomputed(done, registry, data, field, value) -> None:
+    path = sorted(done.records_dir.glob("*.json"))[0]
+    rec = json.loads(path.read_text())
+    rec[field] = value
+    path.write_text(json.dumps(rec))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = Runner(spec(data), done, registry).run()
+        assert summary.done == 1 and summary.skipped == 1
+        frame = done.frame()
+    assert len(frame) == 2 and json.loads(path.read_text()).get(field) != value
+
+
+def test_index_notices_an_edit_that_keeps_size_and_mtime(done) -> None:
+    assert len(done.frame()) == 2  # the index now holds both rows
+    path = sorted(done.records_dir.glob("*.json"))[0]
+    text = path.read_text()
+    rec = json.loads(text)
+    old = rec["metrics"]["image_auroc"]
+    new_text = text.replace(json.dumps(old), json.dumps(round(1 - old, 12)).ljust(len(json.dumps(old)))[: len(json.dumps(old))])
+    assert len(new_text) == len(text) and new_text != text
+    st = path.stat()
+    path.write_text(new_text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    frame = done.frame()
+    assert json.loads(new_text)["metrics"]["image_auroc"] in set(frame["image_auroc"])
+
+
+def test_read_only_store_and_index_folder_are_read_without_the_index(done, monkeypatch, capsys) -> None:
+    expected = len(done.frame())
+    index = done.root / "index.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{index}{suffix}").unlink(missing_ok=True)
+    index.mkdir()
+    assert len(done.frame()) == expected and index.is_dir()
+    code, out = cli(monkeypatch, capsys, "results", "--results", str(done.root))
+    assert code == 0 and "Traceback" not in out
+    index.rmdir()
+    done.frame()  # an index again
+    real_connect = sqlite3.connect
+
+    def read_only(path, *args, **kwargs):  # what a read-only filesystem answers (root ignores chmod)
+        con = real_connect(f"file:{path}?mode=ro", *args, uri=True, **kwargs)
+        return con
+
+    monkeypatch.setattr(sqlite3, "connect", read_only)
+    (done.records_dir / "late.json").write_text("{}")  # a change the index would have to write
+    monkeypatch.setattr(ResultsStore, "quarantine", lambda self, path, why: None)
+    assert len(done.frame()) == expected and index.is_file()
+    code, out = cli(monkeypatch, capsys, "results", "--results", str(done.root))
+    assert code == 0 and "Traceback" not in out, out
