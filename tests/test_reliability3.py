@@ -19,7 +19,7 @@ from adbench import hookimpl
 from adbench.errors import AdbenchError
 from adbench.knowledge import KnowledgeProvider, describe
 from adbench.registry import Registry, set_registry
-from adbench.runner import Runner, RunSpec
+from adbench.runner import Runner
 from adbench.safe_names import safe_name, safe_path
 from adbench.store import ResultsStore
 
@@ -195,7 +195,13 @@ def test_stray_record_copy_is_quarantined_not_a_second_row(done) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("notes", 5), ("metrics", {"image_auroc": "high"}), ("extra", "str"), ("timing", "fast"), ("metrics", [1, 2])],
+    [
+        ("notes", 5),
+        ("metrics", {"image_auroc": "high"}),
+        ("extra", "str"),
+        ("timing", "fast"),
+        ("metrics", [1, 2]),
+    ],
 )
 def test_record_of_wrong_types_is_quarantined_and_recomputed(done, registry, data, field, value) -> None:
     path = sorted(done.records_dir.glob("*.json"))[0]
@@ -216,7 +222,9 @@ def test_index_notices_an_edit_that_keeps_size_and_mtime(done) -> None:
     text = path.read_text()
     rec = json.loads(text)
     old = rec["metrics"]["image_auroc"]
-    new_text = text.replace(json.dumps(old), json.dumps(round(1 - old, 12)).ljust(len(json.dumps(old)))[: len(json.dumps(old))])
+    new_text = text.replace(
+        json.dumps(old), json.dumps(round(1 - old, 12)).ljust(len(json.dumps(old)))[: len(json.dumps(old))]
+    )
     assert len(new_text) == len(text) and new_text != text
     st = path.stat()
     path.write_text(new_text)
