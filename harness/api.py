@@ -29,10 +29,12 @@ def resolve_suite(
     options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A suite dict from a suite file (optional) and explicit values, the explicit ones winning."""
+    from .run_options import check_methods_argument
     from .suite import load_suite, merge
 
     given: dict[str, Any] = {"run": dict(options or {}), "roots": dict(roots or {})}
     if methods is not None:
+        check_methods_argument(methods, "adbench.run()")
         given["methods"] = (
             {name: dict(fields) for name, fields in methods.items()}
             if isinstance(methods, Mapping)

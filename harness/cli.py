@@ -25,17 +25,10 @@ def _csv(value: str | None) -> list[str] | None:
 
 
 def _roots(values: tuple[str, ...], datasets: list[str]) -> dict[str, str]:
-    """``--root PATH`` (one dataset) or ``--root NAME=PATH`` (several)."""
-    roots: dict[str, str] = {}
-    for v in values:
-        name, sep, path = v.partition("=")
-        if sep and name in datasets:
-            roots[name] = path
-        elif len(datasets) == 1:
-            roots[datasets[0]] = v
-        else:
-            raise AdbenchError(f"--root {v!r}: with several datasets write --root NAME=PATH")
-    return roots
+    """``--root PATH`` (one dataset) or ``--root NAME=PATH`` (any dataset the plan touches)."""
+    from .run_options import parse_roots
+
+    return parse_roots(values, datasets)
 
 
 class IntList(click.ParamType):
@@ -258,7 +251,7 @@ def _suite_from_options(given: dict[str, object]) -> dict[str, dict]:
     run: dict[str, object] = {k: given[k] for k in _RUN_KEYS if k in given}
     for key in ("datasets", "categories", "train_on", "devices"):
         if key in given:
-            run[key] = _csv(given[key])  # type: ignore[arg-type]
+            run[key] = _csv(given[key]) or []  # type: ignore[arg-type]  # empty: refused by the suite check
     if "eval_size" in given:
         run["eval_size"] = given["eval_size"]
     if "trackers" in given:

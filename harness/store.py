@@ -36,6 +36,7 @@ import pandas as pd
 
 from .errors import AdbenchError
 from .record import REQUIRED_FIELDS, JobRecord, flat_settings, schema_problem, train_on_datasets
+from .run_options import results_folder
 from .store_index import INDEX_NAME, RecordIndex
 
 DEFAULT_RESULTS_DIR = "adbench-results"
@@ -146,7 +147,7 @@ class ResultsStore:
     def __init__(
         self, root: str | Path = DEFAULT_RESULTS_DIR, claim_expiry_s: float = DEFAULT_CLAIM_EXPIRY_S
     ) -> None:
-        self.root = Path(root)
+        self.root = results_folder(root)
         self.claim_expiry_s = claim_expiry_s
         self._warned: set[Path] = set()
 
