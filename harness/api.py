@@ -63,7 +63,8 @@ def run(
     from .suite import build_spec
 
     suite = resolve_suite(methods, config=config, roots=roots, options=options)
-    results = results or suite["run"].get("results") or DEFAULT_RESULTS
+    if results is None:
+        results = suite["run"].get("results", DEFAULT_RESULTS)
     spec = build_spec(suite, where=str(config) if config else "adbench.run()")
     spec.progress = bool(options.get("progress", False))
     store = ResultsStore(results)

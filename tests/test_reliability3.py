@@ -256,3 +256,106 @@ def test_read_only_store_and_index_folder_are_read_without_the_index(done, monke
     assert len(done.frame()) == expected and index.is_file()
     code, out = cli(monkeypatch, capsys, "results", "--results", str(done.root))
     assert code == 0 and "Traceback" not in out, out
+
+
+# --- options: one check for every door ----------------------------------------------------------------
+def test_root_name_path_for_an_auxiliary_dataset_is_not_the_targets_root(
+    registry, tmp_path, monkeypatch, capsys
+):
+    code, out = cli(
+        monkeypatch, capsys, "run", "--datasets", "tiny", "--root", "tiny=/data/tiny",
+        "--root", "mvtec=/data/mvtec_ad", "--dump-config",
+    )  # fmt: skip
+    assert code == 0, out
+    assert 'tiny = "/data/tiny"' in out and 'mvtec = "/data/mvtec_ad"' in out, out
+    code, out = cli(monkeypatch, capsys, "run", "--datasets", "tiny", "--root", "mvtecc=/x", "--dump-config")
+    assert code == 2 and out.count("\n") == 1 and "no dataset named 'mvtecc'; did you mean 'mvtec'" in out, (
+        out
+    )
+
+
+@pytest.mark.parametrize(
+    ("suite", "message"),
+    [
+        ("eval_size = true", "--eval-size True"),
+        ("eval_size = 1.5", "--eval-size 1.5"),
+        ("categories = []", "categories is empty"),
+        ("datasets = []", "datasets is empty"),
+    ],
+)
+def test_suite_values_are_type_checked_and_lists_non_empty(
+    registry, tmp_path, monkeypatch, capsys, suite, message
+):
+    path = tmp_path / "suite.toml"
+    path.write_text(f"[run]\n{suite}\n")
+    code, out = cli(monkeypatch, capsys, "run", "--config", str(path), "--dump-config")
+    assert code == 2 and message in out and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"methods": "median_dev"}, "expected a list of names"),
+        ({"methods": []}, "methods is empty"),
+        ({"methods": ["median_dev"], "categories": []}, "categories is empty"),
+        ({"methods": ["median_dev"], "results": ""}, "--results ''"),
+    ],
+)
+def test_python_api_checks_types_like_the_cli(registry, tmp_path, monkeypatch, kwargs, message):
+    import adbench
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AdbenchError, match=re.escape(message)):
+        adbench.run(datasets=["tiny"], roots={"tiny": str(tmp_path)}, **kwargs)
+    assert not (tmp_path / "records").exists()
+
+
+def test_empty_results_folder_is_refused(registry, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for command in (["run", "--dump-config"], ["results"]):
+        code, out = cli(monkeypatch, capsys, *command, "--results", "")
+        assert code == 2 and "--results ''" in out, out
+
+
+def test_dump_config_keeps_the_demo_grids_set_and_none_values(registry, tmp_path, monkeypatch, capsys):
+    code, out = cli(
+        monkeypatch, capsys, "run", "--demo", "--set", "patchead.weights=none,random", "--dump-config"
+    )
+    assert code == 0 and "[sets.patchead]" in out and '"none"' in out, out
+    path = tmp_path / "dumped.toml"
+    path.write_text(out)
+    code, again = cli(monkeypatch, capsys, "run", "--config", str(path), "--dump-config")
+    assert code == 0 and again == out, again
+    code, out = cli(
+        monkeypatch, capsys, "run", "--methods", "patchead", "--set", "patchead.weights=none", "--dump-config"
+    )
+    assert code == 0 and 'weights = "none"' in out, out
+
+
+def test_suite_roots_are_relative_to_the_file_and_a_bom_is_fine(registry, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "suites"
+    folder.mkdir()
+    path = folder / "suite.toml"
+    path.write_bytes('\ufeff[roots]\ntiny = "data/tiny"\n'.encode())
+    monkeypatch.chdir(tmp_path)
+    code, out = cli(monkeypatch, capsys, "run", "--config", str(path), "--dump-config")
+    assert code == 0 and f'tiny = "{folder / "data" / "tiny"}"' in out, out
+
+
+def test_user_config_datasets_not_a_table_is_one_line(registry, tmp_path, monkeypatch, capsys):
+    config = tmp_path / "config.toml"
+    config.write_text("datasets = 5\n")
+    monkeypatch.setenv("ADBENCH_CONFIG", str(config))
+    monkeypatch.delenv("ADBENCH_DATA", raising=False)
+    code, out = cli(
+        monkeypatch,
+        capsys,
+        "run",
+        "--methods",
+        "median_dev",
+        "--datasets",
+        "tiny",
+        "--results",
+        str(tmp_path / "r"),
+    )
+    assert code == 2 and "datasets must be a table" in out and "Traceback" not in out, out
