@@ -232,6 +232,8 @@ def run(**options: object) -> None:
     )
     for line in summary.failed:
         click.echo(f"  failed: {line}", err=True)
+    for line in summary.notices:
+        click.echo(f"  tracker: {line}", err=True)
     if summary.failed:
         click.echo(f"  full tracebacks: {log_file}", err=True)
     _print_results(store, "table")

@@ -183,6 +183,8 @@ class RunSummary:
     failed: list[str] = field(default_factory=list)
     #: Keys of the records this run wrote (the driver tells observers about workers' records).
     written: list[str] = field(default_factory=list)
+    #: Observer (tracker) failures of this run, one line each with a count: the run went on without them.
+    notices: list[str] = field(default_factory=list)
 
     def merge(self, other: RunSummary) -> None:
         """Add another worker's counts."""
@@ -599,6 +601,7 @@ class Runner:
         skipped = planned - sum(len(g) for g in todo)
         root = str(self.store.root)
         log.info("%d jobs planned, %d already done", planned, skipped)
+        self.registry.observer_failures.clear()  # what this run's summary reports
         self.registry.notify(
             "adbench_run_started",
             spec=self.spec,
@@ -619,6 +622,7 @@ class Runner:
             for key in summary.written:
                 self.registry.notify("adbench_job_finished", record=self.store.read_record(key))
         self.registry.notify("adbench_run_finished", spec=self.spec, summary=summary, store_root=root)
+        summary.notices = [f"{line} ({n}x)" for line, n in self.registry.observer_failures.items()]
         return summary
 
     def execute(self, jobs: list[Job]) -> RunSummary:

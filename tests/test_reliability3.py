@@ -359,3 +359,46 @@ def test_user_config_datasets_not_a_table_is_one_line(registry, tmp_path, monkey
         str(tmp_path / "r"),
     )
     assert code == 2 and "datasets must be a table" in out and "Traceback" not in out, out
+
+
+# --- MLflow ----------------------------------------------------------------------------------------------
+def test_mlflow_metric_names_are_valid_for_tuple_settings_and_odd_categories() -> None:
+    from mlflow.utils.validation import _validate_metric_name
+
+    from adbench.plugins.mlflow_tracker import metric_key
+
+    for variant in ("layers=-2,-1", "layers=(-2, -1)", "w=a/../b"):
+        record = {"method": "patchead", "dataset": "tiny", "category": "x/../y<z>", "variant": variant}
+        key = metric_key(record, "image_auroc")
+        _validate_metric_name(key)
+        assert key.startswith("patchead/") and key.endswith("/tiny/" + key.split("/")[3] + "/image_auroc")
+
+
+class BrokenTracker:
+    @hookimpl
+    def adbench_job_finished(self, record):
+        raise RuntimeError("tracker down")
+
+
+def test_tracker_failure_is_reported_in_the_run_summary(tmp_path, data, monkeypatch, capsys):
+    reg = Registry(autoload=True, plugins=[TinyPlugin(), example_plugin_module(), BrokenTracker()])
+    set_registry(reg)
+    try:
+        code, out = cli(monkeypatch, capsys, *run_args(data, tmp_path / "results"))
+    finally:
+        set_registry(None)
+    assert code == 0 and "Traceback" not in out, out
+    assert "tracker: plugin" in out and "adbench_job_finished: tracker down (2x)" in out, out
+
+
+def test_unreachable_mlflow_server_is_one_warning_within_seconds(
+    registry, tmp_path, data, monkeypatch, capsys
+):
+    import time
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    t0 = time.perf_counter()
+    code, out = cli(monkeypatch, capsys, *run_args(data, tmp_path / "results"), "--tracker", "mlflow")
+    assert time.perf_counter() - t0 < 60
+    assert code == 0 and "2 jobs run" in out and "Traceback" not in out, out
+    assert out.count("unreachable") == 2, out  # the warning, and the summary's tracker line
