@@ -13,12 +13,9 @@ processes, so CUDA works), the cluster executor is Ray (``pip install "adbench-z
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 from .errors import AdbenchError
@@ -114,35 +111,11 @@ def worker_devices(devices: Sequence[str] | None, workers: int | None) -> list[s
 def run_local(
     run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]], devices: list[str]
 ) -> RunSummary:
-    """Groups spread over one spawned process per device; a crashed worker fails only its groups."""
-    from .runner import RunSummary
-    from .store import ResultsStore
+    """Groups spread over one spawned process per device; a crashed worker fails only its groups
+    (the pool is replaced and unfinished groups resubmitted once), Ctrl-C stops the workers."""
+    from .worker_pool import run_pool
 
-    store = ResultsStore(store_root)
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    for d in devices:
-        queue.put(d)
-    threads = max(1, (os.cpu_count() or 1) // len(devices))
-    total = RunSummary()
-    with ProcessPoolExecutor(
-        max_workers=len(devices), mp_context=ctx, initializer=_init_worker, initargs=(queue, threads)
-    ) as pool:
-        futures = {pool.submit(_run_in_worker, run_spec, store_root, [g]): g for g in groups}
-        for future in as_completed(futures):
-            try:
-                total.merge(future.result())
-            except BrokenProcessPool:
-                # a worker died (killed, out of memory): the pool stops; what reached the store counts
-                for s in futures[future]:
-                    if store.has(s.key):
-                        total.done += 1
-                        total.written.append(s.key)
-                    else:
-                        total.failed.append(
-                            f"{s.label}: worker process died before finishing; rerun to resume"
-                        )
-    return total
+    return run_pool(run_spec, store_root, groups, devices, _run_in_worker, _init_worker)
 
 
 # --- ray ------------------------------------------------------------------------------------------------
