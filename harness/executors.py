@@ -128,11 +128,13 @@ def run_ray(
         import ray
     except ImportError:
         raise AdbenchError('--executor ray needs Ray: pip install "adbench-zsad[ray]"') from None
+    from .ray_cluster import absolute_paths, connect
     from .runner import RunSummary
 
+    run_spec, store_root = absolute_paths(run_spec, store_root)  # tasks run in the head's folder
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        connect(ray, address)
     try:
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
         task = ray.remote(execute_groups)

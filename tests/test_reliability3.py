@@ -402,3 +402,56 @@ def test_unreachable_mlflow_server_is_one_warning_within_seconds(
     assert time.perf_counter() - t0 < 60
     assert code == 0 and "2 jobs run" in out and "Traceback" not in out, out
     assert out.count("unreachable") == 2, out  # the warning, and the summary's tracker line
+
+
+# --- Ray ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("garbage", "expected auto, HOST:PORT"),
+        ("127.0.0.1:9", "no Ray cluster answers there"),
+        ("ray://127.0.0.1:9", "cannot start or reach Ray"),
+    ],
+)
+def test_bad_ray_address_is_one_line_within_seconds(
+    registry, tmp_path, data, monkeypatch, capsys, address, message
+):
+    import time
+
+    pytest.importorskip("ray")
+    t0 = time.perf_counter()
+    code, out = cli(
+        monkeypatch, capsys, *run_args(data, tmp_path / "r"), "--executor", "ray", "--address", address
+    )
+    assert time.perf_counter() - t0 < 30
+    assert code == 2 and message in out and out.count("\n") == 1, out
+
+
+def test_ray_tasks_get_the_drivers_absolute_paths(registry, tmp_path, data, monkeypatch):
+    """Tasks run in the Ray head's working folder: relative --results and roots are resolved first."""
+    import sys
+    import types
+
+    sent = []
+
+    class Remote:
+        def options(self, **kw):
+            return self
+
+        def remote(self, run_spec, store_root, groups, device):
+            sent.append((run_spec.roots, store_root))
+            return None
+
+    fake = types.SimpleNamespace(
+        is_initialized=lambda: True,
+        cluster_resources=lambda: {},
+        remote=lambda fn: Remote(),
+        get=lambda ref: __import__("adbench.runner", fromlist=["RunSummary"]).RunSummary(),
+        exceptions=types.SimpleNamespace(RayError=RuntimeError),
+    )
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.chdir(data.parent)
+    store = ResultsStore("results")
+    Runner(spec(Path("data"), executor="ray"), store, registry).run()
+    assert sent and all(root == str(tmp_path / "results") for _, root in sent)
+    assert all(roots == {"tiny": str(data)} for roots, _ in sent)
