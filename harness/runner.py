@@ -47,7 +47,7 @@ from .protocols import (
 from .record import JobRecord, Timing
 from .registry import Registry, get_registry
 from .seeding import seed_everything
-from .store import ResultsStore
+from .store import ClaimWaits, ResultsStore
 
 log = logging.getLogger("adbench.runner")
 
@@ -632,6 +632,7 @@ class Runner:
         summary = RunSummary()
         bar = tqdm(total=len(jobs), disable=not self.spec.progress, unit="job", dynamic_ncols=True)
         pending = jobs
+        waits = ClaimWaits(self.store)
         while pending:
             deferred = []
             for job in pending:
@@ -643,6 +644,9 @@ class Runner:
                     bar.update()
             if deferred:
                 # another run holds these claims: wait until it finishes or its claim goes stale
+                for job in deferred:
+                    if notice := waits.note(job.key):
+                        log.warning("%s: %s", job.label, notice)
                 time.sleep(0.2)
             pending = deferred
         bar.close()

@@ -131,6 +131,18 @@ def predictions_problem(path: Path) -> str | None:
     return f"missing arrays {', '.join(sorted(missing))}" if missing else None
 
 
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, Linux ``/proc``); None where unknown.
+
+    Tells a live claim holder from an unrelated process that got the same pid (a restarted container
+    reuses host name and pids)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -303,12 +315,23 @@ class ResultsStore:
         pid = info.get("pid") if isinstance(info, dict) else None
         if not isinstance(pid, int) or pid <= 0:
             return True
-        if info.get("host") == socket.gethostname() and not _pid_alive(pid):
-            return True
+        if info.get("host") == socket.gethostname():
+            if not _pid_alive(pid):
+                return True
+            start, now = info.get("start"), process_start(pid)
+            if isinstance(start, int) and now is not None and start != now:
+                return True  # the pid now belongs to another process
         return age > self.claim_expiry_s
 
     def _try_create_claim(self, path: Path) -> bool:
-        payload = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
+        payload = json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "start": process_start(os.getpid()),
+                "time": time.time(),
+            }
+        ).encode()
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
         except FileExistsError:
@@ -378,6 +401,20 @@ class ResultsStore:
             thread.join()
             path.unlink(missing_ok=True)
 
+    def claim_notice(self, key: str) -> str:
+        """What a job waiting for ``key``'s claim waits for, and how to break the claim."""
+        path = self.claim_path(key)
+        try:
+            info = json.loads(path.read_text())
+            age = time.time() - path.stat().st_mtime
+            holder = f"pid {info.get('pid')} on {info.get('host')} (heartbeat {age:.0f} s ago)"
+        except (OSError, ValueError, AttributeError):
+            holder = "another process"
+        return (
+            f"waiting for {path}, held by {holder}; it is taken over when that process ends or after "
+            f"{self.claim_expiry_s:.0f} s without a heartbeat; if it is no adbench run, delete the file"
+        )
+
     def records(self) -> Iterator[JobRecord]:
         """Every readable record as the typed schema (any schema version)."""
         for data in self.iter_records():
@@ -409,6 +446,25 @@ class ResultsStore:
             frame = frame.sort_values(list(SORT_COLUMNS), kind="stable", ignore_index=True)
         frame.attrs["settings"] = list(settings)
         return frame
+
+
+class ClaimWaits:
+    """Tells once per job, after a short wait, which claim it waits for (a silent wait can last
+    the whole claim expiry, 10 minutes by default)."""
+
+    def __init__(self, store: ResultsStore, after_s: float = 5.0) -> None:
+        self.store = store
+        self.after_s = min(after_s, store.claim_expiry_s / 4)
+        self.since: dict[str, float] = {}
+        self.told: set[str] = set()
+
+    def note(self, key: str) -> str | None:
+        """The notice for ``key`` the first time it has waited ``after_s``; else None."""
+        first = self.since.setdefault(key, time.monotonic())
+        if key in self.told or time.monotonic() - first < self.after_s:
+            return None
+        self.told.add(key)
+        return self.store.claim_notice(key)
 
 
 #: Key of a cached row that lists which of its columns are settings (popped by ``frame``).

@@ -455,3 +455,37 @@ def test_ray_tasks_get_the_drivers_absolute_paths(registry, tmp_path, data, monk
     Runner(spec(Path("data"), executor="ray"), store, registry).run()
     assert sent and all(root == str(tmp_path / "results") for _, root in sent)
     assert all(roots == {"tiny": str(data)} for roots, _ in sent)
+
+
+# --- claims ----------------------------------------------------------------------------------------------
+def _claim_all(store: ResultsStore, runner: Runner, **info) -> None:
+    import socket
+    import time
+
+    store.claims_dir.mkdir(parents=True, exist_ok=True)
+    for job in runner.plan():
+        payload = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), **info}
+        store.claim_path(job.key).write_text(json.dumps(payload))
+
+
+def test_waiting_for_a_live_claim_says_what_it_waits_for(registry, tmp_path, data, caplog):
+    store = ResultsStore(tmp_path / "r", claim_expiry_s=4.0)
+    runner = Runner(spec(data), store, registry)
+    _claim_all(store, runner)  # a live process (this one) that is no run of this plan
+    with caplog.at_level("WARNING", logger="adbench"):
+        summary = runner.run()  # the claims expire (no heartbeat) and the run goes on
+    assert summary.done == 2
+    notices = [r.getMessage() for r in caplog.records if "waiting for" in r.getMessage()]
+    assert len(notices) == 2 and all(f"pid {os.getpid()}" in n and "delete the file" in n for n in notices)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times come from /proc")
+def test_claim_of_a_reused_pid_is_stale(registry, tmp_path, data):
+    import time
+
+    store = ResultsStore(tmp_path / "r", claim_expiry_s=30.0)
+    runner = Runner(spec(data), store, registry)
+    _claim_all(store, runner, start=1)  # our pid, but a process that started at boot: not us
+    t0 = time.perf_counter()
+    assert runner.run().done == 2
+    assert time.perf_counter() - t0 < 15
