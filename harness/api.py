@@ -91,6 +91,8 @@ def report(
     """Render the report of a results store (as ``adbench report``); returns the written files."""
     from .registry import get_registry
     from .reports import render_report
+    from .run_options import output_folder
     from .store import ResultsStore
 
-    return render_report(ResultsStore(results), Path(out), list(formats), registry=get_registry(), **options)
+    out = output_folder(out, "out")
+    return render_report(ResultsStore(results), out, list(formats), registry=get_registry(), **options)

@@ -384,6 +384,7 @@ def report(
     """Render paper-style tables and plots from the results store."""
     from adbench.reports import render_report
 
+    from .run_options import output_folder
     from .sample_images import image_loader
 
     label_map = {}
@@ -400,7 +401,7 @@ def report(
         root_map[name] = path
     paths = render_report(
         ResultsStore(results_dir),
-        Path(out_dir),
+        output_folder(out_dir, "--out"),
         _csv(formats) or [],
         published=published,
         ablation=ablation,
@@ -498,6 +499,9 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except AdbenchError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:  # a file system that says no (read-only, full, a file where a folder goes)
+        click.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), err=True)
         sys.exit(2)
     except SystemExit:
         raise

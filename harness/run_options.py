@@ -68,4 +68,16 @@ def results_folder(value: Any) -> Path:
     """The results store folder: a non-empty path (``--results ""`` would write into the current folder)."""
     if not isinstance(value, str | Path) or not str(value).strip():
         raise AdbenchError(f"--results {value!r}: expected a folder path")
-    return Path(value)
+    return output_folder(value, "--results")
+
+
+def output_folder(value: str | Path, option: str) -> Path:
+    """A folder to read or write: one line when it, or a folder above it, is a file."""
+    path = Path(value)
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                what = "is a file" if parent == path else f"is under the file {parent}"
+                raise AdbenchError(f"{option} {value}: {what}, not a folder")
+            break
+    return path

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import logging
 import platform
 import time
@@ -667,6 +668,18 @@ class Runner:
             except AdbenchError as exc:
                 record = self.failure_record(job, str(exc))
                 log.info("%s failed: %s", job.label, exc)  # the CLI prints one line per failure
+            except OSError as exc:
+                if (
+                    exc.errno in STORE_FULL_ERRNOS
+                ):  # every next job would fail too: stop, keep what is written
+                    raise AdbenchError(
+                        f"{job.label}: {exc.strerror} ({exc.filename or self.store.root}); stopped after "
+                        f"{summary.done} job(s) (their results are kept); free space and rerun to resume"
+                    ) from None
+                record = self.failure_record(
+                    job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
+                )
+                log.info("%s failed: %s: %s", job.label, type(exc).__name__, exc, exc_info=exc)
             except (Exception, SystemExit) as exc:  # isolate one job's crash (a plugin's sys.exit too)
                 record = self.failure_record(
                     job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
@@ -822,6 +835,10 @@ class Runner:
                 train_s=round(fit.seconds, 3) if fit is not None else None,
             ),
         )
+
+
+#: File-system errors after which no job can be stored (disk full, quota, read-only): the run stops.
+STORE_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def _first_line(error: str | None) -> str:

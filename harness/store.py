@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -346,6 +347,9 @@ class ResultsStore:
         try:
             os.rename(path, aside)
         except FileNotFoundError:
+            return
+        if aside.is_dir():  # a folder where a claim file goes: no run holds it
+            shutil.rmtree(aside, ignore_errors=True)
             return
         if not self.claim_is_stale(aside):  # someone re-claimed between our check and the rename
             with contextlib.suppress(FileExistsError, FileNotFoundError):

@@ -489,3 +489,57 @@ def test_claim_of_a_reused_pid_is_stale(registry, tmp_path, data):
     t0 = time.perf_counter()
     assert runner.run().done == 2
     assert time.perf_counter() - t0 < 15
+
+
+# --- other tracebacks, now one line ------------------------------------------------------------------------
+def test_files_where_folders_go_are_one_line(registry, tmp_path, data, monkeypatch, capsys):
+    import adbench
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    cases = [
+        (run_args(data, afile / "sub"), "is under the file"),
+        (["results", "--results", str(afile / "sub")], "is under the file"),
+        (["report", "--out", str(afile / "sub"), "--results", str(tmp_path / "r")], "--out"),
+    ]
+    for args, message in cases:
+        code, out = cli(monkeypatch, capsys, *args)
+        assert code == 2 and message in out and out.count("\n") == 1, out
+    with pytest.raises(AdbenchError, match="is a file, not a folder"):
+        adbench.load_results(afile)
+    monkeypatch.setenv("ADBENCH_HOME", str(afile / "home"))
+    code, out = cli(monkeypatch, capsys, "run", "--methods", "median_dev", "--results", str(tmp_path / "r2"))
+    assert code == 2 and "Not a directory" in out and out.count("\n") == 1, out
+
+
+def test_a_folder_where_a_claim_goes_is_broken_like_a_stale_claim(done, registry, data):
+    key = sorted(done.records_dir.glob("*.json"))[0].stem
+    done.record_path(key).unlink()
+    done.claim_path(key).mkdir(parents=True)
+    os.utime(done.claim_path(key), (1, 1))  # old: no writer is filling it
+    summary = Runner(spec(data), done, registry).run()
+    assert summary.done == 1 and not done.claim_path(key).exists()
+
+
+def test_a_disk_that_fills_during_a_run_stops_it_and_keeps_what_was_written(
+    done, registry, data, monkeypatch, capsys
+):
+    import errno
+
+    from adbench.store import ResultsStore as Store
+
+    calls = []
+
+    def full(self, key, **arrays):
+        calls.append(key)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.predictions_path(key)))
+        return real(self, key, **arrays)
+
+    real = Store.write_predictions
+    monkeypatch.setattr(Store, "write_predictions", full)
+    for path in done.records_dir.glob("*.json"):
+        path.unlink()
+    code, out = cli(monkeypatch, capsys, *run_args(data, done.root), "--set", "median_dev.blur=3,5")
+    assert code == 2 and "No space left on device" in out and "stopped after 1 job(s)" in out, out
+    assert out.count("\n") == 1 and len(list(done.records_dir.glob("*.json"))) == 1
