@@ -69,8 +69,12 @@ def run(
     spec.progress = bool(options.get("progress", False))
     store = ResultsStore(results)
     runner = Runner(spec, store)
+    from .dry_run import shard_keys
+
     runner.run()
-    keys = {job.key for job in runner.plan()}
+    keys = shard_keys(runner)
+    if keys is None:
+        keys = {job.key for job in runner.plan()}
     frame = store.frame(include_failed=True)
     return frame[frame["key"].isin(keys)].reset_index(drop=True) if not frame.empty else frame
 

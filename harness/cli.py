@@ -358,7 +358,13 @@ def rescore(results_dir: str) -> None:
 @click.option(
     "--figures", "figures", is_flag=True, help="Qualitative figures (image | GT | maps), PNG and PDF."
 )
-@click.option("--figure-images", default=4, show_default=True, help="Images per qualitative figure.")
+@click.option(
+    "--figure-images",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Images per qualitative figure.",
+)
 @click.option("--figure-categories", default=None, help="Categories for figures (default: the first few).")
 @click.option("--root", "roots", multiple=True, help="NAME=PATH of a dataset, for the figures' images.")
 @results_option

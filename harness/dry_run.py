@@ -49,6 +49,17 @@ def weights_status(runner: Any, method: str) -> str:
     return ", ".join(f"{n}: {v}" for n, v in seen.items()) or "no backbone"
 
 
+def shard_keys(runner: Any) -> set[str] | None:
+    """The keys of ``--shard I/N``'s jobs in the runner's full plan (None without ``--shard``): a
+    shard is a share of the whole plan's groups, so it cannot be told from one method or dataset."""
+    if not runner.spec.shard:
+        return None
+    from .executors import group_jobs, parse_shard, shard_groups
+
+    specs = [runner.to_spec(j) for j in runner.plan()]
+    return {s.key for g in shard_groups(group_jobs(specs), parse_shard(runner.spec.shard)) for s in g}
+
+
 def dry_run(spec: Any, store: ResultsStore, registry: Registry) -> list[dict[str, Any]]:
     """Rows of the dry-run table for a RunSpec; nothing is computed or written. One runner serves
     every row, so each dataset is scanned once and each method's weights resolved once."""
@@ -59,6 +70,10 @@ def dry_run(spec: Any, store: ResultsStore, registry: Registry) -> list[dict[str
     methods = list(dict.fromkeys(m for m, _ in runner.method_grid()))
     weights = {m: weights_status(runner, m) for m in methods}
     datasets = {d: dataset_status(runner, d) for d in spec.datasets}
+    try:
+        in_shard = shard_keys(runner)
+    except AdbenchError:  # a missing root or weights: the rows below say which
+        in_shard = None
     rows = []
     for method in methods:
         for dataset in spec.datasets:
@@ -76,6 +91,7 @@ def dry_run(spec: Any, store: ResultsStore, registry: Registry) -> list[dict[str
                 runner.spec = dataclasses.replace(spec, methods=methods_of_row, datasets=[dataset])
                 try:
                     keys = [j.key for j in runner.plan() if j.method_cls.name == method]
+                    keys = [k for k in keys if in_shard is None or k in in_shard]
                     row["jobs"] = len(keys)
                     row["done"] = sum(store.has(k) for k in keys)
                 except AdbenchError as exc:

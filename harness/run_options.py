@@ -8,12 +8,17 @@ whichever way they came in.
 from __future__ import annotations
 
 import difflib
+import logging
+import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import AdbenchError
+
+log = logging.getLogger("adbench.run_options")
 
 #: What may stand before '=' in ``--root NAME=PATH`` (a dataset name; a path has a '/' or is absolute).
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -59,9 +64,57 @@ def check_methods_argument(methods: Any, where: str) -> None:
 
 def check_list(key: str, value: Any, where: str) -> None:
     """A list-valued run option that is given must name something (``categories = []`` would
-    otherwise run everything and ``datasets = []`` nothing)."""
+    otherwise run everything and ``datasets = []`` nothing), each item once (``seeds = [0, 0]``
+    would count its second job as already done)."""
     if isinstance(value, list | tuple) and not value:
         raise AdbenchError(f"{where}: [run] {key} is empty; name at least one, or leave it out")
+    if isinstance(value, list | tuple):
+        seen: list[Any] = []
+        for item in value:
+            if item in seen:
+                raise AdbenchError(f"{where}: [run] {key}: {item!r} is given twice")
+            seen.append(item)
+
+
+#: Planned jobs above which a run warns before planning (each is one model evaluation).
+LARGE_PLAN = 10_000
+
+
+def warn_if_large(spec: Any) -> None:
+    """Warn before planning a grid of more than :data:`LARGE_PLAN` jobs (a lower bound: categories
+    are not counted yet), so a typo in ``--set a,b,c|...`` does not start days of work unnoticed."""
+    configs = sum(math.prod(len(v) for v in spec.overrides.get(m, {}).values()) for m in spec.methods)
+    seeds = len(spec.seeds or (0,))
+    shots = len(spec.shots) if spec.protocol == "few_shot" else 1
+    jobs = max(configs, 1) * len(spec.datasets) * seeds * shots
+    if jobs > LARGE_PLAN:
+        log.warning(
+            "planning at least %d jobs (%d configs x %d datasets x %d seeds x %d shots, times categories); "
+            "narrow --set, --seeds or --datasets, or split the run with --shard",
+            jobs, max(configs, 1), len(spec.datasets), seeds, shots,
+        )  # fmt: skip
+
+
+def check_workers(devices: Sequence[str]) -> None:
+    """GPU workers need CUDA here; more CPU workers than cores is allowed but warned about (each
+    holds its own model: 8 workers took 5.5 GB on 2 cores and ran no faster)."""
+    gpus = [d for d in devices if d.startswith("cuda")]
+    if gpus:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise AdbenchError(
+                f"--devices {','.join(d.split(':')[-1] for d in gpus)}: no CUDA GPU on this machine; "
+                "use --workers N for CPU worker processes"
+            )
+    cores = os.cpu_count() or 1
+    cpu_workers = len(devices) - len(gpus)
+    if cpu_workers > cores:
+        log.warning(
+            "--workers %d: more worker processes than the %d CPU cores; each loads its own model",
+            cpu_workers,
+            cores,
+        )
 
 
 def results_folder(value: Any) -> Path:

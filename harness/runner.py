@@ -47,6 +47,7 @@ from .protocols import (
 )
 from .record import JobRecord, Timing
 from .registry import Registry, get_registry
+from .run_options import warn_if_large
 from .seeding import seed_everything
 from .store import ClaimWaits, ResultsStore
 
@@ -593,6 +594,7 @@ class Runner:
 
         self.store.check_writable()
         self.store.sweep_stale_claims()
+        warn_if_large(self.spec)
         jobs = self.plan()
         specs = [self.to_spec(j) for j in jobs]
         groups = shard_groups(group_jobs(specs), parse_shard(self.spec.shard))

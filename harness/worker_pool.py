@@ -74,9 +74,11 @@ def run_pool(
     init: Callable[..., None],
 ) -> RunSummary:
     """Run ``target(run_spec, store_root, [group])`` per group on one spawned worker per device."""
+    from .run_options import check_workers
     from .runner import RunSummary
     from .store import ResultsStore
 
+    check_workers(devices)
     total = RunSummary()
     ctx = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // len(devices))

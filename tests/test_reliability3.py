@@ -19,7 +19,7 @@ from adbench import hookimpl
 from adbench.errors import AdbenchError
 from adbench.knowledge import KnowledgeProvider, describe
 from adbench.registry import Registry, set_registry
-from adbench.runner import Runner
+from adbench.runner import Runner, RunSpec
 from adbench.safe_names import safe_name, safe_path
 from adbench.store import ResultsStore
 
@@ -543,3 +543,72 @@ def test_a_disk_that_fills_during_a_run_stops_it_and_keeps_what_was_written(
     code, out = cli(monkeypatch, capsys, *run_args(data, done.root), "--set", "median_dev.blur=3,5")
     assert code == 2 and "No space left on device" in out and "stopped after 1 job(s)" in out, out
     assert out.count("\n") == 1 and len(list(done.records_dir.glob("*.json"))) == 1
+
+
+# --- smaller ---------------------------------------------------------------------------------------------------
+def test_figures_leave_out_a_column_without_predictions(done, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("adbench.sample_images.image_loader", lambda roots: lambda *a: {})
+    next(done.predictions_dir.glob("*.npz")).unlink()
+    out_dir = tmp_path / "rep"
+    with pytest.warns(UserWarning, match="no stored predictions"):
+        code, out = cli(
+            monkeypatch, capsys, "report", "--figures", "--format", "markdown", "--out", str(out_dir),
+            "--results", str(done.root),
+        )  # fmt: skip
+    assert code == 0, out
+    assert len(list((out_dir / "figures").glob("*.png"))) == 1
+
+
+def test_no_negative_zero_in_tables() -> None:
+    from adbench.reports.tables import fmt, fmt_diff
+
+    assert fmt(-0.04) == "0.0" and fmt(-0.06) == "-0.1" and fmt_diff(50.0, 50.04) == "+0.0"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["report", "--figures", "--figure-images", "-1"], "--figure-images"),
+        (["run", "--seeds", "0,0", "--dump-config"], "0 is given twice"),
+    ],
+)
+def test_smaller_option_checks(registry, tmp_path, monkeypatch, capsys, args, message):
+    code, out = cli(monkeypatch, capsys, *args, "--results", str(tmp_path / "r"))
+    assert code == 2 and message in out and out.count("\n") == 1, out
+
+
+def test_dry_run_and_the_api_honour_the_shard(registry, tmp_path, data, monkeypatch, capsys):
+    import adbench
+
+    code, out = cli(monkeypatch, capsys, *run_args(data, tmp_path / "r"), "--dry-run", "--shard", "0/2")
+    row = next(line for line in out.splitlines() if line.startswith("median_dev"))
+    assert row.split()[2] == "1", out  # one of the two categories' groups
+    frames = [
+        adbench.run(
+            {"median_dev": {"image_size": 32}}, datasets=["tiny"], roots={"tiny": str(data)},
+            results=tmp_path / "api", shard=f"{i}/2",
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    assert [len(f) for f in frames] == [1, 1] and set(frames[0]["key"]).isdisjoint(frames[1]["key"])
+
+
+def test_large_plans_and_more_workers_than_cores_warn(caplog) -> None:
+    from adbench.run_options import check_workers, warn_if_large
+
+    with caplog.at_level("WARNING", logger="adbench"):
+        warn_if_large(RunSpec(methods=["patchead"], seeds=tuple(range(10_001))))
+        check_workers(["cpu"] * ((os.cpu_count() or 1) + 1))
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "planning at least 10001 jobs" in text and "more worker processes than the" in text
+
+
+def test_gpu_devices_without_cuda_name_devices_not_device() -> None:
+    import torch
+
+    from adbench.run_options import check_workers
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(AdbenchError, match="--devices 0: no CUDA GPU on this machine; use --workers N"):
+        check_workers(["cuda:0"])
