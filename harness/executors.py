@@ -148,7 +148,8 @@ def run_ray(
             try:
                 total.merge(ray.get(ref))
             except ray.exceptions.RayError as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                cause = getattr(exc, "cause", None) or exc  # a task's own exception, not Ray's wrapper
+                first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
                 total.failed += [f"{s.label}: Ray task failed ({first})" for s in group]
         return total
     finally:
