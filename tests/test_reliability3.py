@@ -612,3 +612,120 @@ def test_gpu_devices_without_cuda_name_devices_not_device() -> None:
         pytest.skip("this machine has CUDA")
     with pytest.raises(AdbenchError, match="--devices 0: no CUDA GPU on this machine; use --workers N"):
         check_workers(["cuda:0"])
+
+
+# --- the walk: every input of the issue through the CLI: one line, the right exit code, no lost record -------
+def _hostile_names(store: ResultsStore, tmp: Path) -> list[str]:
+    for path in store.records_dir.glob("*.json"):
+        rec = json.loads(path.read_text())
+        rec["category"] = "x/../../../../PWNED_&%$#{}~^<svg onload=1>\n" + rec["category"]
+        path.write_text(json.dumps(rec))
+    return ["report", "--format", "markdown,latex", "--out", str(tmp / "rep")]
+
+
+def _stray_copy(store: ResultsStore, tmp: Path) -> list[str]:
+    first = sorted(store.records_dir.glob("*.json"))[0]
+    (store.records_dir / "copyof.json").write_bytes(first.read_bytes())
+    return ["results"]
+
+
+def _wrong_types(store: ResultsStore, tmp: Path) -> list[str]:
+    path = sorted(store.records_dir.glob("*.json"))[0]
+    path.write_text(json.dumps({**json.loads(path.read_text()), "timing": "fast"}))
+    return ["RUN"]  # quarantined and recomputed
+
+
+def _suite(text: str):
+    def make(store: ResultsStore, tmp: Path) -> list[str]:
+        (tmp / "suite.toml").write_bytes(text.encode())
+        return ["run", "--config", str(tmp / "suite.toml"), "--dump-config"]
+
+    return make
+
+
+def _args(*args: str):
+    return lambda store, tmp: [a.replace("TMP", str(tmp)) for a in args]
+
+
+def _index_folder(store: ResultsStore, tmp: Path) -> list[str]:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{store.root / 'index.sqlite'}{suffix}").unlink(missing_ok=True)
+    (store.root / "index.sqlite").mkdir()
+    return ["results"]
+
+
+def _user_config(store: ResultsStore, tmp: Path) -> list[str]:
+    (tmp / "config.toml").write_text("datasets = 5\n")
+    os.environ["ADBENCH_CONFIG"] = str(tmp / "config.toml")  # restored by the test's monkeypatch
+    return ["run", "--methods", "median_dev", "--datasets", "tiny"]
+
+
+def _claim_folder(store: ResultsStore, tmp: Path) -> list[str]:
+    path = sorted(store.records_dir.glob("*.json"))[0]
+    store.claim_path(path.stem).mkdir(parents=True)
+    os.utime(store.claim_path(path.stem), (1, 1))
+    path.unlink()
+    return ["RUN"]
+
+
+def _afile(store: ResultsStore, tmp: Path) -> Path:
+    (tmp / "afile").write_text("x")
+    return tmp / "afile"
+
+
+WALK3 = {  # name: (set-up returning the arguments ("RUN": the tiny run), exit status, text in the output)
+    "hostile category names": (_hostile_names, 0, "report.md"),
+    "--root for an auxiliary": (
+        _args("run", "--root", "tiny=/d", "--root", "mvtec=/m", "--dump-config"),
+        0,
+        "mvtec",
+    ),
+    "--root of no dataset": (_args("run", "--root", "nosuch=/x", "--dump-config"), 2, "no dataset named"),
+    "stray record copy": (_stray_copy, 0, "median_dev"),
+    "record of wrong types": (_wrong_types, 0, "1 jobs run, 1 already done"),
+    "eval_size = true": (_suite("[run]\neval_size = true\n"), 2, "--eval-size"),
+    "categories = []": (_suite("[run]\ncategories = []\n"), 2, "is empty"),
+    "BOM in a suite": (_suite("\ufeff[run]\nseeds = [0]\n"), 0, "seeds"),
+    '--results ""': (_args("run", "--results", "", "--dump-config"), 2, "--results ''"),
+    "index.sqlite a folder": (_index_folder, 0, "median_dev"),
+    "datasets = 5 in the user config": (_user_config, 2, "datasets must be a table"),
+    "a claim that is a folder": (_claim_folder, 0, "1 jobs run"),
+    "--results under a file": (
+        lambda s, t: ["results", "--results", str(_afile(s, t) / "sub")],
+        2,
+        "under the file",
+    ),
+    "report --out under a file": (
+        lambda s, t: ["report", "--out", str(_afile(s, t) / "o")],
+        2,
+        "under the file",
+    ),
+    "negative --figure-images": (_args("report", "--figures", "--figure-images", "-1"), 2, "--figure-images"),
+    "duplicate seeds": (_args("run", "--seeds", "0,0", "--dump-config"), 2, "given twice"),
+    "--address garbage": (_args("RUN", "--executor", "ray", "--address", "garbage"), 2, "--address"),
+    "--address nobody answers": (_args("RUN", "--executor", "ray", "--address", "127.0.0.1:9"), 2, "no Ray"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WALK3))
+def test_walk_every_listed_input_is_one_line_and_loses_nothing(
+    registry, tmp_path, data, monkeypatch, capsys, case
+):
+    monkeypatch.setenv("ADBENCH_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setattr("adbench.sample_images.image_loader", lambda roots: lambda *a: {})
+    store = ResultsStore(tmp_path / "results")
+    Runner(spec(data), store, registry).run()
+    kept = {p.name for p in store.records_dir.glob("*.json")}
+    prepare, status, text = WALK3[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        args = prepare(store, tmp_path)
+        if args[0] == "RUN":
+            args = run_args(data, store.root) + args[1:]
+        elif "--results" not in args:
+            args = [*args, "--results", str(store.root)]
+        code, out = cli(monkeypatch, capsys, *args)
+    assert "Traceback" not in out and code == status and text in out, out
+    if code == 2:
+        assert len(out.strip().splitlines()) == 1, out
+    assert kept <= {p.name for p in store.records_dir.glob("*.json")} | {"copyof.json"}  # no record lost
