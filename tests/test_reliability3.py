@@ -172,12 +172,20 @@ def test_failing_knowledge_provider_fails_only_that_methods_jobs(tmp_path, data,
 def test_failing_force_rerun_keeps_the_good_record(done, registry, data, monkeypatch) -> None:
     before = {p.name: p.read_bytes() for p in done.records_dir.glob("*.json")}
 
+    def corrupt_fit_cache(self, job):
+        raise RuntimeError("corrupt fit cache")
+
+    monkeypatch.setattr(Runner, "run_job", corrupt_fit_cache)
+    summary = Runner(spec(data, force=True), done, registry).run()
+    assert len(summary.failed) == 2 and all("kept the earlier result" in f for f in summary.failed)
+    assert {p.name: p.read_bytes() for p in done.records_dir.glob("*.json")} == before
+
     def disk_full(self, job):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Runner, "run_job", disk_full)
-    summary = Runner(spec(data, force=True), done, registry).run()
-    assert len(summary.failed) == 2 and all("kept the earlier result" in f for f in summary.failed)
+    with pytest.raises(AdbenchError, match="No space left on device.*stopped after 0 job"):
+        Runner(spec(data, force=True), done, registry).run()
     assert {p.name: p.read_bytes() for p in done.records_dir.glob("*.json")} == before
 
 
