@@ -23,22 +23,8 @@ from adbench.runner import Runner, RunSpec
 from adbench.safe_names import safe_name, safe_path
 from adbench.store import ResultsStore
 
-from .helpers import TinyPlugin, example_plugin_module, write_tiny_dataset
-from .test_reliability import cli, run_args, spec
-
-
-@pytest.fixture()
-def registry() -> Registry:
-    reg = Registry(autoload=True, plugins=[TinyPlugin(), example_plugin_module()])
-    set_registry(reg)
-    yield reg
-    set_registry(None)
-
-
-@pytest.fixture()
-def data(tmp_path: Path) -> Path:
-    write_tiny_dataset(tmp_path / "data")
-    return tmp_path / "data"
+from .helpers import TinyPlugin, example_plugin_module
+from .test_reliability import cli, data, registry, run_args, spec  # noqa: F401 - fixtures
 
 
 @pytest.fixture()
