@@ -252,6 +252,11 @@ class ResultsStore:
 
     def write_record(self, record: JobRecord | dict[str, Any]) -> Path:
         data = record.to_dict() if isinstance(record, JobRecord) else JobRecord.from_dict(record).to_dict()
+        problem = schema_problem(_json_safe(data))
+        if problem:  # the reader would quarantine it: say so where the wrong value is made
+            warnings.warn(
+                f"record {data['key']}: {problem}; a plugin filled a field of the wrong type", stacklevel=2
+            )
         path = self.record_path(data["key"])
         atomic_write_json(path, data)
         self.index.update(path, data)
