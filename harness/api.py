@@ -29,10 +29,12 @@ def resolve_suite(
     options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A suite dict from a suite file (optional) and explicit values, the explicit ones winning."""
+    from .run_options import check_methods_argument
     from .suite import load_suite, merge
 
     given: dict[str, Any] = {"run": dict(options or {}), "roots": dict(roots or {})}
     if methods is not None:
+        check_methods_argument(methods, "adbench.run()")
         given["methods"] = (
             {name: dict(fields) for name, fields in methods.items()}
             if isinstance(methods, Mapping)
@@ -61,13 +63,18 @@ def run(
     from .suite import build_spec
 
     suite = resolve_suite(methods, config=config, roots=roots, options=options)
-    results = results or suite["run"].get("results") or DEFAULT_RESULTS
+    if results is None:
+        results = suite["run"].get("results", DEFAULT_RESULTS)
     spec = build_spec(suite, where=str(config) if config else "adbench.run()")
     spec.progress = bool(options.get("progress", False))
     store = ResultsStore(results)
     runner = Runner(spec, store)
+    from .dry_run import shard_keys
+
     runner.run()
-    keys = {job.key for job in runner.plan()}
+    keys = shard_keys(runner)
+    if keys is None:
+        keys = {job.key for job in runner.plan()}
     frame = store.frame(include_failed=True)
     return frame[frame["key"].isin(keys)].reset_index(drop=True) if not frame.empty else frame
 
@@ -88,6 +95,8 @@ def report(
     """Render the report of a results store (as ``adbench report``); returns the written files."""
     from .registry import get_registry
     from .reports import render_report
+    from .run_options import output_folder
     from .store import ResultsStore
 
-    return render_report(ResultsStore(results), Path(out), list(formats), registry=get_registry(), **options)
+    out = output_folder(out, "out")
+    return render_report(ResultsStore(results), out, list(formats), registry=get_registry(), **options)

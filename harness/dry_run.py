@@ -49,6 +49,19 @@ def weights_status(planner: Planner, method: str) -> str:
     return ", ".join(f"{n}: {v}" for n, v in seen.items()) or "no backbone"
 
 
+def shard_keys(planner: Planner) -> set[str] | None:
+    """The keys of ``--shard I/N``'s jobs in the full plan (None without ``--shard``): a shard is a
+    share of the whole plan's groups, so it cannot be told from one method or dataset."""
+    if not planner.spec.shard:
+        return None
+    from .executors import parse_shard
+    from .planner import group_jobs, shard_groups
+
+    return {
+        s.key for g in shard_groups(group_jobs(planner.plan()), parse_shard(planner.spec.shard)) for s in g
+    }
+
+
 def dry_run(spec: Any, store: ResultsStore, registry: Registry) -> list[dict[str, Any]]:
     """Rows of the dry-run table for a RunSpec; nothing is computed or written. One planner serves
     every row, so each dataset is scanned once and each method's weights resolved once."""
@@ -61,6 +74,10 @@ def dry_run(spec: Any, store: ResultsStore, registry: Registry) -> list[dict[str
     methods = list(dict.fromkeys(m for m, _ in planner.method_grid()))
     weights = {m: weights_status(planner, m) for m in methods}
     datasets = {d: dataset_status(planner, d) for d in spec.datasets}
+    try:
+        in_shard = shard_keys(planner)
+    except AdbenchError:  # a missing root or weights: the rows below say which
+        in_shard = None
     rows = []
     for method in methods:
         for dataset in spec.datasets:
@@ -87,6 +104,7 @@ def dry_run(spec: Any, store: ResultsStore, registry: Registry) -> list[dict[str
                 )
                 try:
                     keys = [j.key for j in planner.plan() if j.method == method]
+                    keys = [k for k in keys if in_shard is None or k in in_shard]
                     row["jobs"] = len(keys)
                     row["done"] = sum(store.has(k) for k in keys)
                 except AdbenchError as exc:

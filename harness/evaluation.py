@@ -89,10 +89,12 @@ def parse_eval_size(value: str | int | None) -> EvalSize | None:
     """``--eval-size``: ``input``, ``original`` or a positive integer (square side in px)."""
     if value is None or value in ("input", "original"):
         return value  # type: ignore[return-value]
-    try:
-        size = int(value)
-    except (TypeError, ValueError):
-        size = 0
+    size = 0  # true is not 1 px, nor 1.5 one pixel
+    if not isinstance(value, bool) and not (isinstance(value, float) and not value.is_integer()):
+        try:
+            size = int(value)
+        except (TypeError, ValueError, OverflowError):
+            size = 0
     if size < 1:
         raise AdbenchError(f"--eval-size {value!r}: expected input, original or a positive integer")
     return size

@@ -14,12 +14,10 @@ processes, so CUDA works), the cluster executor is Ray (``pip install "adbench-z
 
 from __future__ import annotations
 
-import multiprocessing
+import functools
 import os
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +93,8 @@ def worker_devices(devices: Sequence[str] | None, workers: int | None) -> list[s
 def run_local(
     worker: Worker, run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]], total: RunSummary
 ) -> RunSummary:
-    """Groups spread over one spawned process per device; a crashed worker fails only its groups.
+    """Groups spread over one spawned process per device; a crashed worker fails only its groups
+    (the pool is replaced and unfinished groups resubmitted once), Ctrl-C stops the workers.
     GPUs (``--devices 0,1``) are packed by memory instead (:mod:`adbench.gpu_schedule`)."""
     devices = worker_devices(run_spec.devices, run_spec.workers)
     if all(d.startswith("cuda") for d in devices):
@@ -103,31 +102,13 @@ def run_local(
 
         total.merge(run_packed(worker, run_spec, store_root, groups, devices))
         return total
-    from .store import ResultsStore
+    from .worker_pool import run_pool
 
-    store = ResultsStore(store_root)
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    for d in devices:
-        queue.put(d)
-    threads = max(1, (os.cpu_count() or 1) // len(devices))
-    with ProcessPoolExecutor(
-        max_workers=len(devices), mp_context=ctx, initializer=_init_worker, initargs=(queue, threads)
-    ) as pool:
-        futures = {pool.submit(_run_in_worker, worker, run_spec, store_root, [g]): g for g in groups}
-        for future in as_completed(futures):
-            try:
-                total.merge(future.result())
-            except BrokenProcessPool:
-                # a worker died (killed, out of memory): the pool stops; what reached the store counts
-                for s in futures[future]:
-                    if store.has(s.key):
-                        total.done += 1
-                        total.written.append(s.key)
-                    else:
-                        total.failed.append(
-                            f"{s.label}: worker process died before finishing; rerun to resume"
-                        )
+    total.merge(
+        run_pool(
+            run_spec, store_root, groups, devices, functools.partial(_run_in_worker, worker), _init_worker
+        )
+    )
     return total
 
 
@@ -141,9 +122,12 @@ def run_ray(
         import ray
     except ImportError:
         raise AdbenchError('--executor ray needs Ray: pip install "adbench-zsad[ray]"') from None
+    from .ray_cluster import absolute_paths, connect
+
+    run_spec, store_root = absolute_paths(run_spec, store_root)  # tasks run in the head's folder
     started = not ray.is_initialized()
     if started:
-        ray.init(address=run_spec.address, include_dashboard=False, log_to_driver=False)
+        connect(ray, run_spec.address)
     try:
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
         task = ray.remote(worker)
@@ -156,7 +140,8 @@ def run_ray(
             try:
                 total.merge(ray.get(ref))
             except ray.exceptions.RayError as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                cause = getattr(exc, "cause", None) or exc  # a task's own exception, not Ray's wrapper
+                first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
                 total.failed += [f"{s.label}: Ray task failed ({first})" for s in group]
         return total
     finally:

@@ -164,6 +164,8 @@ class RunSummary:
     failed: list[str] = field(default_factory=list)
     #: Keys of the records this run wrote (the driver tells observers about workers' records).
     written: list[str] = field(default_factory=list)
+    #: Observer (tracker) failures of this run, one line each with a count: the run went on without them.
+    notices: list[str] = field(default_factory=list)
 
     def merge(self, other: RunSummary) -> None:
         """Add another worker's counts."""

@@ -11,13 +11,17 @@ not deterministic), and :func:`knowledge_hash` of the answers goes into job and 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import stable_hash
 from .errors import AdbenchError
 from .paths import cache_dir
 from .store import atomic_write_json
+
+log = logging.getLogger("adbench.knowledge")
 
 #: ``knowledge=auto`` uses the first plugged (non-built-in) provider, else the built-in one.
 AUTO = "auto"
@@ -53,17 +57,59 @@ def choose_provider(providers: Sequence[KnowledgeProvider], wanted: str = AUTO) 
     return (plugged or list(providers))[0]
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def checked_answers(provider: KnowledgeProvider, object_name: str, answers: object) -> list[str]:
+    """The provider's answer as a list of non-empty sentences; a one-line error for anything else
+    (a bare string would be split into characters, bytes into numbers, None into "None")."""
+    where = f"knowledge provider '{provider.name}' on '{object_name}'"
+    if isinstance(answers, str | bytes) or not isinstance(answers, Sequence):
+        raise AdbenchError(f"{where}: returned {type(answers).__name__}, expected a list of sentences")
+    bad = [a for a in answers if not isinstance(a, str)]
+    if bad:
+        raise AdbenchError(f"{where}: returned a {type(bad[0]).__name__} item, expected sentences (str)")
+    out = [a.strip() for a in answers if a.strip()]
+    if not out:
+        raise AdbenchError(f"{where}: gave no description")
+    return out
+
+
+def _cached(provider: KnowledgeProvider, object_name: str, path: Path) -> list[str] | None:
+    """The cached answer at ``path``; None (and the file removed, so it is rebuilt) when corrupt."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return checked_answers(provider, object_name, data["descriptions"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AdbenchError) as exc:
+        log.warning("knowledge cache %s is corrupt (%s); asking the provider again", path, _first_line(exc))
+        path.unlink(missing_ok=True)
+        return None
+
+
 def describe(provider: KnowledgeProvider, object_name: str) -> list[str]:
-    """The provider's descriptions of ``object_name``, read from / written to its disk cache when ``cached``."""
+    """The provider's descriptions of ``object_name``, read from / written to its disk cache when ``cached``.
+
+    A provider that raises or answers anything but sentences is a one-line AdbenchError (the runner
+    fails that method's jobs with it); a corrupt cache file is rebuilt.
+    """
     path = None
     if provider.cached:
         key = stable_hash({"object": object_name, "version": provider.version})
         path = cache_dir("knowledge", provider.name) / f"{key}.json"
-        if path.is_file():
-            return list(json.loads(path.read_text())["descriptions"])
-    answers = [str(s).strip() for s in provider.describe(object_name) if str(s).strip()]
-    if not answers:
-        raise AdbenchError(f"knowledge provider '{provider.name}' gave no description of '{object_name}'")
+        found = _cached(provider, object_name, path)
+        if found is not None:
+            return found
+    try:
+        raw = provider.describe(object_name)
+    except Exception as exc:  # a plugin's client (LLM, network): any failure is that provider's
+        raise AdbenchError(
+            f"knowledge provider '{provider.name}' failed on '{object_name}': {_first_line(exc)}"
+        ) from exc
+    answers = checked_answers(provider, object_name, raw)
     if path is not None:
         atomic_write_json(
             path,

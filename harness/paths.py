@@ -15,8 +15,11 @@ def adbench_home() -> Path:
 
 
 def cache_dir(*parts: str) -> Path:
-    """A sub-directory of the adbench home, created on demand."""
-    path = adbench_home().joinpath(*parts)
+    """A sub-directory of the adbench home, created on demand; each part goes through
+    :func:`~adbench.safe_names.safe_name` (provider and method names come from plugins)."""
+    from .safe_names import safe_path
+
+    path = safe_path(adbench_home(), *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -213,7 +213,7 @@ class Planner:
                     variant=variant_label(base_config),
                     weights=weights,
                     train_on=train_on,
-                    key_extra=method_cls.key_material(config, names),
+                    key_extra=_key_material(method_cls, config, names),
                     fingerprint=self.job_fingerprint(dataset.name, cat, train_on),
                     fit_fingerprint=self.fit_fingerprint(train_on),
                     train_on_policy=",".join(self.spec.train_on or ["default"])
@@ -242,3 +242,12 @@ def shard_groups(groups: list[list[JobSpec]], shard: tuple[int, int] | None) -> 
     index, count = shard
     ordered = sorted(groups, key=lambda g: g[0].group)
     return ordered[index::count]
+
+
+def _key_material(method_cls: type[Method], config: Any, names: list[str]) -> dict[str, Any]:
+    """The method's extra key material; a failure (e.g. a knowledge provider that raised) is kept on
+    the job, so that method's jobs fail in one line each and the rest of the plan still runs."""
+    try:
+        return method_cls.key_material(config, names)
+    except AdbenchError as exc:
+        return {"key_material_error": str(exc)}

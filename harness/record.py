@@ -19,6 +19,9 @@ Records written before ``schema_version`` existed load as version 0.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,3 +195,48 @@ def train_on_datasets(train_on: list[str]) -> list[str]:
     """The auxiliary dataset names of a ``train_on`` list (``["visa/candle", ...]`` -> ``["visa"]``):
     the same for every category of a column, whereas the category lists differ per fold."""
     return sorted({str(item).split("/", 1)[0] for item in train_on})
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    """Whether a JSON value matches a schema annotation (ints count as floats; bools are not numbers)."""
+    if tp is Any:
+        return True
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        return isinstance(value, dict) and all(_fits(v, hints[k]) for k, v in value.items() if k in hints)
+    if origin is dict:
+        return isinstance(value, dict) and all(_fits(v, args[1]) for v in value.values())
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    return isinstance(value, origin or tp)
+
+
+@functools.cache
+def _schema_types() -> dict[str, Any]:
+    return typing.get_type_hints(JobRecord)
+
+
+def schema_problem(data: dict[str, Any]) -> str | None:
+    """None when every known field of a stored record has its schema type; else which one does not.
+
+    Stored records are read by code that trusts these types (tables, trackers, ``adbench results``):
+    a record that does not fit is quarantined and recomputed rather than silently dropped.
+    """
+    for name, tp in _schema_types().items():
+        if name in data and data[name] is not None and not _fits(data[name], tp):
+            shown = repr(data[name])
+            return f"field '{name}' is {shown if len(shown) < 40 else type(data[name]).__name__}, not {_type_name(tp)}"
+    return None
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp).replace("typing.", "") if typing.get_origin(tp) else getattr(tp, "__name__", str(tp))

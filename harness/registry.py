@@ -68,6 +68,8 @@ class Registry:
             autoload = not os.environ.get("ADBENCH_DISABLE_PLUGIN_AUTOLOAD")
         #: Plugins that failed to load or to answer a hook: name -> one-line reason (reported, not fatal).
         self.broken: dict[str, str] = {}
+        #: Lifecycle-hook failures (a tracker that could not log): one line -> how often; a run reports them.
+        self.observer_failures: dict[str, int] = {}
         self._dists: dict[int, str] = {}
         self._index: dict[str, dict[str, Entry]] | None = None
         if autoload:
@@ -180,6 +182,8 @@ class Registry:
             try:
                 impl.function(**{name: kwargs[name] for name in impl.argnames})
             except Exception as exc:  # noqa: BLE001 - an observer must not break the run
+                line = f"plugin {impl.plugin_name} failed in {hook_name}: {_first_line(exc)}"
+                self.observer_failures[line] = self.observer_failures.get(line, 0) + 1
                 logging.getLogger("adbench.registry").warning(
                     "plugin %s failed in %s: %s: %s",
                     impl.plugin_name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import logging
 import platform
 import re
@@ -36,9 +37,10 @@ from .protocol_catalog import protocol_spec
 from .protocols import make_context, predict_category
 from .record import JobRecord, Timing
 from .registry import Registry, get_registry
+from .run_options import warn_if_large
 from .scoring import eval_sizes, metrics_block, postprocess_maps
 from .seeding import seed_everything
-from .store import ResultsStore
+from .store import ClaimWaits, ResultsStore
 
 log = logging.getLogger("adbench.runner")
 
@@ -114,6 +116,7 @@ class Runner:
         """
         self.store.check_writable()
         self.store.sweep_stale_claims()
+        warn_if_large(self.spec)
         specs = self.plan()
         groups = shard_groups(group_jobs(specs), parse_shard(self.spec.shard))
         planned = sum(len(g) for g in groups)
@@ -122,6 +125,7 @@ class Runner:
         skipped = planned - sum(len(g) for g in todo)
         root = str(self.store.root)
         log.info("%d jobs planned, %d already done", planned, skipped)
+        self.registry.observer_failures.clear()  # what this run's summary reports
         self.registry.notify(
             "adbench_run_started", spec=self.spec, jobs=[s.to_dict() for s in specs], store_root=root
         )
@@ -133,6 +137,7 @@ class Runner:
             for key in summary.written:
                 self.registry.notify("adbench_job_finished", record=self.store.read_record(key))
         self.registry.notify("adbench_run_finished", spec=self.spec, summary=summary, store_root=root)
+        summary.notices = [f"{line} ({n}x)" for line, n in self.registry.observer_failures.items()]
         return summary
 
     def execute_here(
@@ -148,6 +153,7 @@ class Runner:
         summary = RunSummary()
         bar = tqdm(total=len(jobs), disable=not self.spec.progress, unit="job", dynamic_ncols=True)
         pending = jobs
+        waits = ClaimWaits(self.store)
         while pending:
             deferred = []
             for job in pending:
@@ -159,6 +165,9 @@ class Runner:
                     bar.update()
             if deferred:
                 # another run holds these claims: wait until it finishes or its claim goes stale
+                for job in deferred:
+                    if notice := waits.note(job.key):
+                        log.warning("%s: %s", job.label, notice)
                 time.sleep(0.2)
             pending = deferred
         bar.close()
@@ -173,7 +182,11 @@ class Runner:
                 summary.skipped += 1  # another run finished it between planning and our claim
                 return "skipped"
             with precision_scope(job.precision):  # every stage, the fit included (adbench.precision)
-                record = self.run_isolated(job)
+                record = self.run_isolated(job, summary)
+            if not record.ok and self.spec.force and self.store.has(job.key):
+                # a failed --force rerun never replaces a good result: reported, the old record stays
+                summary.failed.append(f"{job.label}: {_first_line(record.error)} (kept the earlier result)")
+                return "failed"
             try:
                 self.store.write_record(record)
             except OSError as exc:
@@ -188,11 +201,12 @@ class Runner:
         if record.ok:
             summary.done += 1
             return "done"
-        summary.failed.append(f"{job.label}: {((record.error or '').splitlines() or ['failed'])[0]}")
+        summary.failed.append(f"{job.label}: {_first_line(record.error)}")
         return "failed"
 
-    def run_isolated(self, job: JobSpec) -> JobRecord:
-        """The job's record: its results, or a failure record when the job raised (missing weights stop the run)."""
+    def run_isolated(self, job: JobSpec, summary: RunSummary) -> JobRecord:
+        """The job's record: its results, or a failure record when the job raised (missing weights
+        stop the run; so does a full or read-only store, keeping what was written)."""
         try:
             return self.run_job(job)
         except WeightsNotFoundError:
@@ -200,6 +214,14 @@ class Runner:
         except AdbenchError as exc:
             record = self.failure_record(job, str(exc))
             log.info("%s failed: %s", job.label, exc)  # the CLI prints one line per failure
+        except OSError as exc:
+            if exc.errno in STORE_FULL_ERRNOS:  # every next job would fail too: stop, keep what is written
+                raise AdbenchError(
+                    f"{job.label}: {exc.strerror} ({exc.filename or self.store.root}); stopped after "
+                    f"{summary.done} job(s) (their results are kept); free space and rerun to resume"
+                ) from None
+            record = self.failure_record(job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
+            log.info("%s failed: %s: %s", job.label, type(exc).__name__, exc, exc_info=exc)
         except (Exception, SystemExit) as exc:  # isolate one job's crash (a plugin's sys.exit too)
             record = self.failure_record(job, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
             # the full traceback goes to the run's log file; the terminal keeps the CLI's one line
@@ -337,6 +359,8 @@ class Runner:
         return pred, time.perf_counter() - t1
 
     def run_job(self, job: JobSpec) -> JobRecord:
+        if "key_material_error" in job.key_extra:  # planning could not ask the method's sources
+            raise AdbenchError(job.key_extra["key_material_error"])
         seed_everything(job.seed)
         t0 = time.perf_counter()
         method = self.method_instance(job)
@@ -388,3 +412,11 @@ class Runner:
                 train_s=round(fit.seconds, 3) if fit is not None else None,
             ),
         )
+
+
+#: File-system errors after which no job can be stored (disk full, quota, read-only): the run stops.
+STORE_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _first_line(error: str | None) -> str:
+    return ((error or "").splitlines() or ["failed"])[0]

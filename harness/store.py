@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -37,7 +38,8 @@ import pandas as pd
 from .errors import AdbenchError
 from .paths import DEFAULT_RESULTS_DIR
 from .predictions import PREDICTION_KEYS, StoredPredictions, pack, unpack
-from .record import REQUIRED_FIELDS, JobRecord, flat_settings, train_on_datasets
+from .record import REQUIRED_FIELDS, JobRecord, flat_settings, schema_problem, train_on_datasets
+from .run_options import results_folder
 from .store_index import INDEX_NAME, RecordIndex
 
 #: Columns printed first by ``adbench results`` and the order rows are sorted in.
@@ -108,6 +110,9 @@ def parse_record(raw: bytes) -> dict[str, Any]:
     missing = [f for f in REQUIRED_FIELDS if f not in rec]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
+    problem = schema_problem(rec)
+    if problem:
+        raise ValueError(problem)
     return rec
 
 
@@ -126,6 +131,18 @@ def predictions_problem(path: Path) -> str | None:
     return f"missing arrays {', '.join(sorted(missing))}" if missing else None
 
 
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, Linux ``/proc``); None where unknown.
+
+    Tells a live claim holder from an unrelated process that got the same pid (a restarted container
+    reuses host name and pids)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -142,7 +159,7 @@ class ResultsStore:
     def __init__(
         self, root: str | Path = DEFAULT_RESULTS_DIR, claim_expiry_s: float = DEFAULT_CLAIM_EXPIRY_S
     ) -> None:
-        self.root = Path(root)
+        self.root = results_folder(root)
         self.claim_expiry_s = claim_expiry_s
         self._warned: set[Path] = set()
 
@@ -207,8 +224,14 @@ class ResultsStore:
     def load_record_file(self, path: Path) -> dict[str, Any] | None:
         """The record at ``path``; None (after quarantining it) when it is unreadable or not a record."""
         try:
-            return parse_record(path.read_bytes())
+            rec = parse_record(path.read_bytes())
+            if rec["key"] != path.stem:  # a backup, a sync-conflict copy, a hand-made copy
+                raise ValueError(f"its key is {str(rec['key'])[:40]!r}, not its file name (a stray copy?)")
+            return rec
         except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            self.quarantine(path, "a folder, not a record")
             return None
         except (OSError, ValueError) as exc:
             self.quarantine(path, str(exc))
@@ -228,6 +251,11 @@ class ResultsStore:
 
     def write_record(self, record: JobRecord | dict[str, Any]) -> Path:
         data = record.to_dict() if isinstance(record, JobRecord) else JobRecord.from_dict(record).to_dict()
+        problem = schema_problem(_json_safe(data))
+        if problem:  # the reader would quarantine it: say so where the wrong value is made
+            warnings.warn(
+                f"record {data['key']}: {problem}; a plugin filled a field of the wrong type", stacklevel=2
+            )
         path = self.record_path(data["key"])
         atomic_write_json(path, data)
         self.index.update(path, data)
@@ -300,12 +328,23 @@ class ResultsStore:
         pid = info.get("pid") if isinstance(info, dict) else None
         if not isinstance(pid, int) or pid <= 0:
             return True
-        if info.get("host") == socket.gethostname() and not _pid_alive(pid):
-            return True
+        if info.get("host") == socket.gethostname():
+            if not _pid_alive(pid):
+                return True
+            start, now = info.get("start"), process_start(pid)
+            if isinstance(start, int) and now is not None and start != now:
+                return True  # the pid now belongs to another process
         return age > self.claim_expiry_s
 
     def _try_create_claim(self, path: Path) -> bool:
-        payload = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
+        payload = json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "start": process_start(os.getpid()),
+                "time": time.time(),
+            }
+        ).encode()
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
         except FileExistsError:
@@ -320,6 +359,9 @@ class ResultsStore:
         try:
             os.rename(path, aside)
         except FileNotFoundError:
+            return
+        if aside.is_dir():  # a folder where a claim file goes: no run holds it
+            shutil.rmtree(aside, ignore_errors=True)
             return
         if not self.claim_is_stale(aside):  # someone re-claimed between our check and the rename
             with contextlib.suppress(FileExistsError, FileNotFoundError):
@@ -375,6 +417,20 @@ class ResultsStore:
             thread.join()
             path.unlink(missing_ok=True)
 
+    def claim_notice(self, key: str) -> str:
+        """What a job waiting for ``key``'s claim waits for, and how to break the claim."""
+        path = self.claim_path(key)
+        try:
+            info = json.loads(path.read_text())
+            age = time.time() - path.stat().st_mtime
+            holder = f"pid {info.get('pid')} on {info.get('host')} (heartbeat {age:.0f} s ago)"
+        except (OSError, ValueError, AttributeError):
+            holder = "another process"
+        return (
+            f"waiting for {path}, held by {holder}; it is taken over when that process ends or after "
+            f"{self.claim_expiry_s:.0f} s without a heartbeat; if it is no adbench run, delete the file"
+        )
+
     def records(self) -> Iterator[JobRecord]:
         """Every readable record as the typed schema (any schema version)."""
         for data in self.iter_records():
@@ -406,6 +462,25 @@ class ResultsStore:
             frame = frame.sort_values(list(SORT_COLUMNS), kind="stable", ignore_index=True)
         frame.attrs["settings"] = list(settings)
         return frame
+
+
+class ClaimWaits:
+    """Tells once per job, after a short wait, which claim it waits for (a silent wait can last
+    the whole claim expiry, 10 minutes by default)."""
+
+    def __init__(self, store: ResultsStore, after_s: float = 5.0) -> None:
+        self.store = store
+        self.after_s = min(after_s, store.claim_expiry_s / 4)
+        self.since: dict[str, float] = {}
+        self.told: set[str] = set()
+
+    def note(self, key: str) -> str | None:
+        """The notice for ``key`` the first time it has waited ``after_s``; else None."""
+        first = self.since.setdefault(key, time.monotonic())
+        if key in self.told or time.monotonic() - first < self.after_s:
+            return None
+        self.told.add(key)
+        return self.store.claim_notice(key)
 
 
 #: Key of a cached row that lists which of its columns are settings (popped by ``frame``).

@@ -27,9 +27,11 @@ INDEX_NAME = "index.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS rows (
-    file TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, row TEXT
+    file TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, ctime_ns INTEGER, row TEXT
 );
 """
+#: Bumped when the table layout or what a row is checked against (key = file name, types) changes.
+LAYOUT = "3"
 
 
 def row_version(row_fn: Callable[[dict[str, Any]], Row | None]) -> str:
@@ -49,9 +51,10 @@ def _load_json(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def _scan(records_dir: Path) -> dict[str, tuple[int, int]]:
-    """File name -> (mtime_ns, size) of every record, without reading any."""
-    out: dict[str, tuple[int, int]] = {}
+def _scan(records_dir: Path) -> dict[str, tuple[int, int, int]]:
+    """File name -> (mtime_ns, size, ctime_ns) of every record, without reading any. The ctime
+    catches an edit that keeps size and mtime (``touch -r``, a copy with ``cp -p``): no one can set it."""
+    out: dict[str, tuple[int, int, int]] = {}
     try:
         entries = list(os.scandir(records_dir))
     except FileNotFoundError:
@@ -62,7 +65,7 @@ def _scan(records_dir: Path) -> dict[str, tuple[int, int]]:
                 st = entry.stat()
             except FileNotFoundError:  # replaced or removed while scanning
                 continue
-            out[entry.name] = (st.st_mtime_ns, st.st_size)
+            out[entry.name] = (st.st_mtime_ns, st.st_size, st.st_ctime_ns)
     return out
 
 
@@ -81,25 +84,36 @@ class RecordIndex:
         self.row_fn = row_fn
         #: Reads one record file (None when unreadable); the store's validating loader quarantines.
         self.load = load or _load_json
-        self.version = row_version(row_fn)
+        self.version = f"{LAYOUT}-{row_version(row_fn)}"
 
     def _connect(self) -> sqlite3.Connection:
         try:
             return self._open()
+        except sqlite3.OperationalError:
+            # read-only store, a folder named index.sqlite, a locked file: read without the index
+            # (rows() parses the records), and never delete what we cannot open
+            raise
         except sqlite3.DatabaseError:  # not a database (corrupt, truncated): rebuild from the records
+            if not self.path.is_file():
+                raise
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             return self._open()
 
     def _open(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=10)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.executescript(_SCHEMA)
-        found = con.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
-        if found is None or found[0] != self.version:
-            with con:
-                con.execute("DELETE FROM rows")
-                con.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (self.version,))
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+            found = con.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
+            if found is None or found[0] != self.version:
+                with con:
+                    con.execute("DROP TABLE IF EXISTS rows")
+                    con.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (self.version,))
+            con.executescript(_SCHEMA)
+        except BaseException:
+            con.close()
+            raise
         return con
 
     def _row_of(self, name: str) -> str | None:
@@ -124,26 +138,28 @@ class RecordIndex:
         kept = [texts[name] for name in sorted(texts) if texts[name] is not None]
         yield from json.loads("[" + ",".join(kept) + "]")
 
-    def _reconciled(self, files: dict[str, tuple[int, int]]) -> dict[str, str | None]:
+    def _reconciled(self, files: dict[str, tuple[int, int, int]]) -> dict[str, str | None]:
         con = self._connect()
         try:
             cached = {
-                file: (mtime, size, row)
-                for file, mtime, size, row in con.execute("SELECT file, mtime_ns, size, row FROM rows")
+                file: (mtime, size, ctime, row)
+                for file, mtime, size, ctime, row in con.execute(
+                    "SELECT file, mtime_ns, size, ctime_ns, row FROM rows"
+                )
             }
-            stale = [n for n, stat in files.items() if cached.get(n, (None, None))[:2] != stat]
+            stale = [n for n, stat in files.items() if cached.get(n, (None,) * 3)[:3] != stat]
             gone = [n for n in cached if n not in files]
             fresh = {n: self._row_of(n) for n in stale}
             if stale or gone:
                 with con:
                     con.executemany("DELETE FROM rows WHERE file = ?", [(n,) for n in gone])
                     con.executemany(
-                        "INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?, ?)",
                         [(n, *files[n], fresh[n]) for n in stale],
                     )
         finally:
             con.close()
-        out = {n: cached[n][2] for n in files if n not in fresh}
+        out = {n: cached[n][3] for n in files if n not in fresh}
         out.update(fresh)
         return out
 
@@ -156,8 +172,14 @@ class RecordIndex:
             try:
                 with con:
                     con.execute(
-                        "INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?)",
-                        (file.name, st.st_mtime_ns, st.st_size, None if row is None else json.dumps(row)),
+                        "INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?, ?)",
+                        (
+                            file.name,
+                            st.st_mtime_ns,
+                            st.st_size,
+                            st.st_ctime_ns,
+                            None if row is None else json.dumps(row),
+                        ),
                     )
             finally:
                 con.close()

@@ -31,9 +31,11 @@ from typing import Any
 
 from .config import _field_types, _is_sequence, expand
 from .errors import AdbenchError
+from .run_options import check_list, check_roots
 
-#: Top-level tables of a suite file.
-SECTIONS = ("run", "roots", "methods")
+#: Top-level tables of a suite file (``[sets.X]``: settings of a method the suite does not name, such
+#: as one of the demo grid's; they apply when that method runs, without adding it to the run).
+SECTIONS = ("run", "roots", "methods", "sets")
 #: What runs when neither the suite nor the command line names a method (and it is not the demo).
 DEFAULT_METHODS = ("patchead",)
 #: ``[run]`` keys that are not RunSpec fields but options of the command (handled by the caller).
@@ -60,7 +62,7 @@ def load_suite(path: str | Path) -> dict[str, Any]:
     """Read and shape-check a suite file; one-line errors name the file and key."""
     path = Path(path)
     try:
-        suite = tomllib.loads(path.read_text(encoding="utf-8"))
+        suite = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a BOM (Windows editors) is fine
     except FileNotFoundError:
         raise AdbenchError(f"--config {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -68,6 +70,11 @@ def load_suite(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise AdbenchError(f"{path}: not valid TOML ({exc})") from None
     check_shape(suite, str(path))
+    # relative roots are relative to the suite file, as in the user config (not to the working folder)
+    roots = suite.get("roots", {})
+    for name, root in roots.items():
+        root_path = Path(root).expanduser()
+        roots[name] = str(root_path if root_path.is_absolute() else path.parent / root_path)
     return suite
 
 
@@ -85,9 +92,10 @@ def check_shape(suite: Mapping[str, Any], where: str) -> None:
     for name, value in suite.get("roots", {}).items():
         if not isinstance(value, str):
             raise AdbenchError(f"{where}: [roots] {name} must be a path string")
-    for method, fields in suite.get("methods", {}).items():
-        if not isinstance(fields, Mapping):
-            raise AdbenchError(f"{where}: [methods] {method} must be a table of config fields")
+    for section in ("methods", "sets"):
+        for method, fields in suite.get(section, {}).items():
+            if not isinstance(fields, Mapping):
+                raise AdbenchError(f"{where}: [{section}] {method} must be a table of config fields")
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,6 +104,8 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
     out: dict[str, Any] = {s: dict(base.get(s, {})) for s in SECTIONS}
     out["run"].update(override.get("run", {}))
     out["roots"].update(override.get("roots", {}))
+    for name, fields in override.get("sets", {}).items():
+        out["sets"][name] = {**out["sets"].get(name, {}), **fields}
     if "methods" in override:
         methods = {}
         for name, fields in override["methods"].items():
@@ -129,6 +139,24 @@ def method_overrides(method_cls: type, fields: Mapping[str, Any], where: str) ->
     return out
 
 
+def table_sets(sets: Mapping[str, Any], registry: Any, where: str) -> dict[str, dict[str, list[str]]]:
+    """A suite's ``[sets.X]`` tables as raw ``--set`` values."""
+    out = {}
+    for name, fields in sets.items():
+        if not isinstance(fields, Mapping):
+            raise AdbenchError(f"{where}: [sets] {name} must be a table of config fields")
+        out[name] = method_overrides(registry.method(name), fields, where)
+    return out
+
+
+def merge_sets(base: Mapping[str, Mapping[str, list[str]]], override: Mapping[str, Mapping[str, list[str]]]):
+    """Raw ``--set`` values per method, ``override`` winning field by field."""
+    out = {name: dict(fields) for name, fields in base.items()}
+    for name, fields in override.items():
+        out[name] = {**out.get(name, {}), **fields}
+    return out
+
+
 def _coerce_run_value(key: str, value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -137,6 +165,7 @@ def _coerce_run_value(key: str, value: Any, tp: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
         tp, origin = args[0], typing.get_origin(args[0])
     if origin in (tuple, list):
+        check_list(key, value, where)
         items = list(value) if isinstance(value, list | tuple) else [value]
         elem = (typing.get_args(tp) or (str,))[0]
         if not all(isinstance(v, elem) and (elem is bool or not isinstance(v, bool)) for v in items):
@@ -175,10 +204,11 @@ def build_spec(
             continue
         kwargs[key] = _coerce_run_value(key, value, hints[key], where)
     registry = get_registry()
+    check_roots(suite.get("roots", {}), registry.names("dataset"), where)
+    raw_sets = merge_sets(table_sets(suite.get("sets", {}), registry, where), raw_sets or {})
     methods = list(suite.get("methods", {}))
     if not methods and not kwargs.get("demo"):
         methods = list(DEFAULT_METHODS)
-    raw_sets = raw_sets or {}
     overrides: dict[str, dict[str, list[str]]] = {}
     for name in methods:
         cls = registry.method(name)
@@ -198,7 +228,7 @@ def build_spec(
 
 def suite_of(spec: Any, results_dir: str | None = None, registry: Any = None) -> dict[str, Any]:
     """The resolved suite of a RunSpec (typed values), as ``--dump-config`` prints and records store."""
-    from .jobs import RunSpec, method_configs
+    from .jobs import RunSpec
     from .registry import get_registry
 
     registry = registry or get_registry()
@@ -210,21 +240,32 @@ def suite_of(spec: Any, results_dir: str | None = None, registry: Any = None) ->
     }
     if results_dir is not None:
         run["results"] = str(results_dir)
-    methods: dict[str, dict[str, Any]] = {}
-    for name in spec.methods:
-        cls = registry.method(name)
-        configs = method_configs(cls, spec)
-        table: dict[str, Any] = {}
-        for field in spec.overrides.get(name, {}):
-            values: list[Any] = []
-            for config in configs:
-                v = getattr(config, field)
-                v = list(v) if isinstance(v, tuple) else v
-                if v not in values:
-                    values.append(v)
-            table[field] = values[0] if len(values) == 1 else values
-        methods[name] = table
-    return _plain({"run": run, "roots": dict(spec.roots), "methods": methods})
+    methods = {name: _method_table(registry.method(name), spec) for name in spec.methods}
+    # --set values of methods the run does not name (the demo grid's): kept, or a rerun differs
+    sets = {
+        name: _method_table(registry.method(name), spec)
+        for name in spec.overrides
+        if name not in spec.methods and name in registry.names("method")
+    }
+    return _plain({"run": run, "roots": dict(spec.roots), "methods": methods, "sets": sets})
+
+
+def _method_table(cls: type, spec: Any) -> dict[str, Any]:
+    """A method's ``--set`` fields as typed suite values (None written as "none": TOML has no null)."""
+    from .runner import method_configs
+
+    configs = method_configs(cls, spec)
+    table: dict[str, Any] = {}
+    for field in spec.overrides.get(cls.name, {}):
+        values: list[Any] = []
+        for config in configs:
+            v = getattr(config, field)
+            v = list(v) if isinstance(v, tuple) else v
+            v = "none" if v is None else v
+            if v not in values:
+                values.append(v)
+        table[field] = values[0] if len(values) == 1 else values
+    return table
 
 
 def _plain(obj: Any) -> Any:

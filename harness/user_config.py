@@ -28,14 +28,19 @@ def read_user_config() -> dict:
     if not path.is_file():
         return {}
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise AdbenchError(f"cannot read config file {path}: {exc}") from None
 
 
 def dataset_root_setting(name: str) -> Path | None:
     """``[datasets.<name>] root`` from the config file (relative paths are relative to the file), or None."""
-    section = read_user_config().get("datasets", {}).get(name, {})
+    datasets = read_user_config().get("datasets", {})
+    if not isinstance(datasets, dict):
+        raise AdbenchError(
+            f"{config_path()}: datasets must be a table ([datasets.NAME] root = ...), got {datasets!r}"
+        )
+    section = datasets.get(name, {})
     root = section.get("root") if isinstance(section, dict) else None
     if root is None:
         return None

@@ -14,6 +14,8 @@ server-less local store is what the default promises. Point ``MLFLOW_TRACKING_UR
 from __future__ import annotations
 
 import os
+import re
+import socket
 import tempfile
 import warnings
 from pathlib import Path
@@ -40,14 +42,40 @@ def tracking_uri(store_root: str) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or Path(store_root, "mlruns").resolve().as_uri()
 
 
+#: MLflow accepts letters, digits, ``_ - . space /`` in metric names; '/' separates our parts.
+_BAD_METRIC_CHARS = re.compile(r"[^A-Za-z0-9_.\- ]+")
+#: Seconds to wait for a tracking server before the run goes on untracked (MLflow retries for minutes).
+CONNECT_TIMEOUT_S = 3.0
+
+
+def _part(value: object) -> str:
+    """One metric-name part: settings such as ``layers=-2,-1`` or ``(-2, -1)`` made valid, no '..'."""
+    text = _BAD_METRIC_CHARS.sub("_", str(value).replace("=", "-").replace(",", "_"))
+    return re.sub(r"\.{2,}", ".", text).strip(" ") or "_"
+
+
 def metric_key(record: dict[str, Any], metric: str) -> str:
     """One MLflow metric per job and metric: ``method/dataset/category[/kshot-seed]/metric``."""
     parts = [record["method"], record["dataset"], record["category"]]
     if takes_references(record.get("protocol", "")):
         parts.append(f"{record['shots']}shot-seed{record['seed']}")
     if record.get("variant"):
-        parts.insert(1, record["variant"].replace("=", "-").replace(",", "_"))
-    return "/".join(str(p) for p in parts) + f"/{metric}"
+        parts.insert(1, record["variant"])
+    return "/".join(_part(p) for p in [*parts, metric])
+
+
+def check_reachable(uri: str) -> None:
+    """A one-line ConnectionError within seconds when an http(s) tracking server does not answer."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "localhost", port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConnectionError(f"MLflow server {uri} unreachable ({exc}); this run is not tracked") from None
 
 
 class MLflowTracker(Tracker):
@@ -59,6 +87,8 @@ class MLflowTracker(Tracker):
     def __init__(self) -> None:
         self.client: Any = None
         self.run_id: str | None = None
+        #: Jobs whose metrics could not be logged (the MLflow run is then marked FAILED).
+        self.errors = 0
 
     @hookimpl
     def adbench_run_started(self, spec: Any, jobs: list[dict], store_root: str) -> None:
@@ -68,6 +98,8 @@ class MLflowTracker(Tracker):
         uri = tracking_uri(store_root)
         if uri.startswith("file:"):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        check_reachable(uri)
+        self.errors = 0
         from mlflow.tracking import MlflowClient
 
         from adbench.suite import suite_of
@@ -102,7 +134,11 @@ class MLflowTracker(Tracker):
             if v is not None and v == v
         ]
         if metrics:
-            self.client.log_batch(self.run_id, metrics=metrics)
+            try:
+                self.client.log_batch(self.run_id, metrics=metrics)
+            except Exception:
+                self.errors += 1  # counted so the run is not marked FINISHED; the caller warns
+                raise
 
     @hookimpl
     def adbench_run_finished(self, spec: Any, summary: Any, store_root: str) -> None:
@@ -129,7 +165,7 @@ class MLflowTracker(Tracker):
                     )
                 self.client.log_artifacts(run_id, tmp, artifact_path="report")
         finally:
-            status = "FAILED" if getattr(summary, "failed", None) else "FINISHED"
+            status = "FAILED" if getattr(summary, "failed", None) or self.errors else "FINISHED"
             self.client.set_terminated(run_id, status=status)
 
     @hookimpl

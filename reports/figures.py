@@ -9,6 +9,7 @@ without it the image column is left out and the figure says so.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from adbench.errors import AdbenchError  # noqa: E402
+from adbench.safe_names import safe_path  # noqa: E402
 from adbench.store import ResultsStore  # noqa: E402
 
 from .grids import ReproducedGrid  # noqa: E402
@@ -42,7 +44,11 @@ def _column_maps(grid: ReproducedGrid, store: ResultsStore, dataset: str, catego
         ]
         if rows.empty:
             continue
-        pred = store.load_predictions(rows.sort_values("seed")["key"].iloc[0])
+        try:
+            pred = store.load_predictions(rows.sort_values("seed")["key"].iloc[0])
+        except AdbenchError as exc:  # as --ci does: one column without maps, not the whole report
+            warnings.warn(f"figures: {exc}; column left out of {dataset}/{category}", stacklevel=2)
+            continue
         if pred.maps is None or not len(pred.maps):
             continue
         out[c] = {
@@ -162,7 +168,7 @@ def category_figure(
     _colour_bar(fig, axes, len(cols))
     fig.suptitle(f"{grid.catalog.title(dataset)} / {category}", fontsize=8)
     caption = figure_caption(grid, dataset, category, cols, len(picked), images is not None)
-    path = out_dir / "figures" / f"qualitative_{dataset}_{category}.png"
+    path = safe_path(out_dir / "figures", f"qualitative_{dataset}_{category}", suffix=".png")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     fig.savefig(path.with_suffix(".pdf"))

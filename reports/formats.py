@@ -96,6 +96,10 @@ _TEX_SPECIALS = {
     "≤": r"$\leq$",
     "α": r"$\alpha$",
     "†": r"\textsuperscript{\dag}",
+    "\r\n": " ",  # a line break inside a name would end the paragraph (a table row, a caption)
+    "\n": " ",
+    "\r": " ",
+    "\x00": "",
 }
 _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX_SPECIALS))
 
@@ -191,7 +195,9 @@ def render_latex(report: Report, out_dir: Path) -> list[Path]:
 
 
 def escape_markdown(value: object) -> str:
-    return re.sub(r"([\\|*_`\[\]<>])", r"\\\1", "" if value is None else str(value))
+    """Markdown specials and HTML brackets escaped; line breaks (which would end a table row) as spaces."""
+    text = re.sub(r"[\r\n\x00]+", " ", "" if value is None else str(value))
+    return re.sub(r"([\\|*_`\[\]<>])", r"\\\1", text)
 
 
 def markdown_cell(cell: Cell) -> str:

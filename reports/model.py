@@ -18,6 +18,7 @@ def fmt(value: float | None, std: float | None = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return DASH
     text = f"{value:.1f}"
+    text = "0.0" if text == "-0.0" else text  # a tiny negative value (a Δ, a rounding) is no sign
     if std is not None and not math.isnan(std):
         text += f" ± {std:.1f}"
     return text
@@ -27,7 +28,8 @@ def fmt_diff(ours: float | None, theirs: float | None) -> str:
     """Ours minus theirs at display precision, with a true minus sign."""
     if ours is None or theirs is None or math.isnan(ours) or math.isnan(theirs):
         return DASH
-    return f"{round(ours, 1) - round(theirs, 1):+.1f}".replace("-", "−")
+    text = f"{round(ours, 1) - round(theirs, 1):+.1f}"
+    return ("+0.0" if text == "-0.0" else text).replace("-", "−")
 
 
 @dataclass(frozen=True)

@@ -74,16 +74,17 @@ def test_serial_local_shards_and_ray_give_identical_records(plan_env, tmp_path):
     assert _records(ray_store) == expected
 
 
-def test_a_killed_worker_fails_its_jobs_and_a_rerun_completes(plan_env, tmp_path, monkeypatch):
+def test_a_killed_worker_is_replaced_and_its_groups_resubmitted_once(plan_env, tmp_path, monkeypatch):
     monkeypatch.setenv("ADBENCH_KILLER_MARKER", str(tmp_path / "marker"))
     monkeypatch.setenv("ADBENCH_KILLER_CATEGORY", "beta")
     store = ResultsStore(tmp_path / "r")
     spec = _spec(plan_env, methods=["killer"], overrides={}, executor="local", workers=2)
     first = Runner(spec, store).run()
-    assert (tmp_path / "marker").exists() and first.failed  # the worker died mid-job
+    assert (tmp_path / "marker").exists()  # the worker died mid-job ...
+    assert not first.failed and first.done == 3 and len(_records(store)) == 3  # ... and nothing was lost
+    assert not list(store.claims_dir.glob("*.claim"))
     second = Runner(spec, store).run()
-    assert not second.failed and len(_records(store)) == 3
-    assert second.skipped == first.done
+    assert second.skipped == 3 and second.done == 0
 
 
 @pytest.mark.parametrize("text", ["2/2", "x/2", "1", "-1/3", "0/0"])
@@ -136,3 +137,72 @@ def test_a_changed_file_invalidates_only_its_category(plan_env, tmp_path):
     after = keys()
     assert after["beta"] != before["beta"]
     assert after["alpha"] == before["alpha"] and after["gamma"] == before["gamma"]
+
+
+_DRIVER = """
+import signal
+import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background shell ignores it)
+from adbench.runner import Runner, RunSpec
+from adbench.store import ResultsStore
+spec = RunSpec(methods=["sleeper"], datasets=["folder"], roots={"folder": sys.argv[1]}, executor="local",
+               workers=2, seeds=(0, 1, 2, 3), progress=False)
+Runner(spec, ResultsStore(sys.argv[2])).run()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def _start_driver(root: Path, results: Path):
+    """A driver running 12 slow jobs on 2 local workers; returns it and its workers' pids (from their claims)."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    driver = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER, str(root), str(results)], stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    pids: set[int] = set()
+    while len(pids) < 2 and time.time() < deadline:
+        for claim in (results / "claims").glob("*.claim"):
+            try:
+                pids.add(json.loads(claim.read_text())["pid"])
+            except (OSError, ValueError):
+                pass
+        time.sleep(0.2)
+    assert len(pids) == 2, "the workers never claimed a job"
+    return driver, pids
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads /proc")
+def test_interrupt_stops_workers_and_frees_claims_and_workers_outlive_no_driver(
+    plan_env, tmp_path, monkeypatch
+):
+    import signal
+    import time
+
+    monkeypatch.setenv("ADBENCH_SLEEP_S", "3")
+    results = tmp_path / "r"
+    driver, workers = _start_driver(plan_env, results)
+    driver.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    driver.wait(timeout=20)
+    time.sleep(0.5)
+    assert not any(_alive(p) for p in workers)
+    assert not list((results / "claims").glob("*.claim"))  # claims freed, not left behind
+    assert len(list((results / "records").glob("*.json"))) < 12  # dispatch stopped at once
+
+    driver, workers = _start_driver(plan_env, tmp_path / "r2")
+    driver.kill()  # kill -9: nothing in the driver runs
+    driver.wait(timeout=10)
+    deadline = time.time() + 15
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in workers)

@@ -58,6 +58,9 @@ def main() -> None:
     except AdbenchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:  # a file system that says no (read-only, full, a file where a folder goes)
+        click.echo(f"error: {exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), err=True)
+        sys.exit(2)
     except SystemExit:
         raise
 

@@ -6,7 +6,6 @@ import re
 
 import click
 
-from ..errors import AdbenchError
 from ..jobs import DEVICE_CHOICES, DEVICE_PATTERN
 from ..paths import DEFAULT_RESULTS_DIR
 
@@ -16,17 +15,10 @@ def _csv(value: str | None) -> list[str] | None:
 
 
 def _roots(values: tuple[str, ...], datasets: list[str]) -> dict[str, str]:
-    """``--root PATH`` (one dataset) or ``--root NAME=PATH`` (several)."""
-    roots: dict[str, str] = {}
-    for v in values:
-        name, sep, path = v.partition("=")
-        if sep and name in datasets:
-            roots[name] = path
-        elif len(datasets) == 1:
-            roots[datasets[0]] = v
-        else:
-            raise AdbenchError(f"--root {v!r}: with several datasets write --root NAME=PATH")
-    return roots
+    """``--root PATH`` (one dataset) or ``--root NAME=PATH`` (any dataset the plan touches)."""
+    from ..run_options import parse_roots
+
+    return parse_roots(values, datasets)
 
 
 class IntList(click.ParamType):

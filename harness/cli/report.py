@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from ..errors import AdbenchError
@@ -67,7 +65,13 @@ LATEX_COLUMNS = ("1", "2")
 @click.option(
     "--figures", "figures", is_flag=True, help="Qualitative figures (image | GT | maps), PNG and PDF."
 )
-@click.option("--figure-images", default=4, show_default=True, help="Images per qualitative figure.")
+@click.option(
+    "--figure-images",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Images per qualitative figure.",
+)
 @click.option("--figure-categories", default=None, help="Categories for figures (default: the first few).")
 @click.option("--root", "roots", multiple=True, help="NAME=PATH of a dataset, for the figures' images.")
 @results_option
@@ -75,9 +79,14 @@ def report(**opts: object) -> None:
     """Render paper-style tables and plots from the results store."""
     from adbench.reports import render_report
 
+    from ..run_options import output_folder
+
     formats, out_dir, results_dir = opts.pop("formats"), opts.pop("out_dir"), opts.pop("results_dir")
     paths = render_report(
-        ResultsStore(str(results_dir)), Path(str(out_dir)), _csv(formats) or [], **_report_options(opts)
+        ResultsStore(str(results_dir)),
+        output_folder(str(out_dir), "--out"),
+        _csv(formats) or [],
+        **_report_options(opts),
     )
     for p in paths:
         click.echo(str(p))

@@ -181,6 +181,8 @@ def run(**options: object) -> None:
     )
     for line in summary.failed:
         click.echo(f"  failed: {line}", err=True)
+    for line in summary.notices:
+        click.echo(f"  tracker: {line}", err=True)
     if summary.failed:
         click.echo(f"  full tracebacks: {log_file}", err=True)
     print_results(store, "table")
@@ -202,7 +204,7 @@ def _suite_from_options(given: dict[str, object]) -> dict[str, dict]:
         run["image_cache"] = not given["no_image_cache"]
     for key in ("datasets", "categories", "train_on", "devices"):
         if key in given:
-            run[key] = _csv(given[key])  # type: ignore[arg-type]
+            run[key] = _csv(given[key]) or []  # type: ignore[arg-type]  # empty: refused by the suite check
     if "eval_size" in given:
         run["eval_size"] = given["eval_size"]
     if "trackers" in given:

@@ -38,9 +38,22 @@ class Killer(Method):
         return Prediction(scores=maps.flatten(1).amax(dim=1), maps=maps)
 
 
+class Sleeper(Killer):
+    """Scores as Killer does, after ``$ADBENCH_SLEEP_S`` seconds per category (a job long enough to interrupt)."""
+
+    name = "sleeper"
+
+    def predict(self, images: torch.Tensor, ctx: Context) -> Prediction:
+        import time
+
+        time.sleep(float(os.environ.get("ADBENCH_SLEEP_S", "0")))
+        maps = (images - images.median(dim=0).values).abs().mean(dim=1)
+        return Prediction(scores=maps.flatten(1).amax(dim=1), maps=maps)
+
+
 @hookimpl
 def adbench_methods():
-    return [Killer]
+    return [Killer, Sleeper]
 
 
 #: Keys of the records this process was told about (``adbench_job_finished``).
