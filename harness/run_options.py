@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AdbenchError
+from .protocol_catalog import takes_references
 
 log = logging.getLogger("adbench.run_options")
 
@@ -85,7 +86,7 @@ def warn_if_large(spec: Any) -> None:
     are not counted yet), so a typo in ``--set a,b,c|...`` does not start days of work unnoticed."""
     configs = sum(math.prod(len(v) for v in spec.overrides.get(m, {}).values()) for m in spec.methods)
     seeds = len(spec.seeds or (0,))
-    shots = len(spec.shots) if spec.protocol == "few_shot" else 1
+    shots = len(spec.shots) if takes_references(spec.protocol) else 1
     jobs = max(configs, 1) * len(spec.datasets) * seeds * shots
     if jobs > LARGE_PLAN:
         log.warning(

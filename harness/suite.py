@@ -252,7 +252,7 @@ def suite_of(spec: Any, results_dir: str | None = None, registry: Any = None) ->
 
 def _method_table(cls: type, spec: Any) -> dict[str, Any]:
     """A method's ``--set`` fields as typed suite values (None written as "none": TOML has no null)."""
-    from .runner import method_configs
+    from .jobs import method_configs
 
     configs = method_configs(cls, spec)
     table: dict[str, Any] = {}

@@ -98,18 +98,15 @@ class ComparisonRow:
 
 
 def _predictions(store: ResultsStore, key: str) -> Predictions:
-    """One job's stored predictions, ragged maps (``--eval-size original``) split per image."""
-    pred = store.read_predictions(key)
-    maps = masks = None
-    if pred["masks"].size and pred["maps"].size:
-        maps, masks = pred["maps"].astype(np.float32), pred["masks"]
-        if "shapes" in pred:
-            ends = np.cumsum([int(h) * int(w) for h, w in pred["shapes"]])[:-1]
-            maps = [m.reshape(s) for m, s in zip(np.split(maps, ends), pred["shapes"])]
-            masks = [m.reshape(s) for m, s in zip(np.split(masks, ends), pred["shapes"])]
-        else:
-            maps, masks = list(maps), list(masks)
-    return Predictions(pred["labels"], pred["scores"].astype(np.float64), maps, masks)
+    """One job's stored predictions (the store's format), maps and masks as one array per image."""
+    pred = store.load_predictions(key)
+    pixels = pred.maps is not None and pred.masks is not None and len(pred.maps) > 0
+    return Predictions(
+        pred.labels,
+        pred.scores.astype(np.float64),
+        list(pred.maps) if pixels else None,
+        list(pred.masks) if pixels else None,
+    )
 
 
 def _unique_per_seed(rows: pd.DataFrame, side: Side) -> pd.DataFrame:

@@ -109,16 +109,18 @@ def _report_options(opts: dict) -> dict:
 
     figures = bool(opts.pop("figures"))
     roots = _pairs(opts.pop("roots"), "--root")
+    datasets, metrics = _csv(opts.pop("datasets_")), _csv(opts.pop("metrics_"))
+    stats, images = not opts.pop("no_stats"), int(opts.pop("figure_images"))
     return {
         **opts,
         "registry": get_registry(),
         "latex_columns": int(opts["latex_columns"]),
         "methods": _csv(opts["methods"]),
-        "datasets": _csv(opts.pop("datasets_")),
-        "metrics": _csv(opts.pop("metrics_")),
+        "datasets": datasets,
+        "metrics": metrics,
         "labels": _pairs(opts["labels"], "--label", split_last=True),
-        "stats": not opts.pop("no_stats"),
-        "figures": int(opts.pop("figure_images")) if figures else 0,
+        "stats": stats,
+        "figures": images if figures else 0,
         "figure_categories": _csv(opts["figure_categories"]),
         "images": image_loader(roots) if figures else None,
     }
