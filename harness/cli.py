@@ -128,7 +128,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 )
 @click.option("--force", is_flag=True, help="Recompute jobs that already have a record.")
 @click.option("--retrain", is_flag=True, help="Refit trained methods instead of reusing a cached fit.")
-@click.option("--train-on", default=None, help="Auxiliary dataset(s) for trained methods.")
+@click.option("--train-on", default=None, help="Auxiliary dataset(s) for trained methods; TARGET=AUX+AUX names them for one target.")
 @click.option(
     "--eval-protocol",
     default="default",
@@ -483,6 +483,11 @@ def export_meta(name: str, root: str | None, out: str | None) -> None:
 
     dataset = get_registry().dataset(name)(root)
     click.echo(str(do_export(dataset, Path(out) if out else None)))
+
+
+from .cli_papers import papers  # noqa: E402 - subcommands in their own modules
+
+cli.add_command(papers)
 
 
 def main() -> None:

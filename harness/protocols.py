@@ -99,6 +99,17 @@ def two_fold_split(categories: Sequence[str]) -> dict[str, list[str]]:
 SELF_TRAINED = {"synthetic"}
 
 
+def auxiliary_names(target: str, train_on: Sequence[str] | None) -> list[str]:
+    """The auxiliary datasets of ``target``: a ``TARGET=AUX+AUX`` entry of ``train_on`` names them for
+    one target (e.g. MVFA-AD's leave-one-out over the medical sets), the plain entries for every
+    other target, and :func:`default_auxiliary` applies when neither does."""
+    per_target = dict(item.split("=", 1) for item in train_on or () if "=" in item)
+    if target in per_target:
+        return [a.strip() for a in per_target[target].split("+") if a.strip()]
+    plain = [item for item in train_on or () if "=" not in item]
+    return plain or default_auxiliary(target)
+
+
 def default_auxiliary(target: str) -> list[str]:
     """The papers' auxiliary dataset: MVTec AD for every target, VisA for MVTec AD itself; the
     built-in dataset trains on its own other fold so that a run works with nothing downloaded."""

@@ -39,7 +39,7 @@ from .protocols import (
     DEFAULT_FEW_SHOT_SEEDS,
     DEFAULT_SHOTS,
     check_protocol,
-    default_auxiliary,
+    auxiliary_names,
     make_context,
     predict_category,
     two_fold_split,
@@ -383,7 +383,7 @@ class Runner:
         """Which (dataset, category) pairs a trained method is fitted on for this target category."""
         if not method_cls.trained:
             return None
-        aux_names = self.spec.train_on or default_auxiliary(target.name)
+        aux_names = auxiliary_names(target.name, self.spec.train_on)
         pairs: list[tuple[str, str]] = []
         for aux in aux_names:
             if aux == target.name:
