@@ -71,10 +71,16 @@ class BMADSet(NativeDataset):
         normal_dir, anomalous_dir, mask_dir = self._folders()
         anomalous = list_images(anomalous_dir)
         pairs, issues = pair_masks(anomalous, list_images(mask_dir), ("",), mask_dir)
-        train = [Sample(f"train/{p.stem}", p, 0, "good") for p in list_images(self._base() / "train" / "good")]
+        train = [
+            Sample(f"train/{p.stem}", p, 0, "good") for p in list_images(self._base() / "train" / "good")
+        ]
         test = [Sample(f"good/{p.stem}", p, 0, "good") for p in list_images(normal_dir)]
         test += [Sample(f"Ungood/{p.stem}", p, 1, self.defect, pairs.get(p)) for p in anomalous]
-        issues += [Issue("error", "empty", f"{d} has no images") for d in (normal_dir, anomalous_dir) if not list_images(d)]
+        issues += [
+            Issue("error", "empty", f"{d} has no images")
+            for d in (normal_dir, anomalous_dir)
+            if not list_images(d)
+        ]
         return Category(self.category, train, test, has_masks=True), issues
 
 
@@ -141,8 +147,15 @@ class COVID19(NativeDataset):
             if not folder.is_dir():
                 raise AdbenchError(f"dataset '{self.name}': missing folder {folder} ({cls} images)")
             folder = folder / "images" if (folder / "images").is_dir() else folder
-            test += [Sample(f"{cls}/{p.stem}", p, label, cls.lower() if label else "good") for p in list_images(folder)]
-        issues = [Issue("error", "empty", f"{base / c} has no images") for c in self.classes if not any(s.id.startswith(f"{c}/") for s in test)]
+            test += [
+                Sample(f"{cls}/{p.stem}", p, label, cls.lower() if label else "good")
+                for p in list_images(folder)
+            ]
+        issues = [
+            Issue("error", "empty", f"{base / c} has no images")
+            for c in self.classes
+            if not any(s.id.startswith(f"{c}/") for s in test)
+        ]
         return Category(self.category, [], test, has_masks=False, notes=[IMAGE_NOTE]), issues
 
 

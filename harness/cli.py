@@ -128,7 +128,11 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 )
 @click.option("--force", is_flag=True, help="Recompute jobs that already have a record.")
 @click.option("--retrain", is_flag=True, help="Refit trained methods instead of reusing a cached fit.")
-@click.option("--train-on", default=None, help="Auxiliary dataset(s) for trained methods; TARGET=AUX+AUX names them for one target.")
+@click.option(
+    "--train-on",
+    default=None,
+    help="Auxiliary dataset(s) for trained methods; TARGET=AUX+AUX names them for one target.",
+)
 @click.option(
     "--eval-protocol",
     default="default",

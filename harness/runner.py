@@ -38,8 +38,8 @@ from .methods import Method
 from .protocols import (
     DEFAULT_FEW_SHOT_SEEDS,
     DEFAULT_SHOTS,
-    check_protocol,
     auxiliary_names,
+    check_protocol,
     make_context,
     predict_category,
     two_fold_split,

@@ -108,7 +108,9 @@ def _done(store: pd.DataFrame) -> set[tuple[str, str, str, str]]:
     for key in METRIC_KEYS:
         if key in ok:
             hit = ok[ok[key].notna()]
-            out |= set(zip(hit["published_name"], hit["dataset"], hit["protocol"], [key] * len(hit), strict=True))
+            out |= set(
+                zip(hit["published_name"], hit["dataset"], hit["protocol"], [key] * len(hit), strict=True)
+            )
     return out
 
 
@@ -116,7 +118,9 @@ def _metric_key(row: pd.Series) -> str | None:
     return next((k for k, v in METRIC_KEYS.items() if v == (row["level"], row["metric"])), None)
 
 
-def coverage(registry: Any, store: pd.DataFrame | None = None, paper: str | None = None) -> list[PaperCoverage]:
+def coverage(
+    registry: Any, store: pd.DataFrame | None = None, paper: str | None = None
+) -> list[PaperCoverage]:
     """Per paper of the shipped data (in ``papers.json`` order): published, producible, reproduced."""
     methods: dict[str, list[type]] = {}
     for entry in registry.entries("method"):
@@ -146,14 +150,18 @@ def coverage(registry: Any, store: pd.DataFrame | None = None, paper: str | None
 
 def format_coverage(rows: list[PaperCoverage], with_store: bool) -> str:
     """A plain-text table, then the missing numbers per paper and reason."""
-    head = f"{'paper':<34} {'published':>9} {'producible':>17}" + (f" {'reproduced':>17}" if with_store else "")
+    head = f"{'paper':<34} {'published':>9} {'producible':>17}" + (
+        f" {'reproduced':>17}" if with_store else ""
+    )
     lines = [head]
     for c in rows:
         line = f"{c.paper:<34} {c.published:>9} {c.producible:>9} ({c.percent(c.producible):5.1f} %)"
         if with_store:
             line += f" {c.reproduced:>9} ({c.percent(c.reproduced):5.1f} %)"
         lines.append(line)
-    total = PaperCoverage("all", *(sum(getattr(c, f) for c in rows) for f in ("published", "producible", "reproduced")))
+    total = PaperCoverage(
+        "all", *(sum(getattr(c, f) for c in rows) for f in ("published", "producible", "reproduced"))
+    )
     lines.append(
         f"{'all':<34} {total.published:>9} {total.producible:>9} ({total.percent(total.producible):5.1f} %)"
         + (f" {total.reproduced:>9} ({total.percent(total.reproduced):5.1f} %)" if with_store else "")

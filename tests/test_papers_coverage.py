@@ -66,8 +66,14 @@ def test_a_store_record_counts_as_reproduced() -> None:
     base = _kanoclip(registry)
     store = pd.DataFrame(
         [
-            {"status": "ok", "published_name": "WinCLIP", "dataset": "mvtec", "protocol": "zero_shot",
-             "image_auroc": 0.9, "pixel_auroc": float("nan")}
+            {
+                "status": "ok",
+                "published_name": "WinCLIP",
+                "dataset": "mvtec",
+                "protocol": "zero_shot",
+                "image_auroc": 0.9,
+                "pixel_auroc": float("nan"),
+            }
         ]
     )
     assert _kanoclip(registry, store).reproduced == base.reproduced + 1
@@ -103,7 +109,9 @@ def test_each_paper_suite_names_every_method_of_its_tables(suite: Path) -> None:
     if not papers:
         pytest.skip("not a paper's suite")
     registry = get_registry()
-    named = set().union(*(published_names(registry.method(m)) for m in tomllib.loads(suite.read_text())["methods"]))
+    named = set().union(
+        *(published_names(registry.method(m)) for m in tomllib.loads(suite.read_text())["methods"])
+    )
     wanted = {m.split(" ablation ", 1)[0] for m in table[table["paper"].isin(papers)]["method"]}
     assert wanted - named <= {"CLIP-AC"}, wanted - named
 
