@@ -99,15 +99,17 @@ def two_fold_split(categories: Sequence[str]) -> dict[str, list[str]]:
 SELF_TRAINED = {"synthetic"}
 
 
-def auxiliary_names(target: str, train_on: Sequence[str] | None) -> list[str]:
+def auxiliary_names(target: str, train_on: Sequence[str] | None, method_cls: type | None = None) -> list[str]:
     """The auxiliary datasets of ``target``: a ``TARGET=AUX+AUX`` entry of ``train_on`` names them for
     one target (e.g. MVFA-AD's leave-one-out over the medical sets), the plain entries for every
-    other target, and :func:`default_auxiliary` applies when neither does."""
+    other target; without either, the method's own pairing (a ``default_auxiliary(target)``
+    classmethod returning names, or None) and else :func:`default_auxiliary`."""
     per_target = dict(item.split("=", 1) for item in train_on or () if "=" in item)
     if target in per_target:
         return [a.strip() for a in per_target[target].split("+") if a.strip()]
     plain = [item for item in train_on or () if "=" not in item]
-    return plain or default_auxiliary(target)
+    own = getattr(method_cls, "default_auxiliary", None)
+    return plain or (own(target) if own else None) or default_auxiliary(target)
 
 
 def default_auxiliary(target: str) -> list[str]:

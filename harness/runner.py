@@ -383,7 +383,7 @@ class Runner:
         """Which (dataset, category) pairs a trained method is fitted on for this target category."""
         if not method_cls.trained:
             return None
-        aux_names = auxiliary_names(target.name, self.spec.train_on)
+        aux_names = auxiliary_names(target.name, self.spec.train_on, method_cls)
         pairs: list[tuple[str, str]] = []
         for aux in aux_names:
             if aux == target.name:
