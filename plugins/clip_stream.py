@@ -56,3 +56,33 @@ def attend(block: torch.nn.Module, weights: torch.Tensor, v: torch.Tensor) -> to
 def self_affinity(t: torch.Tensor) -> torch.Tensor:
     """softmax(t t^T / sqrt(d)) over the last axis, per head: (N, heads, L, L)."""
     return (t @ t.transpose(-2, -1) * t.shape[-1] ** -0.5).softmax(dim=-1)
+
+
+def self_correlation_stream(
+    clip: torch.nn.Module, images: torch.Tensor, kinds: tuple[str, ...], blocks: int, taps: tuple[int, ...]
+) -> tuple[torch.Tensor, dict[int, torch.Tensor], tuple[int, int]]:
+    """CLIP Surgery-style second stream in the last ``blocks`` blocks: it starts from the block input and
+    adds, per block, the sum over ``kinds`` ("qq", "kk", "vv") of softmax(t t^T) applied to v of the
+    original stream, through the out-projection, skipping the MLP (V-V attention is ``("vv",)``; Crane's
+    E-Attn ``("qq", "kk", "vv")``). Returns the final original sequence (N, L, D), each tap's sequence
+    (the second stream inside its range, else the original) and the grid."""
+    resblocks = clip.model.visual.transformer.resblocks
+    start = len(resblocks) - blocks + 1
+    state: dict[str, torch.Tensor] = {}
+    levels: dict[int, torch.Tensor] = {}
+
+    def refine(i: int, x: torch.Tensor) -> torch.Tensor:
+        if i >= start:
+            q, k, v = qkv_heads(resblocks[i - 1], x)
+            parts = {"qq": q, "kk": k, "vv": v}
+            weights = sum(self_affinity(parts[kind]) for kind in kinds)
+            state["sc"] = state.get("sc", x) + attend(resblocks[i - 1], weights, v)
+        return x
+
+    def read(i: int, x: torch.Tensor) -> torch.Tensor:
+        if i in taps:
+            levels[i] = state.get("sc", x)
+        return x
+
+    x, grid = run_blocks(clip, images, before=refine, after=read)
+    return x, levels, grid

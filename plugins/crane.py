@@ -129,28 +129,11 @@ class Crane(Method):
     def frozen_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Unit tokens of each level from the self-correlation stream (the original one before its
         range) and the unit class embedding: nothing learnable touches the vision tower."""
-        from .clip_stream import attend, qkv_heads, run_blocks, self_affinity
+        from .clip_stream import self_correlation_stream
 
-        cfg = self.config
-        start = self.clip.num_blocks - self.eattn_blocks + 1
-        blocks = self.clip.model.visual.transformer.resblocks
-        state: dict[str, torch.Tensor] = {}
-        levels: dict[int, torch.Tensor] = {}
-
-        def refine(i: int, x: torch.Tensor) -> torch.Tensor:
-            if i >= start:
-                q, k, v = qkv_heads(blocks[i - 1], x)
-                parts = {"qq": q, "kk": k, "vv": v}
-                weights = sum(self_affinity(parts[p]) for p in cfg.attn_type.split("+"))
-                state["sc"] = state.get("sc", x) + attend(blocks[i - 1], weights, v)
-            return x
-
-        def read(i: int, x: torch.Tensor) -> torch.Tensor:
-            if i in self.taps:
-                levels[i] = state.get("sc", x)[:, 1:]
-            return x
-
-        x, grid = run_blocks(self.clip, images, before=refine, after=read)
+        kinds = tuple(self.config.attn_type.split("+"))
+        x, levels, grid = self_correlation_stream(self.clip, images, kinds, self.eattn_blocks, self.taps)
+        levels = {t: seq[:, 1:] for t, seq in levels.items()}
         feats = {
             f"layer{j}": F.normalize(self.clip.project_tokens(levels[t]).float(), dim=-1).unflatten(1, grid)
             for j, t in enumerate(self.taps)
