@@ -48,6 +48,7 @@ from .prompt_ensemble import (
     APRILGAN_ANOMALOUS_STATES,
     APRILGAN_TEMPLATES,
     WINCLIP_NORMAL_STATES,
+    class_index_targets,
     ensemble_sentences,
 )
 
@@ -108,11 +109,9 @@ class AdaCLIP(Method):
         return {"backbone": frozenset({"text", "deep_text_prompts", "projection"})}
 
     def setup(self) -> None:
-        from adbench.backbones import build_backbone
+        from .clip_stream import build_frozen_clip
 
-        clip = build_backbone(self.config.backbone, device=self.device, pretrained=self.pretrained_backbones)
-        self._weights = {self.config.backbone: clip.weights}
-        self.attach(clip)
+        self.attach(build_frozen_clip(self))
 
     def attach(self, clip: torch.nn.Module) -> None:
         """Build the learnable parts for a frozen CLIP (``setup`` builds it by name)."""
@@ -144,9 +143,8 @@ class AdaCLIP(Method):
 
     def auxiliary_targets(self, categories: Sequence[Category]) -> dict[str, torch.Tensor]:
         """Each auxiliary image's class index into ``train_classes`` (the categories' object names)."""
-        self.train_classes = list(dict.fromkeys(c.object_name for c in categories))
-        index = [self.train_classes.index(c.object_name) for c in categories for _ in c.test]
-        return {"class_index": torch.tensor(index, dtype=torch.long)}
+        self.train_classes, index = class_index_targets(categories)
+        return {"class_index": index}
 
     # --- towers with prompts ---------------------------------------------------------------------
     def visual(

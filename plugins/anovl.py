@@ -37,28 +37,19 @@ from adbench import hookimpl
 from adbench.config import setting
 from adbench.methods import Context, Method, MethodConfig, Prediction
 
-from .prompt_ensemble import WINCLIP_TEMPLATES
+from .prompt_ensemble import WINCLIP_ANOMALOUS_STATES, WINCLIP_NORMAL_STATES, WINCLIP_TEMPLATES
 
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 F = lazy.load("torch.nn.functional")
 
-NORMAL_STATES = (
-    "normal {}",
-    "flawless {}",
-    "perfect {}",
-    "unblemished {}",
-    "{} without flaw",
-    "{} without defect",
-    "{} without damage",
-)
+#: AnoVL's states: WinCLIP's with "normal {}" for "{}" and three more anomalous adjectives.
+NORMAL_STATES = ("normal {}", *WINCLIP_NORMAL_STATES[1:])
 ANOMALOUS_STATES = (
     "damaged {}",
     "abnormal {}",
     "imperfect {}",
     "blemished {}",
-    "{} with flaw",
-    "{} with defect",
-    "{} with damage",
+    *WINCLIP_ANOMALOUS_STATES[1:],
 )
 OBJECT_DOMAINS = ("industrial photo", "industrial image", "manufacturing image")
 TEXTURE_DOMAINS = ("industrial photo", "textural photo", "surface picture")

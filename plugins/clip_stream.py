@@ -86,3 +86,14 @@ def self_correlation_stream(
 
     x, grid = run_blocks(clip, images, before=refine, after=read)
     return x, levels, grid
+
+
+def build_frozen_clip(method: object) -> torch.nn.Module:
+    """The frozen CLIP named by ``method.config.backbone`` on the method's device (random when
+    ``pretrained_backbones`` is off), its weights identity recorded on the method."""
+    from adbench.backbones import build_backbone
+
+    name = method.config.backbone  # type: ignore[attr-defined]
+    clip = build_backbone(name, device=method.device, pretrained=method.pretrained_backbones)  # type: ignore[attr-defined]
+    method._weights = {name: clip.weights}  # type: ignore[attr-defined]
+    return clip

@@ -91,11 +91,9 @@ class Crane(Method):
         return {"backbone": frozenset({"text", "deep_text_prompts", "projection"})}
 
     def setup(self) -> None:
-        from adbench.backbones import build_backbone
+        from .clip_stream import build_frozen_clip
 
-        clip = build_backbone(self.config.backbone, device=self.device, pretrained=self.pretrained_backbones)
-        self._weights = {self.config.backbone: clip.weights}
-        self.attach(clip)
+        self.attach(build_frozen_clip(self))
 
     def attach(self, clip: torch.nn.Module) -> None:
         """Build the prompt learner for a frozen CLIP (``setup`` builds it by name)."""
