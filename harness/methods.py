@@ -95,6 +95,9 @@ class Method(ABC):
     trained: ClassVar[bool] = False
     backbone_fields: ClassVar[tuple[str, ...]] = ("backbone",)
     demo_backbones: ClassVar[dict[str, str]] = {}
+    #: Other ``--set`` values ``--demo`` applies when the user sets none (e.g. the tiny backbone's input
+    #: size and one epoch for methods whose training runs the whole tower per step); recorded as run.
+    demo_settings: ClassVar[dict[str, str]] = {}
     #: GPUs one job of this method asks a cluster for (Ray ``num_gpus``); 0 on CPU-only clusters.
     gpus: ClassVar[float] = 1.0
     #: Gaussian sigma (pixels, at evaluation size) the runner applies to maps; 0 disables.

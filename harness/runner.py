@@ -219,11 +219,13 @@ def method_configs(
     method_cls: type[Method], spec: RunSpec, overrides: dict[str, list[str]] | None = None
 ) -> list[Any]:
     """The grid of configs for one method: ``--set`` overrides (or ``overrides``, one set of a demo
-    grid), and demo backbones under ``--demo`` for backbone fields left unset."""
+    grid), and demo backbones and settings under ``--demo`` for fields left unset."""
     overrides = dict(spec.overrides.get(method_cls.name, {}) if overrides is None else overrides)
     if spec.demo:
         for fld, backbone in method_cls.demo_backbones.items():
             overrides.setdefault(fld, [backbone])
+        for fld, value in method_cls.demo_settings.items():
+            overrides.setdefault(fld, [value])
     return expand(method_cls.config_cls, overrides, method_cls.name)
 
 

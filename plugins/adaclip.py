@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from adbench.data import Category
 
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
-F = lazy.load("torch.nn.functional")
 
 CLIP_DEPTH = 24
 ADACLIP_TEMPLATES = APRILGAN_TEMPLATES[:4]  # 'a bad photo of a {}.', ... 'a cropped photo of the {}.'
@@ -96,6 +95,7 @@ class AdaCLIP(Method):
     supports = frozenset({"zero_shot"})
     trained = True
     demo_backbones = {"backbone": "tiny-clip"}
+    demo_settings = {"image_size": "112", "epochs": "1"}  # tiny native size; each step runs the whole tower
 
     @classmethod
     def default_auxiliary(cls, target: str) -> list[str] | None:
@@ -171,8 +171,11 @@ class AdaCLIP(Method):
 
         x, grid = run_blocks(self.clip, images, before=insert, after=read)
         cls = self.clip.project_tokens(x[:, 0]).float()
-        patches = [F.normalize(self.learnable["patch"][j](t.float()), dim=-1) for j, t in enumerate(levels)]
-        return F.normalize(self.learnable["cls"](cls), dim=-1), patches, grid
+        patches = [
+            torch.nn.functional.normalize(self.learnable["patch"][j](t.float()), dim=-1)
+            for j, t in enumerate(levels)
+        ]
+        return torch.nn.functional.normalize(self.learnable["cls"](cls), dim=-1), patches, grid
 
     def text(self, names: Sequence[str], prompts: torch.Tensor) -> torch.Tensor:
         """(N, 2, C) unit normal / anomalous ensemble features of image n's class ``names[n]`` with its
@@ -190,9 +193,11 @@ class AdaCLIP(Method):
             feats = self.clip.encode_text_embeddings(
                 self.clip.token_embedding(tokens), tokens.argmax(-1), deep
             )
-            feats = F.normalize(feats.float(), dim=-1)
+            feats = torch.nn.functional.normalize(feats.float(), dim=-1)
             n = len(sentences[0])
-            out.append(F.normalize(torch.stack([feats[:n].mean(0), feats[n:].mean(0)]), dim=-1))
+            out.append(
+                torch.nn.functional.normalize(torch.stack([feats[:n].mean(0), feats[n:].mean(0)]), dim=-1)
+            )
         return torch.stack(out)
 
     def forward_head(
@@ -209,7 +214,7 @@ class AdaCLIP(Method):
         if cfg.use_hsf:
             anomaly = logits.mean(1).softmax(-1)[..., 1]
             fused = hybrid_semantic_fusion(patches, anomaly, cfg.k_clusters).to(image.device)
-            image = F.normalize(cfg.hsf_alpha * fused + (1 - cfg.hsf_alpha) * image, dim=-1)
+            image = torch.nn.functional.normalize(cfg.hsf_alpha * fused + (1 - cfg.hsf_alpha) * image, dim=-1)
         score = torch.softmax((image[:, None] @ text.transpose(1, 2))[:, 0] / cfg.temperature, dim=-1)
         return logits, score, grid
 
@@ -219,7 +224,7 @@ class AdaCLIP(Method):
         names = [self.train_classes[i] for i in features["class_index"].tolist()]
         logits, score, grid = self.forward_head(features["images"], features["embed"], names)
         maps = (
-            F.interpolate(
+            torch.nn.functional.interpolate(
                 logits.permute(0, 1, 3, 2).flatten(1, 2).unflatten(-1, grid),
                 size=masks.shape[-2:],
                 mode="bilinear",

@@ -40,7 +40,6 @@ from adbench.methods import Context, Method, MethodConfig, Prediction
 from .prompt_ensemble import WINCLIP_ANOMALOUS_STATES, WINCLIP_NORMAL_STATES, WINCLIP_TEMPLATES
 
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
-F = lazy.load("torch.nn.functional")
 
 #: AnoVL's states: WinCLIP's with "normal {}" for "{}" and three more anomalous adjectives.
 NORMAL_STATES = ("normal {}", *WINCLIP_NORMAL_STATES[1:])
@@ -92,6 +91,7 @@ class AnoVL(Method):
     config_cls = AnoVLConfig
     supports = frozenset({"zero_shot"})
     demo_backbones = {"backbone": "tiny-clip"}
+    demo_settings = {"image_size": "112"}  # the tiny backbone's native size
     smoothing_sigma = 0.0  # the 3 x 3 mean filter is part of the map
 
     @classmethod
@@ -121,8 +121,8 @@ class AnoVL(Method):
                     ).float()
                     for states in (NORMAL_STATES, ANOMALOUS_STATES)
                 ]
-            ensemble = F.normalize(torch.stack([g.mean(0) for g in groups]), dim=-1)
-            self._text[key] = (ensemble, F.normalize(torch.cat(groups), dim=-1))
+            ensemble = torch.nn.functional.normalize(torch.stack([g.mean(0) for g in groups]), dim=-1)
+            self._text[key] = (ensemble, torch.nn.functional.normalize(torch.cat(groups), dim=-1))
         return self._text[key]
 
     def tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,7 +152,7 @@ class AnoVL(Method):
             for _ in range(cfg.tta_steps):
                 noise = torch.randn(tokens.shape, generator=generator).to(tokens) * cfg.noise_std
                 both = adapter(torch.stack([tokens, tokens + noise]))
-                probs = (F.normalize(both, dim=-1) @ text.T).softmax(-1)
+                probs = (torch.nn.functional.normalize(both, dim=-1) @ text.T).softmax(-1)
                 loss = adaptation_loss(probs, cfg.hard_weight)
                 optimizer.zero_grad()
                 loss.backward()
@@ -167,10 +167,10 @@ class AnoVL(Method):
         maps = []
         for i, tokens in enumerate(patches):
             adapted = self.adapt(tokens, text, sentences, seed=ctx.seed * 100_003 + i)
-            prob = (F.normalize(adapted, dim=-1) @ text.T).softmax(-1)[..., 1]
-            padded = F.pad(prob[None, None], (1, 1, 1, 1), mode="replicate")
-            maps.append(F.avg_pool2d(padded, 3, stride=1)[0, 0])
-        scores = (F.normalize(cls, dim=-1) @ text.T).softmax(-1)[:, 1]
+            prob = (torch.nn.functional.normalize(adapted, dim=-1) @ text.T).softmax(-1)[..., 1]
+            padded = torch.nn.functional.pad(prob[None, None], (1, 1, 1, 1), mode="replicate")
+            maps.append(torch.nn.functional.avg_pool2d(padded, 3, stride=1)[0, 0])
+        scores = (torch.nn.functional.normalize(cls, dim=-1) @ text.T).softmax(-1)[:, 1]
         return Prediction(scores=scores.float(), maps=torch.stack(maps).float())
 
 

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from .prompt_learner import PromptLearner
 
 torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
-F = lazy.load("torch.nn.functional")
 
 CLIP_DEPTH = 24
 TEXT_DEPTH = 12
@@ -84,6 +83,7 @@ class Crane(Method):
     supports = frozenset({"zero_shot"})
     trained = True
     demo_backbones = {"backbone": "tiny-clip"}
+    demo_settings = {"image_size": "112"}  # the tiny backbone's native size
     smoothing_sigma = 4.0
 
     @classmethod
@@ -133,10 +133,12 @@ class Crane(Method):
         x, levels, grid = self_correlation_stream(self.clip, images, kinds, self.eattn_blocks, self.taps)
         levels = {t: seq[:, 1:] for t, seq in levels.items()}
         feats = {
-            f"layer{j}": F.normalize(self.clip.project_tokens(levels[t]).float(), dim=-1).unflatten(1, grid)
+            f"layer{j}": torch.nn.functional.normalize(
+                self.clip.project_tokens(levels[t]).float(), dim=-1
+            ).unflatten(1, grid)
             for j, t in enumerate(self.taps)
         }
-        feats["cls"] = F.normalize(self.clip.project_tokens(x[:, 0]).float(), dim=-1)
+        feats["cls"] = torch.nn.functional.normalize(self.clip.project_tokens(x[:, 0]).float(), dim=-1)
         return feats
 
     def text_features(self, image: torch.Tensor) -> torch.Tensor:
@@ -146,14 +148,14 @@ class Crane(Method):
         emb = learner.embeddings()  # (2, L, D)
         if not self.config.image_context:
             feats = self.clip.encode_text_embeddings(emb, learner.eot, deep_prompts=deep)
-            return F.normalize(feats.float(), dim=-1).expand(len(image), -1, -1)
+            return torch.nn.functional.normalize(feats.float(), dim=-1).expand(len(image), -1, -1)
         cut = 1 + learner.n_ctx
         out = []
         for token in image:
             row = token.to(emb.dtype).expand(2, 1, -1)
             padded = torch.cat([emb[:, :cut], row, emb[:, cut:-1]], dim=1)
             out.append(self.clip.encode_text_embeddings(padded, learner.eot + 1, deep_prompts=deep))
-        return F.normalize(torch.stack(out).float(), dim=-1)
+        return torch.nn.functional.normalize(torch.stack(out).float(), dim=-1)
 
     def forward_head(self, feats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-level softmax maps (N, S, h, w, 2), the pooled unit image feature (N, C) and text (N, 2, C)."""
@@ -164,8 +166,10 @@ class Crane(Method):
         image = feats["cls"]
         if cfg.score_pooling:
             weight = logits.mean(1).softmax(-1)[..., 1:]  # (N, h, w, 1)
-            pooled = F.normalize((tokens.mean(1) * weight).sum((1, 2)), dim=-1)
-            image = F.normalize(cfg.pooling_alpha * pooled + (1 - cfg.pooling_alpha) * image, dim=-1)
+            pooled = torch.nn.functional.normalize((tokens.mean(1) * weight).sum((1, 2)), dim=-1)
+            image = torch.nn.functional.normalize(
+                cfg.pooling_alpha * pooled + (1 - cfg.pooling_alpha) * image, dim=-1
+            )
         return logits.softmax(-1), image, text
 
     def training_loss(
@@ -173,11 +177,13 @@ class Crane(Method):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
         probs, image, text = self.forward_head(features)
-        maps = F.interpolate(probs[..., 1], size=masks.shape[-2:], mode="nearest")  # the code's default
+        maps = torch.nn.functional.interpolate(
+            probs[..., 1], size=masks.shape[-2:], mode="nearest"
+        )  # the code's default
         gt = masks.float()
         seg = sum(focal_loss(maps[:, i], gt) + dice_loss(maps[:, i], gt) for i in range(maps.shape[1]))
         logits = (image[:, None] @ text.transpose(1, 2))[:, 0] / cfg.train_image_temperature
-        cls = F.cross_entropy(logits, labels.long())
+        cls = torch.nn.functional.cross_entropy(logits, labels.long())
         loss = cfg.seg_weight * seg + cfg.cls_weight * cls
         return loss, {"seg": float(seg.detach()), "cls": float(cls.detach())}
 

@@ -97,3 +97,13 @@ def test_crane_text_is_conditioned_on_each_image(clip) -> None:
         method.config = dataclasses.replace(method.config, image_context=False)
         plain = method.text_features(feats["cls"])
     assert torch.allclose(plain[0], plain[1])
+
+
+def test_demo_settings_apply_under_demo_only_and_yield_to_set() -> None:
+    from adbench.runner import RunSpec, method_configs
+
+    demo = method_configs(AdaCLIP, RunSpec(methods=["adaclip"], demo=True))[0]
+    assert (demo.backbone, demo.image_size, demo.epochs) == ("tiny-clip", 112, 1)
+    assert method_configs(AdaCLIP, RunSpec(methods=["adaclip"]))[0].image_size == 518
+    chosen = RunSpec(methods=["adaclip"], demo=True, overrides={"adaclip": {"epochs": ["3"]}})
+    assert method_configs(AdaCLIP, chosen)[0].epochs == 3
