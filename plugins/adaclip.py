@@ -42,7 +42,6 @@ from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.losses import dice_loss, focal_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
-from adbench.protocols import SELF_TRAINED
 
 from .prompt_ensemble import (
     APRILGAN_ANOMALOUS_STATES,
@@ -100,6 +99,8 @@ class AdaCLIP(Method):
     @classmethod
     def default_auxiliary(cls, target: str) -> list[str] | None:
         """The README's pairing; None (train on itself) for the built-in dataset."""
+        from adbench.protocols import SELF_TRAINED
+
         if target in SELF_TRAINED:
             return None
         return ["visa", "cvc_clinicdb"] if target in ("mvtec", "cvc_colondb") else ["mvtec", "cvc_colondb"]
