@@ -94,7 +94,7 @@ class AdaCLIP(Method):
     supports = frozenset({"zero_shot"})
     trained = True
     demo_backbones = {"backbone": "tiny-clip"}
-    demo_settings = {"image_size": "112", "epochs": "1"}  # tiny native size; each step runs the whole tower
+    demo_settings = {"image_size": "112", "epochs": "1", "batch_size": "8"}  # each step runs the whole tower
 
     @classmethod
     def default_auxiliary(cls, target: str) -> list[str] | None:
@@ -190,6 +190,8 @@ class AdaCLIP(Method):
                 ensemble_sentences(APRILGAN_ANOMALOUS_STATES, ADACLIP_TEMPLATES, name),
             ]
             tokens = self.clip.tokenize(sentences[0] + sentences[1])
+            # causal attention: nothing after the last end-of-text token reaches the features (exact)
+            tokens = tokens[:, : max(int(tokens.argmax(-1).max()) + 1, len(static[0]) + 2)]
             deep = [static[j] + dyn for j in range(1, len(static))]
             feats = self.clip.encode_text_embeddings(
                 self.clip.token_embedding(tokens), tokens.argmax(-1), deep

@@ -89,7 +89,7 @@ class MVFA(Method):
     supports = frozenset({"zero_shot"})
     trained = True
     demo_backbones = {"backbone": "tiny-clip"}
-    demo_settings = {"image_size": "112", "epochs": "1"}  # tiny native size; each step runs the whole tower
+    demo_settings = {"image_size": "112", "epochs": "1", "batch_size": "8"}  # each step runs the whole tower
     smoothing_sigma = 0.0  # the code smooths nothing
 
     @classmethod
