@@ -107,3 +107,15 @@ def test_demo_settings_apply_under_demo_only_and_yield_to_set() -> None:
     assert method_configs(AdaCLIP, RunSpec(methods=["adaclip"]))[0].image_size == 518
     chosen = RunSpec(methods=["adaclip"], demo=True, overrides={"adaclip": {"epochs": ["3"]}})
     assert method_configs(AdaCLIP, chosen)[0].epochs == 3
+
+
+def test_text_tower_cut_after_the_last_end_of_text_token_is_exact(clip) -> None:
+    """AdaCLIP encodes its sentences per image; the causal mask makes the cut exact."""
+    tokens = clip.tokenize(["a bad photo of a flawless brick.", "a cropped photo of the brick with flaw."])
+    deep = [torch.randn(5, clip.token_embedding.weight.shape[1])]
+    eot = tokens.argmax(-1)
+    cut = tokens[:, : int(eot.max()) + 1]
+    with torch.no_grad():
+        full = clip.encode_text_embeddings(clip.token_embedding(tokens), eot, deep)
+        short = clip.encode_text_embeddings(clip.token_embedding(cut), eot, deep)
+    torch.testing.assert_close(short, full, atol=1e-5, rtol=1e-5)
