@@ -77,6 +77,8 @@ def test_a_store_record_counts_as_reproduced() -> None:
         ]
     )
     assert _kanoclip(registry, store).reproduced == base.reproduced + 1
+    store["random_weights"] = True  # tiny random backbones reproduce nothing
+    assert _kanoclip(registry, store).reproduced == base.reproduced
 
 
 def test_settings_map_to_protocols() -> None:
