@@ -99,7 +99,20 @@ def describe_method(name: str, registry: Registry | None = None, overrides: dict
     lines.append("parameters (backbones built randomly initialised; no weights needed):")
     for bname, n in counts["backbones"].items():
         lines.append(f"  frozen backbone {bname}: {_millions(n)}")
-    lines.append(f"  trainable: {_millions(counts['trainable'])}")
+    lines.append(f"  trainable: {_millions(counts['trainable'])}{published_trainable(cls, config)}")
     lines.append(f"  total: {_millions(counts['total'])}")
     lines += counts["breakdown"]
     return "\n".join(lines)
+
+
+def published_trainable(cls: type, config: Any) -> str:
+    """'  (published: 10.67 M, <source>)' when a paper prints this configuration's trainable count."""
+    from adbench.reports.published import load_efficiency
+
+    name = cls.published_name(config)
+    table = load_efficiency()
+    rows = table[(table["method"] == name) & table["trainable_params_m"].notna()] if name else table.iloc[:0]
+    if rows.empty:
+        return ""
+    row = rows.iloc[0]
+    return f"  (published: {row['trainable_params_m']:.2f} M, {row['source']})"

@@ -201,6 +201,8 @@ def method_configs(
     if spec.demo:
         for fld, backbone in method_cls.demo_backbones.items():
             overrides.setdefault(fld, [backbone])
+        for fld, value in method_cls.demo_settings.items():
+            overrides.setdefault(fld, [value])
     return expand(method_cls.config_cls, overrides, method_cls.name)
 
 

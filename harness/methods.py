@@ -112,6 +112,9 @@ class Method(ABC):
     trained: ClassVar[bool] = False
     backbone_fields: ClassVar[tuple[str, ...]] = ("backbone",)
     demo_backbones: ClassVar[dict[str, str]] = {}
+    #: Other ``--set`` values ``--demo`` applies when the user sets none (e.g. the tiny backbone's input
+    #: size and one epoch for methods whose training runs the whole tower per step); recorded as run.
+    demo_settings: ClassVar[dict[str, str]] = {}
     #: GPUs one job of this method asks a cluster for (Ray ``num_gpus``); 0 on CPU-only clusters.
     gpus: ClassVar[float] = 1.0
     #: Gaussian sigma (pixels, at evaluation size) the runner applies to maps; 0 disables.
@@ -144,6 +147,12 @@ class Method(ABC):
         """The method's name in the published tables (``published_results.csv``) for this config, or
         None when no paper reports this configuration."""
         return cls.display_name or None
+
+    @classmethod
+    def default_auxiliary(cls, target: str) -> list[str] | None:
+        """The method's own auxiliary datasets for ``target`` (its paper's pairing, e.g. a leave-one-out),
+        or None: the target dataset's declared default (``Dataset.auxiliary``)."""
+        return None
 
     @classmethod
     def config_for_dataset(cls, config: Any, dataset: str, auxiliary: Sequence[str] = ()) -> Any:

@@ -121,7 +121,7 @@ class Planner:
         """Which (dataset, category) pairs a trained method is fitted on for this target category."""
         if not method_cls.trained:
             return None
-        aux_names = self.spec.train_on or target.default_auxiliary()
+        aux_names = auxiliary_names(target.name, self.spec.train_on, method_cls, target.default_auxiliary())
         pairs: list[tuple[str, str]] = []
         for aux in aux_names:
             if aux == target.name:
@@ -176,7 +176,9 @@ class Planner:
         self, method_cls: type[Method], base_config: Any, protocol: str, dataset: Dataset
     ) -> list[JobSpec]:
         """The jobs of one method config on one dataset: its categories x the (shots, seed) grid."""
-        aux = tuple(self.spec.train_on or dataset.default_auxiliary())
+        aux = tuple(
+            auxiliary_names(dataset.name, self.spec.train_on, method_cls, dataset.default_auxiliary())
+        )
         config = method_cls.config_for_dataset(base_config, dataset.name, aux)
         if config is not base_config:
             check_method(method_cls, config)
@@ -251,3 +253,30 @@ def _key_material(method_cls: type[Method], config: Any, names: list[str]) -> di
         return method_cls.key_material(config, names)
     except AdbenchError as exc:
         return {"key_material_error": str(exc)}
+
+
+def auxiliary_names(
+    target: str,
+    train_on: Sequence[str] | None,
+    method_cls: type[Method] | None = None,
+    declared: Sequence[str] | None = None,
+) -> list[str]:
+    """The auxiliary datasets a trained method fits on for ``target``: a ``TARGET=AUX+AUX`` entry of
+    ``--train-on`` names them for one target (e.g. MVFA-AD's leave-one-out over the medical sets), its
+    plain entries for every other target; without either, the method's own pairing
+    (``Method.default_auxiliary``), else the target dataset's declared default (``declared``, or the
+    registry's ``Dataset.auxiliary`` when not given)."""
+    per_target = dict(item.split("=", 1) for item in train_on or () if "=" in item)
+    if target in per_target:
+        return [a.strip() for a in per_target[target].split("+") if a.strip()]
+    plain = [item for item in train_on or () if "=" not in item]
+    if plain:
+        return plain
+    own = method_cls.default_auxiliary(target) if method_cls is not None else None
+    if own:
+        return list(own)
+    if declared is None:
+        from .registry import get_registry
+
+        declared = get_registry().dataset(target).default_auxiliary()
+    return list(declared)

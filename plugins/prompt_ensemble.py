@@ -171,3 +171,11 @@ def anomaly_probability(features: torch.Tensor, text: torch.Tensor, temperature:
         @ torch.nn.functional.normalize(text.float(), dim=-1).T
     )
     return torch.softmax(logits / temperature, dim=-1)[..., 1]
+
+
+def class_index_targets(categories: Sequence[object]) -> tuple[list[str], torch.Tensor]:
+    """The auxiliary categories' object names (once each, in order) and each auxiliary test image's
+    index into them, for methods whose training prompts name each image's class."""
+    names = list(dict.fromkeys(c.object_name for c in categories))  # type: ignore[attr-defined]
+    index = [names.index(c.object_name) for c in categories for _ in c.test]  # type: ignore[attr-defined]
+    return names, torch.tensor(index, dtype=torch.long)

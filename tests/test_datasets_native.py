@@ -209,3 +209,38 @@ def test_every_real_dataset_is_documented(registry: Registry) -> None:
         cls = registry.dataset(name)
         assert f"(`{name}`)" in docs, name
         assert cls.description and cls.layout and cls.source and cls.task in ("image", "pixel", "both"), name
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "remove", "named"),
+    [
+        ("liverct", trees.make_bmad, "Liver_AD/test/Ungood/anomaly_mask", "test/Ungood/anomaly_mask"),
+        ("resc", trees.make_resc, "RESC/test/good/img", "test/good/img"),
+        ("covid19", trees.make_covid19, "COVID-19_Radiography_Dataset/COVID", "COVID"),
+    ],
+)
+def test_bmad_and_covid_refuse_a_missing_folder_in_one_line(
+    registry: Registry, tmp_path: Path, name: str, make, remove: str, named: str
+) -> None:
+    import shutil
+
+    make(tmp_path)
+    shutil.rmtree(tmp_path / remove)
+    with pytest.raises(AdbenchError, match=f"missing folder .*{named}") as err:
+        registry.dataset(name)(tmp_path).load_category(registry.dataset(name).category)
+    assert "\n" not in str(err.value)
+
+
+def test_bmad_masks_pair_by_name_and_normals_have_none(registry: Registry, tmp_path: Path) -> None:
+    trees.make_bmad(tmp_path)
+    (tmp_path / "Liver_AD/test/Ungood/anomaly_mask/11.png").unlink()
+    ds = registry.dataset("liverct")(tmp_path)
+    with pytest.raises(AdbenchError, match=r"Ungood/img/11.png has no mask"):
+        ds.load_category("liver")
+
+
+def test_covid19_reads_normal_and_covid_only(registry: Registry, tmp_path: Path) -> None:
+    trees.make_covid19(tmp_path)
+    c = registry.dataset("covid19")(tmp_path).load_category("chest")
+    assert sorted({s.image_path.parent.parent.name for s in c.test}) == ["COVID", "Normal"]
+    assert not c.has_masks and all(s.mask_path is None for s in c.test)

@@ -38,6 +38,10 @@ def test_every_method_is_covered():
         "patchead",
         "vip2clip",
         "kanoclip",
+        "adaclip",
+        "anovl",
+        "crane",
+        "mvfa",
     } <= names
     assert all(p in PROTOCOLS for _, p in _cases())
 

@@ -14,6 +14,7 @@ from .datasets import datasets
 from .info import info
 from .leaderboard import leaderboard
 from .list_ import list_
+from .papers import papers
 from .report import report
 from .rescore import rescore
 from .results import results
@@ -35,7 +36,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     configure(ctx.obj["verbosity"])
 
 
-for _command in (run, results, rescore, report, compare, leaderboard, list_, info, datasets):
+for _command in (run, results, rescore, report, compare, leaderboard, papers, list_, info, datasets):
     cli.add_command(_command)
 
 

@@ -65,7 +65,11 @@ def _ints(values: tuple[int, ...]) -> str:
 )
 @click.option("--force", is_flag=True, help="Recompute jobs that already have a record.")
 @click.option("--retrain", is_flag=True, help="Refit trained methods instead of reusing a cached fit.")
-@click.option("--train-on", default=None, help="Auxiliary dataset(s) for trained methods.")
+@click.option(
+    "--train-on",
+    default=None,
+    help="Auxiliary dataset(s) for trained methods; TARGET=AUX+AUX names them for one target.",
+)
 @click.option(
     "--eval-protocol",
     default="default",
