@@ -263,20 +263,20 @@ def auxiliary_names(
 ) -> list[str]:
     """The auxiliary datasets a trained method fits on for ``target``: a ``TARGET=AUX+AUX`` entry of
     ``--train-on`` names them for one target (e.g. MVFA-AD's leave-one-out over the medical sets), its
-    plain entries for every other target; without either, the method's own pairing
-    (``Method.default_auxiliary``), else the target dataset's declared default (``declared``, or the
-    registry's ``Dataset.auxiliary`` when not given)."""
+    plain entries for every other target; without either, a dataset that trains on its own folds keeps
+    them, else the method's own pairing (``Method.default_auxiliary``), else the target dataset's
+    declared default (``declared``, or the registry's ``Dataset.auxiliary`` when not given)."""
     per_target = dict(item.split("=", 1) for item in train_on or () if "=" in item)
     if target in per_target:
         return [a.strip() for a in per_target[target].split("+") if a.strip()]
     plain = [item for item in train_on or () if "=" not in item]
     if plain:
         return plain
-    own = method_cls.default_auxiliary(target) if method_cls is not None else None
-    if own:
-        return list(own)
     if declared is None:
         from .registry import get_registry
 
         declared = get_registry().dataset(target).default_auxiliary()
-    return list(declared)
+    if list(declared) == [target]:  # a set that trains on its own folds (built in: no download) keeps them
+        return [target]
+    own = method_cls.default_auxiliary(target) if method_cls is not None else None
+    return list(own or declared)

@@ -98,11 +98,7 @@ class AdaCLIP(Method):
 
     @classmethod
     def default_auxiliary(cls, target: str) -> list[str] | None:
-        """The README's pairing; None (train on itself) for the built-in dataset."""
-        from adbench.protocols import SELF_TRAINED
-
-        if target in SELF_TRAINED:
-            return None
+        """The README's pairing (a dataset that trains on its own folds keeps them: the planner's rule)."""
         return ["visa", "cvc_clinicdb"] if target in ("mvtec", "cvc_colondb") else ["mvtec", "cvc_colondb"]
 
     @classmethod

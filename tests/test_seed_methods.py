@@ -100,7 +100,7 @@ def test_crane_text_is_conditioned_on_each_image(clip) -> None:
 
 
 def test_demo_settings_apply_under_demo_only_and_yield_to_set() -> None:
-    from adbench.runner import RunSpec, method_configs
+    from adbench.jobs import RunSpec, method_configs
 
     demo = method_configs(AdaCLIP, RunSpec(methods=["adaclip"], demo=True))[0]
     assert (demo.backbone, demo.image_size, demo.epochs) == ("tiny-clip", 112, 1)
