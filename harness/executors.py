@@ -15,16 +15,18 @@ processes, so CUDA works), the cluster executor is Ray (``pip install "adbench-z
 from __future__ import annotations
 
 import functools
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import AdbenchError
+from .worker_process import init_worker as _init_worker
+from .worker_process import run_in_worker as _run_in_worker
 
 if TYPE_CHECKING:
-    from .jobs import JobSpec, RunSpec, RunSummary
+    from .jobs import JobSpec, RunSpec
+    from .summary import RunSummary
 
 #: ``worker(run_spec, store_root, groups, device)``: executes job groups and returns their summary.
 Worker = Callable[["RunSpec", str, "list[list[JobSpec]]", "str | None"], "RunSummary"]
@@ -53,28 +55,6 @@ def run_serial(
 
 
 # --- local: one process per GPU, or N CPU processes ---------------------------------------------------
-_WORKER_DEVICE: str | None = None
-
-
-def _init_worker(devices: Any, threads: int) -> None:
-    """Pin this worker process to one device (taken from the shared queue) and a thread budget."""
-    global _WORKER_DEVICE
-    _WORKER_DEVICE = devices.get()
-    if _WORKER_DEVICE.startswith("cuda:"):
-        os.environ["CUDA_VISIBLE_DEVICES"] = _WORKER_DEVICE.split(":", 1)[1]
-        _WORKER_DEVICE = "cuda"
-    import torch
-
-    if "OMP_NUM_THREADS" not in os.environ:  # an explicit setting wins (and keeps numbers bit-identical)
-        torch.set_num_threads(threads)
-
-
-def _run_in_worker(
-    worker: Worker, run_spec: RunSpec, store_root: str, groups: list[list[JobSpec]]
-) -> RunSummary:
-    return worker(run_spec, store_root, groups, _WORKER_DEVICE)
-
-
 def worker_devices(devices: Sequence[str] | None, workers: int | None) -> list[str]:
     """One entry per worker: ``--devices 0,1`` -> cuda:0, cuda:1; else ``--workers N`` CPU workers."""
     if devices:

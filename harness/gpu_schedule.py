@@ -27,8 +27,9 @@ from .config import stable_hash, to_dict
 from .errors import AdbenchError
 
 if TYPE_CHECKING:
-    from .jobs import JobSpec, RunSpec, RunSummary
+    from .jobs import JobSpec, RunSpec
     from .store import ResultsStore
+    from .summary import RunSummary
 
 #: Parameters assumed before anything was measured: a CLIP ViT-L/14 (vision + text towers).
 DEFAULT_PARAMS = 430_000_000
@@ -199,8 +200,8 @@ def run_packed(
     """Run groups on the GPUs in ``devices`` packed by memory, retrying out-of-memory jobs alone with a
     smaller batch. ``launcher(dev)`` gives a submit function for one device (default: spawned
     processes pinned to it, each running ``worker``); ``memory`` reads free memory (default: nvidia-smi)."""
-    from .jobs import RunSummary
     from .store import ResultsStore
+    from .summary import RunSummary
 
     store = ResultsStore(store_root)
     memory = memory or NvidiaSmi()
@@ -284,10 +285,10 @@ def _run_group_on_gpu(worker: Any, run_spec: RunSpec, store_root: str, group: li
 
     import torch
 
-    from .executors import _run_in_worker
+    from .worker_process import run_in_worker
 
     try:
-        return _run_in_worker(worker, run_spec, store_root, [group])
+        return run_in_worker(worker, run_spec, store_root, [group])
     finally:
         gc.collect()
         if torch.cuda.is_available():
@@ -299,7 +300,7 @@ def _process_launcher(
 ) -> Callable[[str], Callable[[RunSpec, list[JobSpec]], Future]]:
     """Per device, a pool of spawned worker processes pinned to it (CUDA works after spawn); a pool
     broken by a dead worker is replaced at the next submission."""
-    from .executors import _init_worker
+    from .worker_process import init_worker
 
     threads = max(1, (os.cpu_count() or 1) // (n_devices * MAX_PER_DEVICE))
 
@@ -309,7 +310,7 @@ def _process_launcher(
 
         def new_pool() -> ProcessPoolExecutor:
             return ProcessPoolExecutor(
-                MAX_PER_DEVICE, mp_context=ctx, initializer=_init_worker, initargs=(_Device(dev), threads)
+                MAX_PER_DEVICE, mp_context=ctx, initializer=init_worker, initargs=(_Device(dev), threads)
             )
 
         def submit(spec: RunSpec, group: list[JobSpec]) -> Future:

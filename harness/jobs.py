@@ -1,5 +1,5 @@
 """What a run is asked for and the jobs it plans, as plain data: :class:`RunSpec`, :class:`JobSpec`,
-:class:`RunSummary`, the job key, config resolution and the run options' parsers (torch-free).
+the job key, config resolution and the run options' parsers (torch-free).
 
 The key of a job hashes everything that can change its numbers: the resolved method config, the
 fingerprint of the job's category (and of its fit's auxiliary categories) and the dataset variant,
@@ -155,24 +155,6 @@ class JobSpec:
         out["config"] = to_dict(self.config)
         out["dataset"], out["root"] = self.dataset.name, self.dataset.root
         return out
-
-
-@dataclass
-class RunSummary:
-    done: int = 0
-    skipped: int = 0
-    failed: list[str] = field(default_factory=list)
-    #: Keys of the records this run wrote (the driver tells observers about workers' records).
-    written: list[str] = field(default_factory=list)
-    #: Observer (tracker) failures of this run, one line each with a count: the run went on without them.
-    notices: list[str] = field(default_factory=list)
-
-    def merge(self, other: RunSummary) -> None:
-        """Add another worker's counts."""
-        self.done += other.done
-        self.skipped += other.skipped
-        self.failed += other.failed
-        self.written += other.written
 
 
 def job_label(method: str, dataset: str, category: str, protocol: str, shots: int, seed: int) -> str:

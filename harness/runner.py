@@ -22,12 +22,13 @@ import numpy as np
 import torch
 
 from . import __version__
+from .claims import ClaimWaits
 from .config import stable_hash, to_dict
 from .data import Category, load_images, load_masks
 from .errors import AdbenchError, WeightsNotFoundError
 from .evaluation import engine_sigma
 from .executors import EXECUTORS, parse_shard
-from .jobs import DEVICE_CHOICES, DEVICE_PATTERN, JobSpec, RunSpec, RunSummary
+from .jobs import DEVICE_CHOICES, DEVICE_PATTERN, JobSpec, RunSpec
 from .measure import parameter_counts, peak_memory_mb, reset_peak_memory
 from .methods import Context, Method, Prediction
 from .planner import DataSource, Planner, group_jobs, shard_groups
@@ -40,7 +41,8 @@ from .registry import Registry, get_registry
 from .run_options import warn_if_large
 from .scoring import eval_sizes, metrics_block, postprocess_maps
 from .seeding import seed_everything
-from .store import ClaimWaits, ResultsStore
+from .store import ResultsStore
+from .summary import RunSummary
 
 log = logging.getLogger("adbench.runner")
 

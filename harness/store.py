@@ -16,7 +16,6 @@ predictions' key, so ``adbench rescore`` recomputes metrics without running any 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import math
@@ -35,10 +34,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .claims import pid_alive, process_start
 from .errors import AdbenchError
 from .paths import DEFAULT_RESULTS_DIR
 from .predictions import PREDICTION_KEYS, StoredPredictions, pack, unpack
-from .record import REQUIRED_FIELDS, JobRecord, flat_settings, schema_problem, train_on_datasets
+from .record import REQUIRED_FIELDS, JobRecord, schema_problem
+from .record_rows import SETTINGS_KEY, json_hashable, record_row
 from .run_options import results_folder
 from .store_index import INDEX_NAME, RecordIndex
 
@@ -129,28 +130,6 @@ def predictions_problem(path: Path) -> str | None:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         return f"unreadable ({exc.__class__.__name__})"
     return f"missing arrays {', '.join(sorted(missing))}" if missing else None
-
-
-def process_start(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot, Linux ``/proc``); None where unknown.
-
-    Tells a live claim holder from an unrelated process that got the same pid (a restarted container
-    reuses host name and pids)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 class ResultsStore:
@@ -329,7 +308,7 @@ class ResultsStore:
         if not isinstance(pid, int) or pid <= 0:
             return True
         if info.get("host") == socket.gethostname():
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 return True
             start, now = info.get("start"), process_start(pid)
             if isinstance(start, int) and now is not None and start != now:
@@ -457,83 +436,8 @@ class ResultsStore:
         for column in frame.columns:  # JSON lists back to hashable tuples
             values = frame[column]
             if values.dtype == object and values.map(type).eq(list).any():
-                frame[column] = values.map(_hashable)
+                frame[column] = values.map(json_hashable)
         if not frame.empty:
             frame = frame.sort_values(list(SORT_COLUMNS), kind="stable", ignore_index=True)
         frame.attrs["settings"] = list(settings)
         return frame
-
-
-class ClaimWaits:
-    """Tells once per job, after a short wait, which claim it waits for (a silent wait can last
-    the whole claim expiry, 10 minutes by default)."""
-
-    def __init__(self, store: ResultsStore, after_s: float = 5.0) -> None:
-        self.store = store
-        self.after_s = min(after_s, store.claim_expiry_s / 4)
-        self.since: dict[str, float] = {}
-        self.told: set[str] = set()
-
-    def note(self, key: str) -> str | None:
-        """The notice for ``key`` the first time it has waited ``after_s``; else None."""
-        first = self.since.setdefault(key, time.monotonic())
-        if key in self.told or time.monotonic() - first < self.after_s:
-            return None
-        self.told.add(key)
-        return self.store.claim_notice(key)
-
-
-#: Key of a cached row that lists which of its columns are settings (popped by ``frame``).
-SETTINGS_KEY = "__settings__"
-
-
-def _hashable(value: Any) -> Any:
-    """JSON lists (at any depth) as tuples, so frame cells can be grouped and compared."""
-    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
-
-
-def record_row(data: dict[str, Any]) -> dict[str, Any]:
-    """The table row of one stored record (any schema version): every setting flattened
-    (``config.<field>``, ``weights.<name>``, unknown fields under their own name), one column per
-    metric, timing and parameter counts, and ``key``, ``status``, ``error``, ``created``, ``variant``,
-    ``method_title``, ``published_name``, ``dataset_title``, ``dataset_group``, ``dataset_order``,
-    ``dataset_task``, ``n_test``, ``n_anomalous``, ``backbone_names``, ``notes``, ``difficulty`` and
-    ``anomaly_type_image_auroc`` (a dict, for per-type breakdowns)."""
-    rec = JobRecord.from_dict(data)
-    flat = flat_settings(rec)
-    row = {
-        **flat,
-        "key": rec.key,
-        "variant": rec.variant or "",
-        "dataset": rec.dataset,
-        "category": rec.category,
-        "seed": rec.seed,
-        "status": rec.status,
-        "error": rec.error,
-        "created": rec.created,
-        "method_title": rec.method_title or "",
-        "published_name": rec.published_name,
-        "dataset_group": rec.dataset_group,
-        "dataset_order": rec.dataset_order,
-        "dataset_title": rec.dataset_title or "",
-        "dataset_n_categories": rec.dataset_n_categories,
-        "dataset_task": rec.dataset_task,
-        "n_test": rec.n_test,
-        "n_anomalous": rec.n_anomalous,
-        "backbone_names": ",".join(sorted({str(v) for v in rec.backbones.values()})),
-        "notes": list(rec.notes),
-        "params_total": rec.params_total,
-        "params_trainable": rec.params_trainable,
-        "device": rec.device,
-        **{f"timing.{k}": v for k, v in dataclasses.asdict(rec.timing).items()},
-    }
-    row["random_weights"] = bool(rec.random_weights)
-    row["train_on"] = None if rec.train_on is None else ",".join(train_on_datasets(rec.train_on))
-    for name, value in rec.metrics.items():
-        row[name] = float("nan") if value is None else float(value)
-    row["images_per_s"] = rec.timing.images_per_s
-    row["wall_s"] = rec.timing.wall_s
-    row["difficulty"] = rec.difficulty
-    row["anomaly_type_image_auroc"] = rec.image_auroc_by_anomaly_type or {}
-    row[SETTINGS_KEY] = list(flat)
-    return row

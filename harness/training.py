@@ -181,12 +181,8 @@ def train(
     from tqdm.auto import tqdm
 
     generator = torch.Generator().manual_seed(seed)
-    rate = float(method.mosaic_rate(cfg))
-    mosaic_groups = groups if groups is not None else torch.zeros(n, dtype=torch.long)
-
-    def load(indices: torch.Tensor) -> torch.Tensor:
-        return images[indices] if images is not None else load_images([samples[i] for i in indices], size)
-
+    features.rate = float(method.mosaic_rate(cfg))
+    features.groups = groups if groups is not None else torch.zeros(n, dtype=torch.long)
     bar = tqdm(
         range(epochs), disable=not progress, unit="epoch", desc=f"fit {method.name}", dynamic_ncols=True
     )
@@ -198,11 +194,7 @@ def train(
             total, parts_sum = 0.0, {}
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
-                feats, batch_masks = features(idx), masks[idx]
-                if rate > 0:
-                    feats, batch_masks = mosaic_batch(
-                        idx, mosaic_groups, rate, generator, load, masks, features.extract, feats, batch_masks
-                    )
+                feats, batch_masks = features.batch(idx, masks, generator)
                 loss, parts = _step(method, feats, batch_masks, labels[idx], optimizer, schedule)
                 total += loss * len(idx)
                 for k, v in parts.items():
@@ -229,6 +221,26 @@ class _BatchFeatures:
     ) -> None:
         self.method, self.samples, self.images, self.extras = method, samples, images, extras
         self.cache: FeatureCache | None = None
+        #: Mosaic augmentation (``Method.mosaic_rate``): the rate, and each sample's category index.
+        self.rate = 0.0
+        self.groups: torch.Tensor | None = None
+
+    def load(self, indices: torch.Tensor) -> torch.Tensor:
+        """The images of ``indices`` at the method's input size (for mosaics)."""
+        if self.images is not None:
+            return self.images[indices]
+        return load_images([self.samples[i] for i in indices], self.method.image_size)
+
+    def batch(
+        self, idx: torch.Tensor, masks: torch.Tensor, generator: torch.Generator
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """A training batch's features and masks, some samples replaced by mosaics at ``rate``."""
+        feats, batch_masks = self(idx), masks[idx]
+        if self.rate > 0:
+            feats, batch_masks = mosaic_batch(
+                idx, self.groups, self.rate, generator, self.load, masks, self.extract, feats, batch_masks
+            )
+        return feats, batch_masks
 
     def extract(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         device = self.method.device

@@ -20,7 +20,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .jobs import JobSpec, RunSpec, RunSummary
+    from .jobs import JobSpec, RunSpec
+    from .summary import RunSummary
 
 #: A group whose worker died is run again this many times before its jobs count as failed.
 RESUBMITS = 1
@@ -74,9 +75,9 @@ def run_pool(
     init: Callable[..., None],
 ) -> RunSummary:
     """Run ``target(run_spec, store_root, [group])`` per group on one spawned worker per device."""
-    from .jobs import RunSummary
     from .run_options import check_workers
     from .store import ResultsStore
+    from .summary import RunSummary
 
     check_workers(devices)
     total = RunSummary()

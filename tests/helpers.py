@@ -61,3 +61,21 @@ def example_plugin_module():
 
 def tiny_registry(*extra) -> Registry:
     return Registry(autoload=False, plugins=[TinyPlugin(), example_plugin_module(), *extra])
+
+
+def invoke_main(monkeypatch, capsys, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    """Run ``adbench ARGS`` in-process through the console entry point: (exit status, stdout, stderr)."""
+    import io
+
+    from adbench.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["adbench", *args])
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from adbench.cli import main
 from adbench.dataset_tools import check_dataset, export_meta
 from adbench.errors import AdbenchError
 from adbench.registry import Registry, set_registry
 
 from .fixtures import trees
+from .helpers import invoke_main
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +28,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys, *args: str) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["adbench", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    code, out, err = invoke_main(monkeypatch, capsys, *args)
+    return code, out + err
 
 
 @pytest.mark.parametrize("name", sorted(trees.GENERATORS))

@@ -8,18 +8,17 @@ import dataclasses
 import hashlib
 import io
 import re
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from adbench.cli import main
 from adbench.registry import Registry, get_registry, set_registry
 from adbench.sources import Source
 
 from .fixtures import trees
+from .helpers import invoke_main
 from .loopback import serve
 
 
@@ -31,15 +30,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys, *args: str, stdin: str = "") -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["adbench", *args])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return invoke_main(monkeypatch, capsys, *args, stdin=stdin)
 
 
 def sha(data: bytes) -> str:

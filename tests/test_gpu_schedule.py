@@ -12,9 +12,10 @@ import torch
 from adbench import gpu_schedule, hookimpl
 from adbench.errors import AdbenchError
 from adbench.gpu_schedule import MemoryEstimates, Packer, Task, first_estimate_mb, run_packed
-from adbench.jobs import RunSpec, RunSummary
+from adbench.jobs import RunSpec
 from adbench.runner import Runner, execute_groups
 from adbench.store import ResultsStore
+from adbench.summary import RunSummary
 
 from .helpers import example_plugin_module, tiny_registry, write_tiny_dataset
 from .test_executors import plan_env  # noqa: F401 - the fixture: workers find the test plugins

@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 
 from adbench import hookimpl
-from adbench.cli import main
 from adbench.data import load_image, load_mask
 from adbench.errors import AdbenchError
 from adbench.jobs import RunSpec
@@ -27,7 +26,7 @@ from adbench.runner import Runner
 from adbench.scoring import rescore
 from adbench.store import ResultsStore
 
-from .helpers import TinyDataset, TinyPlugin, example_plugin_module, write_tiny_dataset
+from .helpers import TinyDataset, TinyPlugin, example_plugin_module, invoke_main, write_tiny_dataset
 
 
 @pytest.fixture()
@@ -46,14 +45,8 @@ def data(tmp_path: Path) -> Path:
 
 def cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     """Run ``adbench ARGS`` in-process: (exit status, stdout + stderr)."""
-    monkeypatch.setattr(sys, "argv", ["adbench", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    code, out, err = invoke_main(monkeypatch, capsys, *args)
+    return code, out + err
 
 
 def run_args(data: Path, results: Path, *extra: str, method: str = "median_dev") -> list[str]:
