@@ -25,7 +25,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from adbench.errors import AdbenchError
 from adbench.metric_catalog import METRICS, table_order
 from adbench.protocol_catalog import PROTOCOLS
-from adbench.store import ResultsStore, record_row
+from adbench.record_rows import SETTINGS_KEY, record_row
+from adbench.store import ResultsStore
 
 from .ranking import column_label
 
@@ -83,12 +84,31 @@ def merge_stores(paths: Sequence[Path]) -> Merged:
     return merged
 
 
+#: Settings that never tell columns apart (the dataset's own identity differs between datasets).
+_NOT_IDENTITY = {"method", "protocol", "shots", "dataset_version", "dataset_variant"}
+
+
 def merged_frame(merged: Merged) -> pd.DataFrame:
+    """One row per merged job; ``_col`` is the column a job belongs to: the method's display name,
+    its variant and k, plus every other setting that differs between that method's jobs (eval size,
+    precision, weights...), so jobs run under different settings in different stores never share
+    a column or an average."""
     rows = [record_row(rec) for rec in merged.records.values()]
     frame = pd.DataFrame(rows)
-    if not frame.empty:
-        frame["_col"] = frame.apply(column_label, axis=1)
-        frame["_slug"] = frame["_col"].map(_slug)
+    if frame.empty:
+        return frame
+    settings = sorted({s for r in rows for s in r[SETTINGS_KEY]} - _NOT_IDENTITY)
+    labels = frame.apply(column_label, axis=1)
+    for _method, sub in frame.groupby("method"):
+        varying = [s for s in settings if s in sub and sub[s].astype(str).nunique() > 1]
+        if varying:
+            extra = (
+                sub[varying].astype(str).apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+            )
+            labels[sub.index] = labels[sub.index] + " (" + extra + ")"
+    labels[frame["random_weights"].astype(bool)] += " · RANDOM WEIGHTS"
+    frame["_col"] = labels
+    frame["_slug"] = frame["_col"].map(_slug)
     return frame
 
 
@@ -262,7 +282,9 @@ def build_site(store_paths: Sequence[Path], out: Path) -> dict[str, Any]:
         }
         for key, versions in sorted(merged.conflicts.items())
     ]
-    pages = {"index.html": ("index.html.j2", {"tables": overview(frame), "n_conflicts": len(conflicts)})}
+    n_random = 0 if frame.empty else int(frame.loc[frame["random_weights"].astype(bool), "_col"].nunique())
+    index = {"tables": overview(frame), "n_conflicts": len(conflicts), "n_random": n_random}
+    pages = {"index.html": ("index.html.j2", index)}
     if not frame.empty:
         for page in column_pages(frame, merged):
             pages[f"method-{page['slug']}.html"] = ("method.html.j2", {"page": page})

@@ -7,6 +7,7 @@ functions of ``adbench.significance``. A side is a method name, optionally narro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -95,6 +96,8 @@ class ComparisonRow:
     test: str
     n_images: int
     seeds: int
+    #: Either side ran on random (untrained, undownloaded) backbone weights: not a real comparison.
+    random_weights: bool = False
 
 
 def _predictions(store: ResultsStore, key: str) -> Predictions:
@@ -127,9 +130,12 @@ def compare(
     metrics: Sequence[str] = DEFAULT_METRICS,
     datasets: Sequence[str] | None = None,
     n_resamples: int = significance.N_RESAMPLES,
+    any_protocol: bool = False,
 ) -> list[ComparisonRow]:
     """Paired tests of A - B on every test set both ran (seeds paired), Holm-corrected per metric
-    within the category rows and within the dataset rows."""
+    within the category rows and within the dataset rows. Test sets pair under the same protocol
+    unless ``any_protocol`` (e.g. batch zero-shot PatchEAD against zero-shot CLIP on the same images:
+    the row then names both protocols)."""
     unknown = [m for m in metrics if m not in significance.BOOTSTRAP_METRICS]
     if unknown:
         raise AdbenchError(
@@ -142,9 +148,19 @@ def compare(
         frame = frame[frame["dataset"].isin(datasets)]
     rows_a = _unique_per_seed(a.rows(frame), a)
     rows_b = _unique_per_seed(b.rows(frame), b)
-    merged = rows_a.merge(rows_b, on=[*CELL, "seed"], suffixes=("_a", "_b"))
+    on = [c for c in (*CELL, "seed") if not (any_protocol and c == "protocol")]
+    merged = rows_a.merge(rows_b, on=on, suffixes=("_a", "_b"))
     if merged.empty:
-        raise AdbenchError(f"compare: {a.label!r} and {b.label!r} share no test set in {store.root}")
+        ran = sorted(set(rows_a["protocol"]) | set(rows_b["protocol"]))
+        hint = (
+            ""
+            if any_protocol
+            else f" under one protocol (they ran {', '.join(ran)}; --any-protocol pairs them)"
+        )
+        raise AdbenchError(f"compare: {a.label!r} and {b.label!r} share no test set{hint} in {store.root}")
+    if any_protocol:
+        merged["protocol"] = merged["protocol_a"] + " vs " + merged["protocol_b"]
+    random = bool(merged["random_weights_a"].any() or merged["random_weights_b"].any())
     out: list[ComparisonRow] = []
     for (dataset, protocol, shots), per_dataset in merged.groupby(
         ["dataset", "protocol", "shots"], sort=True
@@ -152,7 +168,7 @@ def compare(
         out.extend(
             _dataset_rows(store, per_dataset, str(dataset), str(protocol), int(shots), metrics, n_resamples)
         )
-    return _holm(out)
+    return [dataclasses.replace(r, random_weights=random) for r in _holm(out)]
 
 
 def _dataset_rows(
@@ -262,7 +278,12 @@ def render(rows: Sequence[ComparisonRow], a: Side, b: Side, fmt: str) -> str:
     header = (
         f"| Dataset | Category | Metric | {a.label} | {b.label} | Δ (A − B) | 95 % CI | p | p (Holm) | Test |"
     )
-    lines = [header, "|" + "---|" * 10]
+    banner = (
+        ["**RANDOM WEIGHTS**: a side ran on random backbone weights; these numbers compare nothing real.", ""]
+        if any(r.random_weights for r in rows)
+        else []
+    )
+    lines = [*banner, header, "|" + "---|" * 10]
     for r in rows:
         category = "**mean**" if r.category is None else r.category
         shots = f", k={r.shots}" if r.shots else ""

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from adbench.cli import cli
-from adbench.reports.leaderboard import build_site, merge_stores
+from adbench.reports.leaderboard import build_site, merge_stores, merged_frame
 from adbench.store import ResultsStore
 
 from .fixtures.records import job_record
@@ -109,7 +109,10 @@ def test_site_in_headless_chromium_has_no_duplicates_sorts_and_flags_the_conflic
     assert result.exit_code == 0, result.output
     assert "1 duplicates merged, 1 conflicts" in result.output
     parser = _Tables()
-    parser.feed(_dom((site / "index.html").as_uri() + "#sort=0:1"))
+    dom = _dom((site / "index.html").as_uri() + "#sort=0:1")
+    parser.feed(dom)
+    # the sorted body column's own header carries the mark (the row-label header spans both rows)
+    assert re.search(r'<th[^>]*aria-sort="descending"[^>]*>Image-AUROC</th>', dom)
     (rows,) = parser.tables
     names = [r[0] for r in rows]
     assert len(names) == len(set(names)) == 3  # CLIP, WinCLIP, PatchEAD+ once each
@@ -131,3 +134,25 @@ def test_leaderboard_refuses_a_missing_store(tmp_path):
     assert result.exit_code != 0
     with pytest.raises(Exception, match="not a results store folder"):
         build_site([tmp_path / "nope"], tmp_path / "s")
+
+
+def test_jobs_under_different_settings_never_share_a_column(tmp_path):
+    """The same method at two eval sizes (two stores) is two columns, each averaging its own jobs."""
+    a, b = ResultsStore(tmp_path / "a"), ResultsStore(tmp_path / "b")
+    a.write_record(job_record("clip", "mvtec", "c1", metrics=_metrics(0.6), eval_size=240))
+    b.write_record(job_record("clip", "mvtec", "c1", metrics=_metrics(0.8), eval_size=336))
+    frame = merged_frame(merge_stores([a.root, b.root]))
+    cols = sorted(frame["_col"].unique())
+    assert (
+        len(cols) == 2 and any("eval_size=240" in c for c in cols) and any("eval_size=336" in c for c in cols)
+    )
+
+
+def test_random_weight_columns_are_marked(tmp_path):
+    a = ResultsStore(tmp_path / "a")
+    a.write_record(job_record("clip", "mvtec", "c1", metrics=_metrics(0.6), random_weights=True))
+    a.write_record(job_record("winclip", "mvtec", "c1", metrics=_metrics(0.7)))
+    build_site([a.root], tmp_path / "site")
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "1 column(s) ran on randomly initialised backbone weights" in index
+    assert index.count("RANDOM WEIGHTS</a>") == 1

@@ -134,3 +134,27 @@ def test_cell_interval_contains_the_value_and_published_note(tmp_path):
     assert lo < value < hi and hi - lo > 0.02
     assert published_inside(value, (lo, hi)).startswith("published value inside")
     assert published_inside(hi + 0.01, (lo, hi)).startswith("published value above")
+
+
+def test_any_protocol_pairs_the_same_images_and_random_weights_are_named(tmp_path):
+    store = ResultsStore(tmp_path / "store")
+    labels = np.array([0] * 10 + [1] * 10)
+    rng = np.random.default_rng(1)
+    for method, protocol, random in (("good", "batch_zero_shot", False), ("weak", "zero_shot", True)):
+        rec = job_record(
+            method, "mvtec", "c1", protocol=protocol, random_weights=random, n_test=20, n_anomalous=10
+        )
+        store.write_record(rec)
+        store.write_predictions(
+            rec.key,
+            scores=(rng.normal(size=20) + 2 * labels).astype(np.float32),
+            labels=labels,
+            ids=np.arange(20),
+            maps=np.zeros(0, np.float16),
+            masks=np.zeros(0, np.uint8),
+        )
+    with pytest.raises(AdbenchError, match="--any-protocol pairs them"):
+        compare(store, Side("good"), Side("weak"), ["image_auroc"])
+    rows = compare(store, Side("good"), Side("weak"), ["image_auroc"], any_protocol=True)
+    assert rows[0].protocol == "batch_zero_shot vs zero_shot" and all(r.random_weights for r in rows)
+    assert render(rows, Side("good"), Side("weak"), "markdown").startswith("**RANDOM WEIGHTS**")
