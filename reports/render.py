@@ -148,10 +148,15 @@ def main_tables(
     prefix: str = "",
     section: str = "main",
     marks: dict | None = None,
+    store: ResultsStore | None = None,
 ) -> list[Table]:
     """Per metric, dataset group and protocol: one metric table (with significance ``marks``,
     see ``table_stats.grid_marks``); then the tuple tables."""
     side = published_side(grid, options.paper) if options.published else None
+    if side is not None and options.stats and store is not None:
+        from .table_stats import with_intervals  # scipy.stats: only when asked for
+
+        side = with_intervals(side, grid, store, options.resamples)
     groups = grid.catalog.groups(grid.datasets)
     sets = _column_sets(grid)
     tables: list[Table] = []
@@ -224,7 +229,7 @@ def build_report(
     frame, failed = records[ok], records[~ok]
     grid = _grid(frame, failed, options, "all")
     marks = _significance(grid, store, options)
-    tables = main_tables(grid, options, marks=marks)
+    tables = main_tables(grid, options, marks=marks, store=store)
     if options.coverage == "shared":
         tables += main_tables(
             _grid(frame, failed, options, "shared"), options, prefix="shared-", section="shared"

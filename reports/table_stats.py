@@ -8,6 +8,7 @@ corrected together. Reads predictions through the store; pure otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -122,6 +123,26 @@ def cell_interval(
             return None
         boots.append(significance.bootstrap_values(metric, runs, n_resamples)[1])
     return significance.percentile_interval(np.mean(boots, axis=0)) if boots else None
+
+
+def with_intervals(published: Any, grid: Any, store: ResultsStore, n_resamples: int) -> Any:
+    """A published-value lookup (``builders.PublishedFn``) whose dataset cells also note whether the
+    paper's number lies inside the reproduced 95 % bootstrap interval (cells with predictions only)."""
+    memo: dict[tuple[int, str, str], tuple[float, float] | None] = {}
+
+    def lookup(col: int, row: RowKey, metric: str) -> tuple[Any, list[str]]:
+        theirs, remarks = published(col, row, metric)
+        if not theirs.ok or row.dataset is None or metric not in significance.BOOTSTRAP_METRICS:
+            return theirs, remarks
+        key = (col, row.dataset, metric)
+        if key not in memo:
+            memo[key] = cell_interval(store, metric, grid.jobs(col, row.dataset), n_resamples)
+        if memo[key] is None:
+            return theirs, remarks
+        note = f"{grid.headers[col][0]}, {row.dataset}: " + published_inside(theirs.mean / 100, memo[key])
+        return dataclasses.replace(theirs, notes=(*theirs.notes, note)), remarks
+
+    return lookup
 
 
 def published_inside(published: float, interval: tuple[float, float] | None) -> str:

@@ -102,3 +102,17 @@ def test_dagger_renders_in_latex_cells(tmp_path, fmt):
     from adbench.reports.model import Cell, Part
 
     assert r"\textsuperscript{\dag}" in str(latex_cell(Cell([Part("71.2", 71.2)], tied=True)))
+
+
+def test_published_cells_note_whether_the_paper_lies_inside_the_reproduced_interval(tmp_path):
+    store = _store(tmp_path, {"clip": 2.5, "winclip": 1.5})
+    report = build_report(
+        store, tmp_path / "out", published=True, resamples=100, plots=False, categories=False
+    )
+    table = next(t for t in report.tables if t.id == "metric-image_auroc")
+    notes = [n for n in table.footnotes if "reproduced 95 % interval" in n]
+    assert notes and all(("inside" in n) or ("above" in n) or ("below" in n) for n in notes)
+    published = [
+        c for r in table.rows for c in r.cells if c.kind == "published" and c.parts[0].value is not None
+    ]
+    assert any(c.marks for c in published)
