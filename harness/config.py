@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import re
 import types
 import typing
 from typing import Any
@@ -146,15 +147,17 @@ def setting(
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
+    pattern: str | None = None,
     doc: str = "",
 ) -> Any:
-    """A config field with its declared range (pydantic-style ``ge/gt/le/lt``) and a one-line doc.
+    """A config field with its declared range (pydantic-style ``ge/gt/le/lt``, or a regular
+    expression ``pattern`` a text value must match in full) and a one-line doc.
 
     The range is checked by :func:`validate` before any work, for scalars and for every element of a
     tuple field. ``Literal`` types already restrict choices; use them for enumerations.
     """
     bounds = {k: v for k, v in {"ge": ge, "gt": gt, "le": le, "lt": lt}.items() if v is not None}
-    metadata = {"bounds": bounds, "doc": doc}
+    metadata = {"bounds": bounds, "doc": doc, "pattern": pattern}
     if isinstance(default, list | dict | set):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -173,10 +176,14 @@ def describe_bounds(bounds: dict[str, float]) -> str:
 def validate(config: Any, scope: str) -> None:
     """Check every field of ``config`` against its declared range; one-line AdbenchError naming the field."""
     for f in dataclasses.fields(config):
+        pattern, value = f.metadata.get("pattern"), getattr(config, f.name)
+        if pattern and not (isinstance(value, str) and re.fullmatch(pattern, value)):
+            raise AdbenchError(f"--set {scope}.{f.name}={value!r}: must match {pattern}")
         bounds = field_bounds(f)
         if not bounds:
             continue
-        value = getattr(config, f.name)
+        if isinstance(value, tuple | list) and not value:  # a bounded list of values needs one at least
+            raise AdbenchError(f"--set {scope}.{f.name}: empty; give at least one value")
         items = value if isinstance(value, tuple | list) else (value,)
         for item in items:
             if item is None or isinstance(item, bool) or not isinstance(item, int | float):

@@ -145,8 +145,17 @@ class Method(ABC):
     @classmethod
     def published_name(cls, config: Any) -> str | None:
         """The method's name in the published tables (``published_results.csv``) for this config, or
-        None when no paper reports this configuration."""
-        return cls.display_name or None
+        None when no paper reports this configuration: the published rows ran the default backbones,
+        so a config with another backbone (a tiny random one, a smaller CLIP) pairs with none."""
+        return (cls.display_name or None) if cls.runs_published_backbones(config) else None
+
+    @classmethod
+    def runs_published_backbones(cls, config: Any) -> bool:
+        """Whether every backbone field holds its default (the backbone the paper's numbers ran)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(config)}
+        return all(
+            getattr(config, name) == defaults[name] for name in cls.backbone_fields if name in defaults
+        )
 
     @classmethod
     def default_auxiliary(cls, target: str) -> list[str] | None:

@@ -4,10 +4,9 @@
   AUROCs comes from their structural components, so no resampling is needed);
 * a paired, stratified bootstrap over test images for every other metric: each image keeps its
   pixels together, normal and anomalous images are resampled separately so both classes survive;
-  for few-shot, seeds are resampled too (seeds x images);
-* Holm's step-down correction across the comparisons of one table;
-* Friedman's test over blocks (categories or datasets) with mean ranks and the Nemenyi critical
-  difference (Demšar 2006).
+  for few-shot, seeds are resampled too (seeds x images).
+
+Holm's correction and Friedman/Nemenyi ranks live in ``adbench.rank_tests``.
 
 Pixel metrics are bootstrapped from per-image score histograms: a resample's pooled pixels are a
 weighted sum of the images' histograms, so 1000 resamples of a 200-image category cost one matrix
@@ -319,6 +318,7 @@ class Predictions:
     scores: np.ndarray
     maps: Sequence[np.ndarray] | None = None
     masks: Sequence[np.ndarray] | None = None
+    ids: np.ndarray | None = None  #: image ids: two jobs pair only when they name the same images
     _pixels: PixelHistograms | None = field(default=None, repr=False, compare=False)
 
     def pixel_histograms(self) -> PixelHistograms:
@@ -338,6 +338,72 @@ def _statistic(metric: str, pred: Predictions) -> tuple[Callable, PixelHistogram
     raise ValueError(f"no paired test for metric {metric!r}; choose one of {', '.join(BOOTSTRAP_METRICS)}")
 
 
+@dataclass(frozen=True)
+class JobBootstrap:
+    """One job's metric: its point value and its (R,) values on the seeded image resamples.
+
+    The resamples depend only on the labels, R and the seed, so two jobs on the same test images
+    share them: a job's values are computed once and paired with any other job's (no second pass
+    over its histograms per comparison)."""
+
+    point: float
+    values: np.ndarray
+    labels: np.ndarray
+    ids: np.ndarray | None
+
+
+def job_bootstrap(
+    metric: str, run: Predictions, n_resamples: int = N_RESAMPLES, seed: int = 0
+) -> JobBootstrap:
+    """The job's point value and bootstrap values of ``metric`` (images stratified by label)."""
+    labels = np.asarray(run.labels)
+    w = resample_weights(labels, n_resamples, np.random.default_rng(seed))
+    fn, hist = _statistic(metric, run)
+    point = float(fn(hist, np.ones((1, len(labels))))[0])
+    return JobBootstrap(point, fn(hist, w), labels, None if run.ids is None else np.asarray(run.ids))
+
+
+def same_images(jobs: Sequence[JobBootstrap | Predictions]) -> None:
+    """ValueError unless every job scored the same test images (labels, and ids where known)."""
+    first = jobs[0]
+    for job in jobs[1:]:
+        same_ids = (
+            first.ids is None or job.ids is None or np.array_equal(first.ids.astype(str), job.ids.astype(str))
+        )
+        if not (np.array_equal(np.asarray(job.labels), np.asarray(first.labels)) and same_ids):
+            raise ValueError("A and B were not scored on the same test images")
+
+
+def _seed_mean(values: np.ndarray, pick: np.ndarray | None) -> np.ndarray:
+    """(S, R) per-seed values -> (R,) means over the seeds each resample drew (all when one seed)."""
+    if pick is None:
+        return values[0]
+    return values[pick, np.arange(values.shape[1])[:, None]].mean(axis=1)
+
+
+def _seed_pick(n_seeds: int, n_resamples: int, seed: int) -> np.ndarray | None:
+    """Seeds drawn with replacement per resample (few-shot), from a stream apart from the images'."""
+    if n_seeds < 2:
+        return None
+    return np.random.default_rng([seed, 1]).integers(0, n_seeds, size=(n_resamples, n_seeds))
+
+
+def paired_from_jobs(
+    metric: str, jobs_a: Sequence[JobBootstrap], jobs_b: Sequence[JobBootstrap], seed: int = 0
+) -> tuple[Paired, np.ndarray]:
+    """The paired result of A - B from per-seed job bootstraps made with the same resamples."""
+    if len(jobs_a) != len(jobs_b) or not jobs_a:
+        raise ValueError("A and B need the same seeds")
+    same_images([*jobs_a, *jobs_b])
+    pick = _seed_pick(len(jobs_a), len(jobs_a[0].values), seed)
+    diffs = _seed_mean(np.stack([j.values for j in jobs_a]), pick) - _seed_mean(
+        np.stack([j.values for j in jobs_b]), pick
+    )
+    a = float(np.mean([j.point for j in jobs_a]))
+    b = float(np.mean([j.point for j in jobs_b]))
+    return _bootstrap_result(metric, a, b, diffs, len(jobs_a[0].labels)), diffs
+
+
 def bootstrap_paired(
     metric: str,
     runs_a: Sequence[Predictions],
@@ -355,54 +421,22 @@ def bootstrap_paired(
     """
     if len(runs_a) != len(runs_b) or not runs_a:
         raise ValueError("A and B need the same seeds")
-    labels = np.asarray(runs_a[0].labels)
-    for run in (*runs_a, *runs_b):
-        if not np.array_equal(np.asarray(run.labels), labels):
-            raise ValueError("A and B were not scored on the same test images")
-    rng = np.random.default_rng(seed)
-    w = resample_weights(labels, n_resamples, rng)
-    ones = np.ones((1, len(labels)))
-    per_seed_a, per_seed_b, point_a, point_b = [], [], [], []
-    for ra, rb in zip(runs_a, runs_b):
-        fa, ha = _statistic(metric, ra)
-        fb, hb = _statistic(metric, rb)
-        per_seed_a.append(fa(ha, w))
-        per_seed_b.append(fb(hb, w))
-        point_a.append(fa(ha, ones)[0])
-        point_b.append(fb(hb, ones)[0])
-    seeds = np.asarray(per_seed_a), np.asarray(per_seed_b)  # (S, R)
-    n_seeds = len(runs_a)
-    if n_seeds > 1:
-        pick = rng.integers(0, n_seeds, size=(n_resamples, n_seeds))
-        cols = np.arange(n_resamples)[:, None]
-        boot_a, boot_b = seeds[0][pick, cols].mean(axis=1), seeds[1][pick, cols].mean(axis=1)
-    else:
-        boot_a, boot_b = seeds[0][0], seeds[1][0]
-    diffs = boot_a - boot_b
-    return _bootstrap_result(
-        metric, float(np.mean(point_a)), float(np.mean(point_b)), diffs, len(labels)
-    ), diffs
+    jobs_a = [job_bootstrap(metric, r, n_resamples, seed) for r in runs_a]
+    jobs_b = [job_bootstrap(metric, r, n_resamples, seed) for r in runs_b]
+    return paired_from_jobs(metric, jobs_a, jobs_b, seed)
+
+
+def values_from_jobs(jobs: Sequence[JobBootstrap], seed: int = 0) -> tuple[float, np.ndarray]:
+    """Point value (mean over seeds) and (R,) bootstrap values of one cell's seeds."""
+    pick = _seed_pick(len(jobs), len(jobs[0].values), seed)
+    return float(np.mean([j.point for j in jobs])), _seed_mean(np.stack([j.values for j in jobs]), pick)
 
 
 def bootstrap_values(
     metric: str, runs: Sequence[Predictions], n_resamples: int = N_RESAMPLES, seed: int = 0
 ) -> tuple[float, np.ndarray]:
     """Point value and (R,) bootstrap values of one method's metric (images, and seeds if several)."""
-    labels = np.asarray(runs[0].labels)
-    rng = np.random.default_rng(seed)
-    w = resample_weights(labels, n_resamples, rng)
-    per_seed, point = [], []
-    for run in runs:
-        fn, hist = _statistic(metric, run)
-        per_seed.append(fn(hist, w))
-        point.append(fn(hist, np.ones((1, len(labels))))[0])
-    values = np.asarray(per_seed)
-    if len(runs) > 1:
-        pick = rng.integers(0, len(runs), size=(n_resamples, len(runs)))
-        boot = values[pick, np.arange(n_resamples)[:, None]].mean(axis=1)
-    else:
-        boot = values[0]
-    return float(np.mean(point)), boot
+    return values_from_jobs([job_bootstrap(metric, r, n_resamples, seed) for r in runs], seed)
 
 
 def percentile_interval(boot: np.ndarray) -> tuple[float, float]:
@@ -425,60 +459,3 @@ def _bootstrap_result(metric: str, a: float, b: float, boot_diff: np.ndarray, n:
     centred = boot_diff - np.nanmean(boot_diff)
     p = (1 + np.sum(np.abs(centred) >= abs(diff))) / (1 + np.sum(np.isfinite(centred)))
     return Paired(metric, a, b, diff, float(lo), float(hi), float(min(p, 1.0)), "paired bootstrap", n)
-
-
-# ----------------------------------------------------------------------------- corrections, ranks
-
-
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (same order as given).
-
-    Hand-written: scipy has no Holm correction (only Benjamini-Hochberg) and statsmodels is not a
-    dependency; it is five lines.
-    """
-    p = np.asarray(pvalues, dtype=np.float64)
-    order = np.argsort(p)
-    m = len(p)
-    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out = np.empty(m)
-    out[order] = np.minimum(adjusted, 1.0)
-    return out.tolist()
-
-
-@dataclass(frozen=True)
-class Ranking:
-    """Friedman's test over blocks with mean ranks (1 = best) and the Nemenyi critical difference."""
-
-    methods: list[str]
-    mean_ranks: list[float]
-    statistic: float
-    p: float
-    critical_difference: float
-    n_blocks: int
-    alpha: float
-
-
-def friedman_nemenyi(values: np.ndarray, methods: Sequence[str], alpha: float = 0.05) -> Ranking:
-    """``values`` (blocks, methods), higher is better; ranks with ties averaged per block.
-
-    The chi-square statistic includes the tie correction, so it equals scipy's
-    ``friedmanchisquare``; the critical difference is q_alpha * sqrt(k (k + 1) / (6 N)) with
-    q_alpha the studentised range quantile / sqrt(2) (Demšar 2006).
-    """
-    x = np.asarray(values, dtype=np.float64)
-    n, k = x.shape
-    if k < 2 or n < 2:
-        raise ValueError("Friedman's test needs at least two methods and two blocks")
-    ranks = stats.rankdata(-x, axis=1)
-    mean_ranks = ranks.mean(axis=0)
-    chi2 = 12 * n / (k * (k + 1)) * float(np.sum((mean_ranks - (k + 1) / 2) ** 2))
-    ties = 0.0
-    for row in x:
-        _, counts = np.unique(row, return_counts=True)
-        ties += float(np.sum(counts**3 - counts))
-    denom = 1 - ties / (n * k * (k * k - 1))
-    chi2 = chi2 / denom if denom > 0 else float("nan")
-    p = float(stats.chi2.sf(chi2, k - 1)) if np.isfinite(chi2) else float("nan")
-    q = stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
-    cd = float(q * math.sqrt(k * (k + 1) / (6 * n)))
-    return Ranking(list(methods), mean_ranks.tolist(), float(chi2), p, cd, n, alpha)

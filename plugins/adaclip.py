@@ -66,7 +66,12 @@ class AdaCLIPConfig(TrainedConfig):
 
     backbone: str = "clip-vitl14-336"
     image_size: int = setting(518, ge=14, le=4096)
-    feature_layers: tuple[int, ...] = (6, 12, 18, 24)
+    feature_layers: tuple[int, ...] = setting(
+        (6, 12, 18, 24),
+        ge=1,
+        le=24,
+        doc="ViT-L/14 blocks whose tokens are tapped (of 24; scaled to the tower)",
+    )
     prompting_depth: int = setting(4, ge=1, doc="layers with prompts (text blocks 2..depth get them)")
     prompting_length: int = setting(5, ge=1, doc="prompt tokens per layer")
     use_hsf: bool = True

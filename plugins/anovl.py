@@ -72,7 +72,7 @@ class AnoVLConfig(MethodConfig):
 
     backbone: str = "clip-vitb16plus-240"
     image_size: int = setting(240, ge=14, le=4096)
-    layer: int = setting(12, ge=1, doc="block whose V-V tokens make the map (of 12)")
+    layer: int = setting(12, ge=1, le=12, doc="block whose V-V tokens make the map (of 12)")
     tta_steps: int = setting(5, ge=0, doc="adaptation steps per image (the code's --epoch); 0 disables")
     tta_lr: float = setting(1e-3, gt=0)
     noise_std: float = setting(0.0605, gt=0, doc="std of the noised copy: 0.05 x 1.1")
@@ -141,6 +141,8 @@ class AnoVL(Method):
         from .anovl_modules import TextAdapter, adaptation_loss
 
         cfg = self.config
+        if cfg.tta_steps == 0:  # no adaptation: the tokens as the tower gives them (no untrained adapter)
+            return tokens
         generator = torch.Generator(device="cpu").manual_seed(seed)
         # the runner predicts under inference mode; the adaptation needs autograd on fresh copies
         with torch.inference_mode(False), torch.enable_grad():

@@ -60,7 +60,9 @@ class CLIPConfig(MethodConfig):
     vv_blocks: int = setting(0, ge=0, doc="0: original patch tokens; n: V-V path of the last n blocks")
     prompts: Literal["single", "ensemble"] = "single"
     anomalous_word: str = setting(
-        "anomalous", doc="the anomalous descriptor ('damaged': adbench's earlier clip)"
+        "anomalous",
+        pattern=r"[^{}\s][^{}]*",  # one word or phrase; braces would be read as a template slot
+        doc="the anomalous descriptor ('damaged': adbench's earlier clip)",
     )
 
 
@@ -112,8 +114,13 @@ class CLIPZeroShot(Method):
 
     @classmethod
     def published_name(cls, config: CLIPConfig) -> str | None:
-        """CLIP for the single pair, CLIP-AC for the descriptor ensemble; None for other wordings."""
-        if config.anomalous_word != "anomalous" or config.vv_blocks:
+        """CLIP for the single pair, CLIP-AC for the descriptor ensemble; None for other wordings or
+        another backbone than the published ViT-L/14@336."""
+        if (
+            config.anomalous_word != "anomalous"
+            or config.vv_blocks
+            or not cls.runs_published_backbones(config)
+        ):
             return None
         return "CLIP" if config.prompts == "single" else "CLIP-AC"
 

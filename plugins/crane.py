@@ -54,7 +54,12 @@ class CraneConfig(TrainedConfig):
     n_ctx: int = setting(12, ge=1, doc="learnable context tokens per prompt")
     deep_prompt_depth: int = setting(9, ge=1, doc="text layers 2..depth get learnable tokens")
     deep_prompt_length: int = setting(4, ge=1, doc="learnable tokens per text layer")
-    feature_layers: tuple[int, ...] = (6, 12, 18, 24)
+    feature_layers: tuple[int, ...] = setting(
+        (6, 12, 18, 24),
+        ge=1,
+        le=24,
+        doc="ViT-L/14 blocks whose tokens are tapped (of 24; scaled to the tower)",
+    )
     eattn_layers: int = setting(20, ge=0, doc="last blocks with the self-correlation stream")
     attn_type: Literal["vv", "kk", "qq", "qq+kk", "qq+kk+vv"] = "qq+kk+vv"
     image_context: bool = True

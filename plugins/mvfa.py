@@ -66,7 +66,12 @@ class MVFAConfig(TrainedConfig):
 
     backbone: str = "clip-vitl14-336"
     image_size: int = setting(240, ge=14, le=4096)
-    feature_layers: tuple[int, ...] = (6, 12, 18, 24)
+    feature_layers: tuple[int, ...] = setting(
+        (6, 12, 18, 24),
+        ge=1,
+        le=24,
+        doc="ViT-L/14 blocks whose tokens are tapped (of 24; scaled to the tower)",
+    )
     stream_weight: float = setting(0.8, ge=0, le=1, doc="weight of the block output in the fed-back stream")
     adapter_weight: float = setting(0.1, ge=0, le=1, doc="weight of each adapter's output in the stream")
     temperature: float = setting(0.01, gt=0, doc="1 / the code's logit scale 100")

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from adbench import significance
+from adbench import rank_tests, significance
 from adbench.errors import AdbenchError
 from adbench.significance import Paired, Predictions
 from adbench.store import ResultsStore
@@ -100,7 +100,7 @@ class ComparisonRow:
     random_weights: bool = False
 
 
-def _predictions(store: ResultsStore, key: str) -> Predictions:
+def job_predictions(store: ResultsStore, key: str) -> Predictions:
     """One job's stored predictions (the store's format), maps and masks as one array per image."""
     pred = store.load_predictions(key)
     pixels = pred.maps is not None and pred.masks is not None and len(pred.maps) > 0
@@ -109,6 +109,7 @@ def _predictions(store: ResultsStore, key: str) -> Predictions:
         pred.scores.astype(np.float64),
         list(pred.maps) if pixels else None,
         list(pred.masks) if pixels else None,
+        ids=pred.ids,
     )
 
 
@@ -184,8 +185,8 @@ def _dataset_rows(
     for category, per_cat in rows.groupby("category", sort=True):
         per_cat = per_cat.sort_values("seed")
         loaded[str(category)] = (
-            [_predictions(store, k) for k in per_cat["key_a"]],
-            [_predictions(store, k) for k in per_cat["key_b"]],
+            [job_predictions(store, k) for k in per_cat["key_a"]],
+            [job_predictions(store, k) for k in per_cat["key_b"]],
         )
     out = []
     for metric in metrics:
@@ -205,6 +206,10 @@ def _one(
     metric: str, pa: list[Predictions], pb: list[Predictions], n_resamples: int
 ) -> tuple[Paired, np.ndarray | None] | None:
     """DeLong for a single-seed image AUROC, the paired bootstrap otherwise; None if undefined."""
+    try:
+        significance.same_images([*pa, *pb])
+    except ValueError as exc:  # e.g. A ran on another copy of the dataset than B
+        raise AdbenchError(f"compare: {exc} (check both ran on the same dataset copy)") from None
     labels = pa[0].labels
     if len(np.unique(labels)) < 2:
         return None
@@ -253,7 +258,7 @@ def _holm(rows: list[ComparisonRow]) -> list[ComparisonRow]:
         families.setdefault((r.metric, r.category is None), []).append(i)
     adjusted = list(rows)
     for idx in families.values():
-        for i, p in zip(idx, significance.holm([rows[i].p for i in idx])):
+        for i, p in zip(idx, rank_tests.holm([rows[i].p for i in idx])):
             adjusted[i] = ComparisonRow(**{**asdict(rows[i]), "p_holm": p})
     return adjusted
 

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from adbench.protocol_catalog import takes_references  # noqa: E402
-from adbench.significance import Ranking, friedman_nemenyi  # noqa: E402
+from adbench.rank_tests import Ranking, friedman_nemenyi  # noqa: E402
 
 OVER = ("categories", "datasets")
 

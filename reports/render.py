@@ -148,15 +148,15 @@ def main_tables(
     prefix: str = "",
     section: str = "main",
     marks: dict | None = None,
-    store: ResultsStore | None = None,
+    cache: Any = None,
 ) -> list[Table]:
     """Per metric, dataset group and protocol: one metric table (with significance ``marks``,
     see ``table_stats.grid_marks``); then the tuple tables."""
     side = published_side(grid, options.paper) if options.published else None
-    if side is not None and options.stats and store is not None:
+    if side is not None and cache is not None:
         from .table_stats import with_intervals  # scipy.stats: only when asked for
 
-        side = with_intervals(side, grid, store, options.resamples)
+        side = with_intervals(side, grid, cache)
     groups = grid.catalog.groups(grid.datasets)
     sets = _column_sets(grid)
     tables: list[Table] = []
@@ -228,8 +228,8 @@ def build_report(
         )
     frame, failed = records[ok], records[~ok]
     grid = _grid(frame, failed, options, "all")
-    marks = _significance(grid, store, options)
-    tables = main_tables(grid, options, marks=marks, store=store)
+    marks, cache = _significance(grid, store, options)
+    tables = main_tables(grid, options, marks=marks, cache=cache)
     if options.coverage == "shared":
         tables += main_tables(
             _grid(frame, failed, options, "shared"), options, prefix="shared-", section="shared"
@@ -250,14 +250,16 @@ def build_report(
     return report
 
 
-def _significance(grid: ReproducedGrid, store: ResultsStore, options: ReportOptions) -> dict:
-    """Paired-test marks of the main tables (empty with ``--no-stats``)."""
+def _significance(grid: ReproducedGrid, store: ResultsStore, options: ReportOptions) -> tuple[dict, Any]:
+    """Paired-test marks of the main tables and the per-job bootstrap cache they were computed
+    from (reused for the published-value intervals); nothing with ``--no-stats``."""
     if not options.stats:
-        return {}
-    from .table_stats import grid_marks  # scipy.stats loads torch's array-API probe: not at import
+        return {}, None
+    from .table_stats import JobCache, grid_marks  # scipy.stats loads torch's array-API probe: not at import
 
+    cache = JobCache(store, grid.metrics, options.resamples)
     families = {c: _family(grid.protocol(c)[0]) for c in range(len(grid.columns))}
-    return grid_marks(grid, store, grid.metrics, families, options.resamples)
+    return grid_marks(grid, cache, families), cache
 
 
 def _registry() -> Any:

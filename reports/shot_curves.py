@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 
 from adbench.metric_catalog import metric_spec  # noqa: E402
 from adbench.protocol_catalog import takes_references  # noqa: E402
+from adbench.safe_names import safe_path  # noqa: E402
 
 from .ranking import column_label  # noqa: E402
 
@@ -83,13 +84,9 @@ def shot_curves(frame: pd.DataFrame, metric: str, out_dir: Path) -> list[Path]:
         ax.legend(fontsize=7)
         fig.tight_layout()
         for ext in ("png", "pdf"):
-            path = out_dir / f"shots_{_safe(dataset)}_{metric}.{ext}"
+            path = safe_path(out_dir, f"shots_{dataset}_{metric}", suffix=f".{ext}")
             path.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=150)
             paths.append(path)
         plt.close(fig)
     return paths
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:80] or "_"

@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from adbench import significance
+from adbench import rank_tests, significance
 from adbench.errors import AdbenchError
-from adbench.significance import Predictions
 from adbench.store import ResultsStore
 
 from .model import RowKey, Table
-from .pairwise import _predictions
+from .pairwise import job_predictions
 
 #: (category, seed, job key) of one table cell's jobs.
 CellJobs = Sequence[tuple[str, int, str]]
@@ -42,6 +41,45 @@ class Mark:
     tied: bool  #: not significantly worse than the best (after Holm)
 
 
+@dataclass
+class _Job:
+    """What the tests need of one job, kept small: labels, ids, image scores and, per metric, its
+    bootstrap (R values on the shared seeded resamples)."""
+
+    labels: np.ndarray
+    ids: np.ndarray | None
+    scores: np.ndarray
+    boot: dict[str, significance.JobBootstrap]
+
+
+class JobCache:
+    """Each job's predictions are read once; every requested metric's bootstrap is computed from
+    them at once and the maps dropped, so marks and intervals of every table share one pass."""
+
+    def __init__(self, store: ResultsStore, metrics: Sequence[str], n_resamples: int) -> None:
+        self.store, self.n_resamples = store, n_resamples
+        self.metrics = [m for m in metrics if m in significance.BOOTSTRAP_METRICS]  # aupro_cflow: none
+        self._jobs: dict[str, _Job | None] = {}
+
+    def get(self, key: str) -> _Job | None:
+        """The job, or None when its predictions are missing or unreadable (no mark, no interval)."""
+        if key not in self._jobs:
+            self._jobs[key] = self._load(key)
+        return self._jobs[key]
+
+    def _load(self, key: str) -> _Job | None:
+        try:
+            pred = job_predictions(self.store, key)
+        except AdbenchError:
+            return None
+        boot = {}
+        if len(np.unique(pred.labels)) == 2:
+            for metric in self.metrics:
+                if not metric.startswith("pixel_") or pred.maps is not None:
+                    boot[metric] = significance.job_bootstrap(metric, pred, self.n_resamples)
+        return _Job(np.asarray(pred.labels), pred.ids, np.asarray(pred.scores), boot)
+
+
 def _pairs(best: CellJobs, other: CellJobs) -> dict[str, list[tuple[str, str]]]:
     """category -> [(best key, other key)] for the (category, seed) both ran."""
     theirs = {(c, s): k for c, s, k in other}
@@ -52,28 +90,37 @@ def _pairs(best: CellJobs, other: CellJobs) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def _compare_cells(
-    cache: PredictionCache, metric: str, best: CellJobs, other: CellJobs, n_resamples: int
-) -> float | None:
+def _compare_cells(cache: JobCache, metric: str, best: CellJobs, other: CellJobs) -> float | None:
     """p-value of best vs other over their shared categories (None: nothing to test)."""
-    pairs = _pairs(best, other)
     parts_delong, parts_boot = [], []
-    for jobs in pairs.values():
-        pa = [cache.get(a) for a, _ in jobs]
-        pb = [cache.get(b) for _, b in jobs]
-        if len(np.unique(pa[0].labels)) < 2:
-            continue
-        if metric.startswith("pixel_") and (pa[0].maps is None or pb[0].maps is None):
-            continue
-        if metric == "image_auroc" and len(pa) == 1:
-            parts_delong.append(significance.delong_paired(pa[0].labels, pa[0].scores, pb[0].scores))
+    for jobs in _pairs(best, other).values():
+        ja, jb = [cache.get(a) for a, _ in jobs], [cache.get(b) for _, b in jobs]
+        if any(j is None for j in (*ja, *jb)):
+            return None  # predictions missing: no mark rather than a partial test
+        if metric not in ja[0].boot or metric not in jb[0].boot:
+            continue  # one class only, or no maps
+        if metric == "image_auroc" and len(ja) == 1:
+            significance.same_images([ja[0].boot[metric], jb[0].boot[metric]])
+            parts_delong.append(significance.delong_paired(ja[0].labels, ja[0].scores, jb[0].scores))
         else:
-            parts_boot.append(significance.bootstrap_paired(metric, pa, pb, n_resamples=n_resamples))
+            parts_boot.append(
+                significance.paired_from_jobs(
+                    metric, [j.boot[metric] for j in ja], [j.boot[metric] for j in jb]
+                )
+            )
     if parts_delong and not parts_boot:
         return significance.delong_mean(parts_delong).p
     if parts_boot and not parts_delong:
         return significance.bootstrap_mean(parts_boot).p
     return None  # nothing shared, or a mix of single- and multi-seed cells: no mark rather than a wrong one
+
+
+def _holm_marks(raw: Mapping[Hashable, float]) -> dict[Hashable, Mark]:
+    adjusted = rank_tests.holm(list(raw.values())) if raw else []
+    return {
+        cell: Mark(p, q, q >= 1 - significance.LEVEL)
+        for (cell, p), q in zip(raw.items(), adjusted, strict=True)
+    }
 
 
 def table_marks(
@@ -88,26 +135,25 @@ def table_marks(
     ``cells`` maps (row, column) to the jobs averaged in that cell; ``best`` maps a row to its best
     column. Cells whose predictions are missing get no mark (a report still renders).
     """
+    cache = JobCache(store, [metric], n_resamples)
     raw: dict[tuple[Hashable, Hashable], float] = {}
     for (row, col), jobs in cells.items():
         if row not in best or col == best[row] or (row, best[row]) not in cells:
             continue
-        try:
-            p = _compare_cells(PredictionCache(store), metric, cells[(row, best[row])], jobs, n_resamples)
-        except AdbenchError:
-            p = None
+        p = _safe_compare(cache, metric, cells[(row, best[row])], jobs)
         if p is not None:
             raw[(row, col)] = p
-    adjusted = significance.holm(list(raw.values())) if raw else []
-    return {
-        cell: Mark(p, q, q >= 1 - significance.LEVEL)
-        for (cell, p), q in zip(raw.items(), adjusted, strict=True)
-    }
+    return _holm_marks(raw)
 
 
-def cell_interval(
-    store: ResultsStore, metric: str, jobs: CellJobs, n_resamples: int = significance.N_RESAMPLES
-) -> tuple[float, float] | None:
+def _safe_compare(cache: JobCache, metric: str, best: CellJobs, other: CellJobs) -> float | None:
+    try:
+        return _compare_cells(cache, metric, best, other)
+    except ValueError:  # the two cells were not scored on the same images (e.g. another data copy)
+        return None
+
+
+def cell_interval(cache: JobCache, metric: str, jobs: CellJobs) -> tuple[float, float] | None:
     """95 % bootstrap interval of a cell's value (mean over its categories of the seed mean), with
     categories resampled independently; None when a category cannot be resampled."""
     per_cat: dict[str, list[str]] = {}
@@ -115,31 +161,27 @@ def cell_interval(
         per_cat.setdefault(c, []).append(k)
     boots = []
     for keys in per_cat.values():
-        try:
-            runs = [_predictions(store, k) for k in keys]
-        except AdbenchError:
+        loaded = [cache.get(k) for k in keys]
+        if any(j is None or metric not in j.boot for j in loaded):
             return None
-        if len(np.unique(runs[0].labels)) < 2 or (metric.startswith("pixel_") and runs[0].maps is None):
-            return None
-        boots.append(significance.bootstrap_values(metric, runs, n_resamples)[1])
+        boots.append(significance.values_from_jobs([j.boot[metric] for j in loaded])[1])
     return significance.percentile_interval(np.mean(boots, axis=0)) if boots else None
 
 
-def with_intervals(published: Any, grid: Any, store: ResultsStore, n_resamples: int) -> Any:
+def with_intervals(published: Any, grid: Any, cache: JobCache) -> Any:
     """A published-value lookup (``builders.PublishedFn``) whose dataset cells also note whether the
-    paper's number lies inside the reproduced 95 % bootstrap interval (cells with predictions only)."""
-    memo: dict[tuple[int, str, str], tuple[float, float] | None] = {}
+    paper's number lies inside the reproduced 95 % bootstrap interval: only where a difference to
+    the paper is allowed (same categories and setting) and predictions exist."""
 
     def lookup(col: int, row: RowKey, metric: str) -> tuple[Any, list[str]]:
         theirs, remarks = published(col, row, metric)
-        if not theirs.ok or row.dataset is None or metric not in significance.BOOTSTRAP_METRICS:
+        comparable = theirs.ok and theirs.diffable and not theirs.diff_note
+        if not comparable or row.dataset is None or metric not in cache.metrics:
             return theirs, remarks
-        key = (col, row.dataset, metric)
-        if key not in memo:
-            memo[key] = cell_interval(store, metric, grid.jobs(col, row.dataset), n_resamples)
-        if memo[key] is None:
+        interval = cell_interval(cache, metric, grid.jobs(col, row.dataset))
+        if interval is None:
             return theirs, remarks
-        note = f"{grid.headers[col][0]}, {row.dataset}: " + published_inside(theirs.mean / 100, memo[key])
+        note = f"{grid.headers[col][0]}, {row.dataset}: " + published_inside(theirs.mean / 100, interval)
         return dataclasses.replace(theirs, notes=(*theirs.notes, note)), remarks
 
     return lookup
@@ -159,30 +201,7 @@ def published_inside(published: float, interval: tuple[float, float] | None) -> 
 # ----------------------------------------------------------------------------- report integration
 
 
-class PredictionCache:
-    """Predictions of the jobs of one dataset row, loaded once and shared by every metric's tests
-    (pixel histograms are built once per job); cleared between datasets to bound memory."""
-
-    def __init__(self, store: ResultsStore) -> None:
-        self.store = store
-        self._cache: dict[str, Predictions] = {}
-
-    def get(self, key: str) -> Predictions:
-        if key not in self._cache:
-            self._cache[key] = _predictions(self.store, key)
-        return self._cache[key]
-
-    def clear(self) -> None:
-        self._cache.clear()
-
-
-def grid_marks(
-    grid: Any,
-    store: ResultsStore,
-    metrics: Sequence[str],
-    families: Mapping[int, str],
-    n_resamples: int = significance.N_RESAMPLES,
-) -> dict[tuple[str, int, str], Mark]:
+def grid_marks(grid: Any, cache: JobCache, families: Mapping[int, str]) -> dict[tuple[str, int, str], Mark]:
     """(metric, column, dataset) -> mark, for every rankable column that is not its row's best.
 
     The best of a dataset row is the highest rankable value within the column's comparable group
@@ -190,39 +209,26 @@ def grid_marks(
     metric and one protocol family, ``families``: column -> family).
     """
     raw: dict[tuple[str, int, str], float] = {}
-    metrics = [m for m in metrics if m in significance.BOOTSTRAP_METRICS]  # aupro_cflow: no paired test
-    cache = PredictionCache(store)
     for dataset in grid.datasets:
         row = RowKey(dataset)
-        for metric in metrics:
+        for metric in cache.metrics:
             groups: dict[Hashable, list[int]] = {}
             for col in range(len(grid.columns)):
                 stat = grid.stat(col, row, metric)
                 if stat.ok and stat.rankable:
                     groups.setdefault(grid.rank_group(col), []).append(col)
             for cols in groups.values():
-                if len(cols) < 2:
-                    continue
                 best = max(cols, key=lambda c: grid.stat(c, row, metric).mean)
-                for col in cols:
-                    if col == best:
-                        continue
-                    try:
-                        p = _compare_cells(
-                            cache, metric, grid.jobs(best, dataset), grid.jobs(col, dataset), n_resamples
-                        )
-                    except AdbenchError:
-                        p = None
+                for col in (c for c in cols if c != best):
+                    p = _safe_compare(cache, metric, grid.jobs(best, dataset), grid.jobs(col, dataset))
                     if p is not None:
                         raw[(metric, col, dataset)] = p
-        cache.clear()
     marks: dict[tuple[str, int, str], Mark] = {}
-    tables: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
-    for cell in raw:
-        tables.setdefault((cell[0], families.get(cell[1], "")), []).append(cell)
-    for cells in tables.values():
-        for cell, q in zip(cells, significance.holm([raw[c] for c in cells]), strict=True):
-            marks[cell] = Mark(raw[cell], q, q >= 1 - significance.LEVEL)
+    tables: dict[tuple[str, str], dict[tuple[str, int, str], float]] = {}
+    for cell, p in raw.items():
+        tables.setdefault((cell[0], families.get(cell[1], "")), {})[cell] = p
+    for table in tables.values():
+        marks.update(_holm_marks(table))
     return marks
 
 

@@ -70,3 +70,14 @@ def test_vv_path_changes_maps_not_image_scores(methods):
     vv = methods[2].predict(images, Context("zero_shot", "bottle"))
     torch.testing.assert_close(plain.scores, vv.scores)
     assert not torch.allclose(plain.maps, vv.maps)
+
+
+def test_published_name_only_for_the_published_backbone():
+    """A tiny random or smaller CLIP is not the paper's row: no published number pairs with it."""
+    from adbench.plugins.winclip import WinCLIP, WinCLIPConfig
+
+    assert CLIPZeroShot.published_name(CLIPConfig()) == "CLIP"
+    assert CLIPZeroShot.published_name(CLIPConfig(backbone="tiny-clip")) is None
+    field = WinCLIP.backbone_fields[0]
+    assert WinCLIP.published_name(WinCLIPConfig()) == "WinCLIP"
+    assert WinCLIP.published_name(WinCLIPConfig(**{field: "tiny-clip"})) is None

@@ -89,3 +89,18 @@ def test_builtin_method_configs_declare_the_engine_bases():
     for entry in get_registry().entries("method"):
         cls = entry.obj
         assert issubclass(cls.config_cls, TrainedConfig if cls.trained else MethodConfig), cls.name
+
+
+def test_text_patterns_and_empty_bounded_lists_are_refused_before_any_work():
+    from adbench.config import validate
+    from adbench.plugins.clip_zero_shot import CLIPConfig
+    from adbench.plugins.mvfa import MVFAConfig
+
+    validate(CLIPConfig(anomalous_word="damaged"), "clip")
+    for word in ("", "{x}", " padded"):
+        with pytest.raises(AdbenchError, match="clip.anomalous_word"):
+            validate(CLIPConfig(anomalous_word=word), "clip")
+    with pytest.raises(AdbenchError, match="mvfa.feature_layers: empty"):
+        validate(MVFAConfig(feature_layers=()), "mvfa")
+    with pytest.raises(AdbenchError, match="<= 24"):
+        validate(MVFAConfig(feature_layers=(6, 25)), "mvfa")

@@ -121,16 +121,16 @@ def test_table_marks_tie_close_columns_and_not_clearly_worse_ones(tmp_path):
 
 
 def test_cell_interval_contains_the_value_and_published_note(tmp_path):
-    from adbench.reports.pairwise import _predictions
-    from adbench.reports.table_stats import cell_interval, published_inside
+    from adbench.reports.pairwise import job_predictions
+    from adbench.reports.table_stats import JobCache, cell_interval, published_inside
     from adbench.significance import bootstrap_values
 
     store = _store_with_predictions(tmp_path)
     frame = store.frame()
     weak = frame[frame["method"] == "weak"]
     jobs = [(r.category, int(r.seed), r.key) for r in weak.itertuples()]
-    lo, hi = cell_interval(store, "image_ap", jobs, n_resamples=200)
-    value = np.mean([bootstrap_values("image_ap", [_predictions(store, k)], 10)[0] for *_, k in jobs])
+    lo, hi = cell_interval(JobCache(store, ["image_ap"], 200), "image_ap", jobs)
+    value = np.mean([bootstrap_values("image_ap", [job_predictions(store, k)], 10)[0] for *_, k in jobs])
     assert lo < value < hi and hi - lo > 0.02
     assert published_inside(value, (lo, hi)).startswith("published value inside")
     assert published_inside(hi + 0.01, (lo, hi)).startswith("published value above")
@@ -158,3 +158,22 @@ def test_any_protocol_pairs_the_same_images_and_random_weights_are_named(tmp_pat
     rows = compare(store, Side("good"), Side("weak"), ["image_auroc"], any_protocol=True)
     assert rows[0].protocol == "batch_zero_shot vs zero_shot" and all(r.random_weights for r in rows)
     assert render(rows, Side("good"), Side("weak"), "markdown").startswith("**RANDOM WEIGHTS**")
+
+
+def test_compare_refuses_jobs_scored_on_other_images(tmp_path):
+    """Same labels, other image ids (another copy of the data): no silently wrong difference."""
+    store = ResultsStore(tmp_path / "store")
+    labels = np.array([0] * 10 + [1] * 10)
+    for method, ids in (("good", np.arange(20)), ("weak", np.arange(20) + 100)):
+        rec = job_record(method, "mvtec", "c1", n_test=20, n_anomalous=10)
+        store.write_record(rec)
+        store.write_predictions(
+            rec.key,
+            scores=(np.linspace(0, 1, 20) + labels).astype(np.float32),
+            labels=labels,
+            ids=ids.astype(str),
+            maps=np.zeros(0, np.float16),
+            masks=np.zeros(0, np.uint8),
+        )
+    with pytest.raises(AdbenchError, match="same test images"):
+        compare(store, Side("good"), Side("weak"), ["image_auroc"])

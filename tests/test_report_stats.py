@@ -13,7 +13,15 @@ from adbench.store import ResultsStore
 from .fixtures.records import job_record
 
 
-def _store(tmp_path, strengths, categories=("c1", "c2", "c3"), protocol="zero_shot", shots=(0,), seeds=(0,)):
+def _store(
+    tmp_path,
+    strengths,
+    categories=("c1", "c2", "c3"),
+    protocol="zero_shot",
+    shots=(0,),
+    seeds=(0,),
+    sizes=None,
+):
     """Records whose metrics are computed from the predictions stored beside them."""
     store = ResultsStore(tmp_path / "store")
     rng = np.random.default_rng(0)
@@ -39,6 +47,7 @@ def _store(tmp_path, strengths, categories=("c1", "c2", "c3"), protocol="zero_sh
                         n_test=50,
                         n_anomalous=25,
                         n_categories=len(categories),
+                        eval_size=(sizes or {}).get(method, 64),
                     )
                     store.write_record(rec)
                     store.write_predictions(
@@ -116,3 +125,23 @@ def test_published_cells_note_whether_the_paper_lies_inside_the_reproduced_inter
         c for r in table.rows for c in r.cells if c.kind == "published" and c.parts[0].value is not None
     ]
     assert any(c.marks for c in published)
+
+
+def test_critical_difference_ranks_only_columns_a_table_would_rank_together(tmp_path, monkeypatch):
+    """Columns evaluated at another size are another comparable group: never in the same diagram."""
+    from adbench.reports import analysis_figures
+
+    seen = []
+    monkeypatch.setattr(
+        analysis_figures, "cd_diagram", lambda result, data, out: seen.append(data.columns) or [out, out]
+    )
+    store = _store(
+        tmp_path,
+        {"clip": 2.5, "winclip": 1.5, "patchead": 0.2, "musc": 1.0},
+        sizes={"patchead": 128, "musc": 128},
+    )
+    build_report(store, tmp_path / "out", resamples=50, plots=False, categories=False)
+    assert seen and all(len(cols) == 2 for cols in seen)
+    assert {frozenset(c) for c in seen} == {frozenset(seen[0]), frozenset(seen[-1])} and len(
+        {frozenset(c) for c in seen}
+    ) == 2

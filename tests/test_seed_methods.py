@@ -119,3 +119,14 @@ def test_text_tower_cut_after_the_last_end_of_text_token_is_exact(clip) -> None:
         full = clip.encode_text_embeddings(clip.token_embedding(tokens), eot, deep)
         short = clip.encode_text_embeddings(clip.token_embedding(cut), eot, deep)
     torch.testing.assert_close(short, full, atol=1e-5, rtol=1e-5)
+
+
+def test_anovl_without_adaptation_steps_leaves_the_tokens_as_they_are():
+    """tta_steps=0 disables the test-time adaptation (no untrained adapter is applied)."""
+    from types import SimpleNamespace
+
+    from adbench.plugins.anovl import AnoVL, AnoVLConfig
+
+    tokens, text, sentences = torch.randn(4, 4, 8), torch.randn(2, 8), torch.randn(6, 8)
+    out = AnoVL.adapt(SimpleNamespace(config=AnoVLConfig(tta_steps=0)), tokens, text, sentences, 0)
+    assert torch.equal(out, tokens)

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from adbench import metrics, significance
+from adbench import metrics, rank_tests, significance
 from adbench.significance import Predictions
 
 
@@ -149,15 +149,15 @@ def test_bootstrap_refuses_different_test_sets():
 def test_holm_matches_its_definition():
     p = [0.01, 0.04, 0.03, 0.005]
     # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> monotone max: 0.06
-    assert significance.holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert significance.holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+    assert rank_tests.holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert rank_tests.holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
 
 
 def test_friedman_equals_scipy_with_ties_and_ranks_best_first():
     rng = np.random.default_rng(2)
     x = np.round(rng.random((9, 4)), 1)
     x[:, 0] += 0.5
-    res = significance.friedman_nemenyi(x, ["a", "b", "c", "d"])
+    res = rank_tests.friedman_nemenyi(x, ["a", "b", "c", "d"])
     ref = stats.friedmanchisquare(*x.T)
     assert res.statistic == pytest.approx(ref.statistic, rel=1e-10)
     assert res.p == pytest.approx(ref.pvalue, rel=1e-8)
@@ -166,7 +166,7 @@ def test_friedman_equals_scipy_with_ties_and_ranks_best_first():
 
 def test_nemenyi_critical_difference_matches_demsar_table():
     """Demšar (2006), Table 5(a): q_0.05 for k = 4 is 2.569; CD = q sqrt(k(k+1)/(6N))."""
-    res = significance.friedman_nemenyi(np.random.default_rng(0).random((10, 4)), list("abcd"))
+    res = rank_tests.friedman_nemenyi(np.random.default_rng(0).random((10, 4)), list("abcd"))
     assert res.critical_difference == pytest.approx(2.569 * np.sqrt(4 * 5 / 60), abs=2e-3)
 
 
