@@ -68,6 +68,8 @@ def _open(url: str, start: int) -> http.client.HTTPResponse | None:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise AdbenchError(f"cannot reach {url}: {reason}") from None
+    except ValueError as exc:  # no scheme, an empty --url
+        raise AdbenchError(f"--url {url!r}: not a URL ({exc})") from None
 
 
 def _stream(response: http.client.HTTPResponse, fh: BinaryIO, bar: object, done: int) -> tuple[int, str]:
@@ -83,10 +85,27 @@ def _stream(response: http.client.HTTPResponse, fh: BinaryIO, bar: object, done:
     return done, ""
 
 
+def _origin(dest: Path) -> Path:
+    """Where the URL an archive (or its partial file) came from is noted."""
+    return dest.with_name(dest.name + ".url")
+
+
+def _forget_other_source(dest: Path, url: str) -> None:
+    """Drop an archive or partial file fetched from another URL (a mirror, a typo): never reuse it
+    for this one, which a dataset without a published checksum could not catch."""
+    origin = _origin(dest)
+    if not origin.exists() or origin.read_text(encoding="utf-8") == url:
+        return  # no note: a file this adbench did not fetch (kept, the checksum decides)
+    for stale in (dest, dest.with_name(dest.name + ".part")):
+        stale.unlink(missing_ok=True)
+
+
 def fetch(url: str, dest: Path, progress: bool = True) -> Path:
     """Stream ``url`` to ``dest`` (via ``dest.part``), resuming a partial file with a range request."""
     from tqdm import tqdm
 
+    _forget_other_source(dest, url)
+    _origin(dest).write_text(url, encoding="utf-8")
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.exists() else 0
     response = _open(url, start)
@@ -124,6 +143,7 @@ def verify(path: Path, expected: str | None, echo: Callable[[str], None], owned:
     elif actual != expected.lower():
         if owned:
             path.unlink()
+            _origin(path).unlink(missing_ok=True)
         fate = (
             "the file was deleted (a moved link or a damaged download"
             if owned
@@ -236,6 +256,7 @@ def download_dataset(
         else:
             partial.mkdir(exist_ok=True)
             path = partial / a.filename
+            _forget_other_source(path, a.url)
             if not path.exists():
                 echo(f"downloading {a.url}")
                 fetch(a.url, path, progress)
@@ -247,6 +268,7 @@ def download_dataset(
         for a, path in fetched:
             if a.path is None:
                 path.unlink(missing_ok=True)
+                _origin(path).unlink(missing_ok=True)
         if partial.is_dir() and not any(partial.iterdir()):
             partial.rmdir()
     return final

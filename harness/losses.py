@@ -15,6 +15,10 @@ torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` s
 _EPS = 1e-6
 
 
+#: The official AnomalyCLIP / APRIL-GAN loss.py ``FocalLoss(smooth=1e-5)``: label smoothing of the focal term.
+OFFICIAL_FOCAL_SMOOTH = 1e-5
+
+
 def focal_loss(
     prob: torch.Tensor,
     target: torch.Tensor,

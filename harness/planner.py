@@ -136,6 +136,19 @@ class Planner:
         for tracker in self.spec.trackers:
             self.registry.get("tracker", tracker)
 
+    def check_train_on(self) -> None:
+        """``--train-on`` names datasets that exist, and a ``TARGET=AUX+AUX`` entry a target of this
+        run (else it would silently not apply): one line naming the entry."""
+        per_target, plain = split_train_on(self.spec.train_on)
+        for target, aux in per_target.items():
+            if target not in self.spec.datasets:
+                raise AdbenchError(
+                    f"--train-on {target}=...: {target!r} is not a dataset of this run ({', '.join(self.spec.datasets)})"
+                )
+            plain = [*plain, *aux]
+        for name in plain:
+            self.registry.dataset(name)  # an unknown name: one line with a did-you-mean
+
     def method_grid(self) -> list[tuple[str, list[dict[str, list[str]] | None]]]:
         """(method, override sets) to expand: the datasets' declared demo grid under ``--demo``
         without ``--methods``, else each named method with its ``--set`` values."""
@@ -152,6 +165,7 @@ class Planner:
         """Expand the grid; fails fast (before any work) on unknown names, bad options, missing weights."""
         self.check_categories_exist()
         self.check_plugins()
+        self.check_train_on()
         method_grid = self.method_grid()
         check_set_scopes(self.spec.overrides, [m for m, _ in method_grid], self.registry.names("method"))
         jobs: list[JobSpec] = []
@@ -255,6 +269,23 @@ def _key_material(method_cls: type[Method], config: Any, names: list[str]) -> di
         return {"key_material_error": str(exc)}
 
 
+def split_train_on(train_on: Sequence[str] | None) -> tuple[dict[str, list[str]], list[str]]:
+    """``--train-on`` entries as ({target: [aux, ...]} for ``TARGET=AUX+AUX``, [plain names]); a
+    malformed entry (an empty side or name, a second '=') is one line naming it."""
+    per_target: dict[str, list[str]] = {}
+    plain: list[str] = []
+    for item in train_on or ():
+        target, sep, rest = (part.strip() for part in item.partition("="))
+        aux = [a.strip() for a in rest.split("+")] if sep else []
+        if not target or (sep and (not aux or "" in aux or "=" in rest)):
+            raise AdbenchError(f"--train-on {item!r}: expected NAME or TARGET=AUX[+AUX...]")
+        if sep:
+            per_target[target] = aux
+        else:
+            plain.append(target)
+    return per_target, plain
+
+
 def auxiliary_names(
     target: str,
     train_on: Sequence[str] | None,
@@ -266,10 +297,9 @@ def auxiliary_names(
     plain entries for every other target; without either, a dataset that trains on its own folds keeps
     them, else the method's own pairing (``Method.default_auxiliary``), else the target dataset's
     declared default (``declared``, or the registry's ``Dataset.auxiliary`` when not given)."""
-    per_target = dict(item.split("=", 1) for item in train_on or () if "=" in item)
+    per_target, plain = split_train_on(train_on)
     if target in per_target:
-        return [a.strip() for a in per_target[target].split("+") if a.strip()]
-    plain = [item for item in train_on or () if "=" not in item]
+        return per_target[target]
     if plain:
         return plain
     if declared is None:

@@ -91,6 +91,19 @@ def pack(
     }
 
 
+def inconsistent_lengths(arrays: dict[str, np.ndarray]) -> str | None:
+    """Why a predictions file's per-image arrays disagree on the number of images (None: they agree)."""
+    n = len(arrays["labels"])
+    counts = {k: len(arrays[k]) for k in ("scores", "ids", "anomaly_types", "shapes") if k in arrays}
+    for k in ("maps", "masks"):  # stacked (N, H, W); flat pixels when ragged ("shapes" holds N then)
+        if k in arrays and arrays[k].ndim == 3:
+            counts[k] = len(arrays[k])
+    bad = {k: c for k, c in counts.items() if c != n}
+    if bad:
+        return f"arrays of different lengths ({n} labels; {', '.join(f'{c} {k}' for k, c in bad.items())})"
+    return None
+
+
 def unpack(arrays: dict[str, np.ndarray]) -> StoredPredictions:
     """A predictions file's arrays as per-image maps and masks (ragged layouts unpacked)."""
     maps = arrays["maps"].astype(np.float32) if arrays["maps"].size else None

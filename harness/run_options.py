@@ -126,7 +126,9 @@ def results_folder(value: Any) -> Path:
 
 
 def output_folder(value: str | Path, option: str) -> Path:
-    """A folder to read or write: one line when it, or a folder above it, is a file."""
+    """A folder to read or write: one line when it is empty, or it or a folder above it is a file."""
+    if not str(value).strip():
+        raise AdbenchError(f"{option}: empty; give a folder")
     path = Path(value)
     for parent in (path, *path.parents):
         if parent.exists():

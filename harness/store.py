@@ -37,7 +37,7 @@ import pandas as pd
 from .claims import pid_alive, process_start
 from .errors import AdbenchError
 from .paths import DEFAULT_RESULTS_DIR
-from .predictions import PREDICTION_KEYS, StoredPredictions, pack, unpack
+from .predictions import PREDICTION_KEYS, StoredPredictions, inconsistent_lengths, pack, unpack
 from .record import REQUIRED_FIELDS, JobRecord, schema_problem
 from .record_rows import SETTINGS_KEY, json_hashable, record_row
 from .run_options import results_folder
@@ -263,9 +263,12 @@ class ResultsStore:
             raise AdbenchError(f"predictions {path}: {problem}")
         try:
             with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
+                arrays = {k: data[k] for k in data.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise AdbenchError(f"predictions {path}: unreadable ({exc.__class__.__name__}: {exc})") from None
+        if problem := inconsistent_lengths(arrays):
+            raise AdbenchError(f"predictions {path}: {problem}")
+        return arrays
 
     def save_predictions(self, key: str, **values: Any) -> Path:
         """Write one job's predictions in the store's format (:func:`adbench.predictions.pack`)."""

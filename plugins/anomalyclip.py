@@ -47,16 +47,14 @@ from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.fidelity import Choice
-from adbench.losses import dice_loss, focal_loss, image_cross_entropy
+from adbench.losses import OFFICIAL_FOCAL_SMOOTH, dice_loss, focal_loss, image_cross_entropy
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 
 if TYPE_CHECKING:
     from .prompt_learner import PromptLearner
 
-torch = lazy.load("torch")
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
-#: loss.py FocalLoss(smooth=1e-5) of the official code: label smoothing of the focal term.
-OFFICIAL_FOCAL_SMOOTH = 1e-5  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
 TEXT_DEPTH = 12

@@ -42,7 +42,7 @@ from adbench.backbones.spec import scale_taps
 from adbench.config import setting
 from adbench.errors import AdbenchError
 from adbench.fidelity import Choice
-from adbench.losses import dice_loss, focal_loss
+from adbench.losses import OFFICIAL_FOCAL_SMOOTH, dice_loss, focal_loss
 from adbench.methods import Context, Method, Prediction, TrainedConfig
 from adbench.patch_nn import nearest_cosine_distance
 
@@ -57,10 +57,8 @@ from .prompt_ensemble import (
 if TYPE_CHECKING:
     from adbench.data import Category
 
-torch = lazy.load("torch")
+torch = lazy.load("torch")  # imported on first use: `adbench list` / `--help` stay torch-free
 
-#: loss.py FocalLoss(smooth=1e-5) of the official code: label smoothing of the focal term.
-OFFICIAL_FOCAL_SMOOTH = 1e-5  # imported on first use: `adbench list` / `--help` stay torch-free
 
 CLIP_DEPTH = 24
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -26,7 +27,8 @@ from adbench.errors import AdbenchError
 from adbench.metric_catalog import METRICS, table_order
 from adbench.protocol_catalog import PROTOCOLS
 from adbench.record_rows import SETTINGS_KEY, record_row
-from adbench.store import ResultsStore
+from adbench.safe_names import safe_name
+from adbench.store import ResultsStore, atomic_write_bytes
 
 from .ranking import column_label
 
@@ -62,8 +64,10 @@ def merge_stores(paths: Sequence[Path]) -> Merged:
     """Every ok record of every store once; identical keys deduplicated, differing ones conflicts."""
     merged = Merged()
     for path in paths:
-        if not Path(path).is_dir():
-            raise AdbenchError(f"leaderboard: {path} is not a results store folder")
+        if not (Path(path) / "records").is_dir():
+            raise AdbenchError(
+                f"leaderboard: {path or repr(path)} is not a results store folder (no records/)"
+            )
         store = ResultsStore(path)
         name = str(path)
         merged.stores[name] = store
@@ -108,15 +112,8 @@ def merged_frame(merged: Merged) -> pd.DataFrame:
             labels[sub.index] = labels[sub.index] + " (" + extra + ")"
     labels[frame["random_weights"].astype(bool)] += " · RANDOM WEIGHTS"
     frame["_col"] = labels
-    frame["_slug"] = frame["_col"].map(_slug)
+    frame["_slug"] = frame["_col"].map(safe_name)
     return frame
-
-
-def _slug(text: str) -> str:
-    out = "".join(ch.lower() if ch.isalnum() else "-" for ch in text)
-    while "--" in out:
-        out = out.replace("--", "-")
-    return out.strip("-")[:80] or "x"
 
 
 def _num(value: float | None) -> float | None:
@@ -178,6 +175,10 @@ def _score_histograms(merged: Merged, keys: Sequence[str]) -> dict[str, str]:
             continue
         fig, ax = plt.subplots(figsize=(3.2, 1.8))
         labels, scores = pred["labels"], pred["scores"]
+        finite = np.isfinite(scores)
+        if not finite.any():  # a method that produced no finite score: no histogram to draw
+            continue
+        labels, scores = labels[finite], scores[finite]
         ax.hist([scores[labels == 0], scores[labels == 1]], bins=20, label=["normal", "anomalous"])
         ax.set_title(f"{rec['category']} (seed {rec.get('seed', 0)})", fontsize=8)
         ax.tick_params(labelsize=6)
@@ -254,7 +255,7 @@ def dataset_pages(frame: pd.DataFrame) -> list[dict[str, Any]]:
             {
                 "dataset": dataset,
                 "title": sub["dataset_title"].iloc[0] or dataset,
-                "slug": _slug(str(dataset)),
+                "slug": safe_name(dataset),
                 "columns": columns,
                 "rows": rows,
                 "metric": METRICS["image_auroc"].title,
@@ -301,9 +302,7 @@ def build_site(store_paths: Sequence[Path], out: Path) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         for name, (template, ctx) in pages.items():
             html = env.get_template(template).render(nav=nav, **ctx)
-            tmp = out / f".{name}.tmp"
-            tmp.write_text(html, encoding="utf-8")
-            tmp.replace(out / name)
+            atomic_write_bytes(out / name, html.encode("utf-8"))
     except OSError as exc:
         raise AdbenchError(f"leaderboard --out {out}: {exc.strerror or exc}") from None
     duplicates = sum(len(s) - 1 for s in merged.sources.values())

@@ -6,6 +6,7 @@ run a model. Formats are plugins (hook ``adbench_report_formats``), resolved thr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +247,15 @@ def build_report(
         notes=_notes(grid, frame),
         latex_columns=options.latex_columns,
     )
+    if cache is not None and (cache.problems or cache.missing):  # no mark must not read as "worse"
+        report.notes.append(
+            f"No significance test (no dagger either way) for cells with jobs whose predictions are not "
+            f"stored ({len(cache.missing)}) or cannot be read ({len(cache.problems)})."
+        )
+    if cache is not None and cache.problems:
+        warnings.warn(
+            f"{len(cache.problems)} predictions file(s) unreadable: {cache.problems[0]}", stacklevel=2
+        )
     _pictures(report, grid, store, out_dir, options)
     return report
 

@@ -60,6 +60,10 @@ class JobCache:
         self.store, self.n_resamples = store, n_resamples
         self.metrics = [m for m in metrics if m in significance.BOOTSTRAP_METRICS]  # aupro_cflow: none
         self._jobs: dict[str, _Job | None] = {}
+        #: Jobs that could not be tested: predictions never stored, and unreadable ones (the report notes
+        #: both; a damaged file also warns).
+        self.missing: list[str] = []
+        self.problems: list[str] = []
 
     def get(self, key: str) -> _Job | None:
         """The job, or None when its predictions are missing or unreadable (no mark, no interval)."""
@@ -70,7 +74,8 @@ class JobCache:
     def _load(self, key: str) -> _Job | None:
         try:
             pred = job_predictions(self.store, key)
-        except AdbenchError:
+        except AdbenchError as exc:
+            (self.missing if "no stored predictions" in str(exc) else self.problems).append(str(exc))
             return None
         boot = {}
         if len(np.unique(pred.labels)) == 2:

@@ -156,3 +156,15 @@ def test_random_weight_columns_are_marked(tmp_path):
     index = (tmp_path / "site" / "index.html").read_text()
     assert "1 column(s) ran on randomly initialised backbone weights" in index
     assert index.count("RANDOM WEIGHTS</a>") == 1
+
+
+def test_leaderboard_refuses_a_folder_without_records_and_an_empty_out(tmp_path):
+    from adbench.errors import AdbenchError
+
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(AdbenchError, match="no records/"):
+        build_site([tmp_path / "plain"], tmp_path / "site")
+    store = ResultsStore(tmp_path / "a")
+    store.write_record(job_record("clip", "mvtec", "c1", metrics=_metrics(0.6)))
+    result = CliRunner().invoke(cli, ["leaderboard", str(store.root), "--out", ""])
+    assert result.exit_code != 0 and "--out: empty" in str(result.exception)

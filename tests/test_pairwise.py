@@ -177,3 +177,19 @@ def test_compare_refuses_jobs_scored_on_other_images(tmp_path):
         )
     with pytest.raises(AdbenchError, match="same test images"):
         compare(store, Side("good"), Side("weak"), ["image_auroc"])
+
+
+def test_predictions_of_different_lengths_are_one_line_errors(tmp_path):
+    store = ResultsStore(tmp_path / "store")
+    rec = job_record("good", "mvtec", "c1", n_test=20, n_anomalous=10)
+    store.write_record(rec)
+    store.write_predictions(
+        rec.key,
+        scores=np.zeros(15, np.float32),
+        labels=np.array([0] * 10 + [1] * 10),
+        ids=np.arange(20),
+        maps=np.zeros(0, np.float16),
+        masks=np.zeros(0, np.uint8),
+    )
+    with pytest.raises(AdbenchError, match="different lengths .*20 labels; 15 scores"):
+        store.read_predictions(rec.key)

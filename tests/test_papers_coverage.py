@@ -124,3 +124,30 @@ def test_auxiliaries_per_target_for_leave_one_out() -> None:
     assert auxiliary_names("visa", train_on) == ["mvtec"]
     assert auxiliary_names("visa", ["resc=liverct"]) == ["mvtec"]  # the default for unnamed targets
     assert auxiliary_names("mvtec", None) == ["visa"]
+
+
+@pytest.mark.parametrize("entry", ["=x", "a=", "a=b=c", "liverct=", "synthetic=synthetic+"])
+def test_malformed_train_on_entries_are_one_line_errors(entry):
+    from adbench.errors import AdbenchError
+    from adbench.planner import split_train_on
+
+    with pytest.raises(AdbenchError, match="expected NAME or TARGET=AUX"):
+        split_train_on([entry])
+
+
+def test_train_on_for_a_target_outside_the_run_is_refused_at_plan_time():
+    from adbench.errors import AdbenchError
+    from adbench.jobs import RunSpec
+    from adbench.planner import Planner
+
+    spec = RunSpec(methods=["anomalyclip"], datasets=["synthetic"], train_on=["mvtec=visa"], demo=True)
+    with pytest.raises(AdbenchError, match="'mvtec' is not a dataset of this run"):
+        Planner(spec, get_registry(), "cpu").plan()
+
+
+def test_papers_refuses_a_folder_that_is_not_a_store_and_an_unknown_paper(tmp_path):
+    runner = CliRunner()
+    not_store = runner.invoke(cli, ["papers", "--results", str(tmp_path)])
+    assert not_store.exit_code != 0 and "not a results store" in str(not_store.exception)
+    unknown = runner.invoke(cli, ["papers", "--paper", "nosuch"])
+    assert unknown.exit_code != 0 and "matches none" in str(unknown.exception)

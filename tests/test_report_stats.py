@@ -145,3 +145,12 @@ def test_critical_difference_ranks_only_columns_a_table_would_rank_together(tmp_
     assert {frozenset(c) for c in seen} == {frozenset(seen[0]), frozenset(seen[-1])} and len(
         {frozenset(c) for c in seen}
     ) == 2
+
+
+def test_unreadable_predictions_are_named_not_shown_as_a_missing_dagger(tmp_path):
+    store = _store(tmp_path, {"clip": 2.5, "winclip": 2.45})
+    victim = next(store.predictions_dir.iterdir())
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated: a damaged copy
+    with pytest.warns(UserWarning, match="unreadable"):
+        report = build_report(store, tmp_path / "out", resamples=50, plots=False, categories=False)
+    assert any("No significance test" in n and "cannot be read (1)" in n for n in report.notes)

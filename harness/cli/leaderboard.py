@@ -15,8 +15,9 @@ import click
 def leaderboard(stores: tuple[str, ...], out: str) -> None:
     """Merge results stores into one static, self-contained leaderboard site (conflicts flagged)."""
     from ..reports.leaderboard import build_site
+    from ..run_options import output_folder
 
-    summary = build_site([Path(s) for s in stores], Path(out))
+    summary = build_site([Path(s) for s in stores], output_folder(out, "--out"))
     click.echo(
         f"{summary['jobs']} jobs ({summary['duplicates']} duplicates merged, {summary['conflicts']} conflicts) "
         f"-> {Path(out) / 'index.html'} ({summary['pages']} pages)"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import AdbenchError
 from ..registry import get_registry
 from ..store import ResultsStore
 
@@ -22,10 +23,18 @@ from ..store import ResultsStore
 def papers(results_dir: str | None, paper: str | None) -> None:
     """Count each seed paper's published numbers that installed plugins can produce, and list the gaps."""
     from adbench.reports.coverage import coverage, format_coverage
+    from adbench.reports.published import load_papers
 
     store = None
     if results_dir is not None:
-        store = ResultsStore(results_dir).frame() if Path(results_dir).is_dir() else None
+        if not (Path(results_dir) / "records").is_dir():
+            raise AdbenchError(
+                f"--results {results_dir or repr(results_dir)}: not a results store (no records/)"
+            )
+        store = ResultsStore(results_dir).frame()
+    names = list(load_papers())
+    if paper is not None and not any(paper.lower() in n.lower() for n in names if paper):
+        raise AdbenchError(f"--paper {paper!r}: matches none of {', '.join(names)}")
     registry = get_registry()
     click.echo(format_coverage(coverage(registry, store, paper), with_store=results_dir is not None))
     for line in registry.broken_lines():
